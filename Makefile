@@ -1,0 +1,29 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv first if it is absent.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench clean-venv
+
+# Pinned versions (requirements/lock.txt: resolved from pyproject.toml's train and dev extras, measured
+# together in ../shared/docs/STACK.md), then edgekd itself in editable mode without re-resolving.
+$(STAMP): pyproject.toml requirements/lock.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements/lock.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/edgekd demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+# Heavy measurements for benchmarks/RESULTS.md; not part of `make test`.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/spine.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,15 @@
+"""The one place TensorFlow is imported, with legacy Keras (tf_keras) switched on first.
+
+tensorflow-model-optimization works only with tf_keras, and only tf_keras' LSTM converts to the fused
+TFLite LSTM (../shared/docs/STACK.md). Training-side modules import `tf` and `keras` from here;
+device-side modules (edgekd.runtime, edgekd.data) never import this.
+"""
+import os
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep the terminal for progress bars and results
+
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+__all__ = ["tf", "keras"]

@@ -1,0 +1,240 @@
+"""A dataset is a folder: `dataset.toml` (classes, streams) and `recordings.csv` (one row per recording).
+
+    dataset.toml      name, ordered classes, one [streams.<name>] table per stream (rate_hz, channels)
+    recordings.csv    path,subject,label[,repetition]; path is relative to the folder and names a
+                      .npz with one float array per stream (samples x channels), or, for a
+                      single-stream dataset, a .csv whose header is the channel names.
+
+`load_dataset` checks the two index files and fails on the first problem with a `UserError` that names
+the file, the row and the fix. `Dataset.problems()` goes further and opens every recording, collecting all
+problems instead of stopping at the first (that is what `edgekd data inspect` shows).
+"""
+from __future__ import annotations
+
+import csv
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.errors import UserError
+
+INDEX_COLUMNS = ("path", "subject", "label")
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    name: str
+    rate_hz: float
+    channels: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "rate_hz": self.rate_hz, "channels": list(self.channels)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StreamSpec":
+        return cls(d["name"], float(d["rate_hz"]), tuple(d["channels"]))
+
+
+@dataclass(frozen=True)
+class Recording:
+    path: str
+    subject: str
+    label: str
+    repetition: str | None
+    row: int  # line number in recordings.csv, for error messages
+
+
+@dataclass
+class Dataset:
+    root: Path
+    name: str
+    classes: tuple[str, ...]
+    streams: tuple[StreamSpec, ...]
+    recordings: list[Recording]
+    synthetic: bool = False
+    description: str = ""
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def index_path(self) -> Path:
+        return self.root / "recordings.csv"
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return tuple(c for s in self.streams for c in s.channels)
+
+    @property
+    def subjects(self) -> list[str]:
+        return natural_sorted({r.subject for r in self.recordings})
+
+    @property
+    def repetitions(self) -> list[str]:
+        return natural_sorted({r.repetition for r in self.recordings if r.repetition is not None})
+
+    def label_index(self, label: str) -> int:
+        return self.classes.index(label)
+
+    def load_signals(self, rec: Recording) -> dict[str, np.ndarray]:
+        """One recording's streams as float32 arrays (samples x channels), checked against dataset.toml."""
+        signals = _read_recording(self.root / rec.path, self.streams)
+        for stream in self.streams:
+            x = signals[stream.name]
+            if not np.isfinite(x).all():
+                bad = int(np.argwhere(~np.isfinite(x))[0][0])
+                raise UserError(
+                    f"{self.root / rec.path}: stream '{stream.name}' has NaN or inf samples (first at "
+                    f"sample {bad}); clean or interpolate them, or drop row {rec.row} of {self.index_path}"
+                )
+        return signals
+
+    def duration_s(self, signals: dict[str, np.ndarray]) -> float:
+        return min(len(signals[s.name]) / s.rate_hz for s in self.streams)
+
+    def problems(self) -> list[str]:
+        """Open every recording and collect every problem, one line each."""
+        found = []
+        for rec in self.recordings:
+            try:
+                self.load_signals(rec)
+            except UserError as e:
+                found.append(e.message)
+        return found
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    root = Path(path)
+    if not root.is_dir():
+        raise UserError(f"{root}: no such dataset folder; give a folder holding dataset.toml and recordings.csv")
+    name, classes, streams, meta = _read_toml(root / "dataset.toml")
+    recordings = _read_index(root / "recordings.csv", classes)
+    return Dataset(root, name, classes, streams, recordings, **meta)
+
+
+def natural_sorted(values) -> list[str]:
+    """Sort ids numerically when they look like numbers ('2' before '10'), else as text."""
+    return sorted(values, key=lambda v: (0, int(v), "") if str(v).isdigit() else (1, 0, str(v)))
+
+
+def _read_toml(path: Path):
+    if not path.is_file():
+        raise UserError(f"{path}: missing; a dataset folder needs dataset.toml with name, classes and [streams.*]")
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not valid TOML ({e}); fix the syntax") from None
+    classes = doc.get("classes")
+    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) and c for c in classes):
+        raise UserError(f"{path}: 'classes' must be a list of at least two class names, e.g. classes = [\"rest\", \"fist\"]")
+    if len(set(classes)) != len(classes):
+        raise UserError(f"{path}: 'classes' lists a name twice; make each class name unique")
+    tables = doc.get("streams")
+    if not isinstance(tables, dict) or not tables:
+        raise UserError(f"{path}: no [streams.<name>] table; add one per stream with rate_hz and channels")
+    streams = tuple(_stream_spec(path, name, t) for name, t in tables.items())
+    all_channels = [c for s in streams for c in s.channels]
+    if len(set(all_channels)) != len(all_channels):
+        raise UserError(f"{path}: a channel name appears in two streams; make channel names unique")
+    meta = {"synthetic": bool(doc.get("synthetic", False)), "description": str(doc.get("description", ""))}
+    return str(doc.get("name", path.parent.name)), tuple(classes), streams, meta
+
+
+def _stream_spec(path: Path, name: str, table) -> StreamSpec:
+    where = f"{path}: [streams.{name}]"
+    if not isinstance(table, dict):
+        raise UserError(f"{where} must be a table with rate_hz and channels")
+    rate = table.get("rate_hz")
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
+        raise UserError(f"{where}: rate_hz must be a positive number of samples per second, e.g. rate_hz = 200")
+    channels = table.get("channels")
+    if isinstance(channels, int) and not isinstance(channels, bool) and channels > 0:
+        channels = [f"{name}{i}" for i in range(channels)]
+    if not isinstance(channels, list) or not channels or not all(isinstance(c, str) and c for c in channels):
+        raise UserError(f"{where}: channels must be a list of channel names or a channel count, e.g. channels = 8")
+    return StreamSpec(name, float(rate), tuple(channels))
+
+
+def _read_index(path: Path, classes: tuple[str, ...]) -> list[Recording]:
+    if not path.is_file():
+        raise UserError(f"{path}: missing; list the recordings in it with columns path,subject,label[,repetition]")
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        missing = [c for c in INDEX_COLUMNS if c not in header]
+        if missing:
+            raise UserError(f"{path}: header lacks column(s) {', '.join(missing)}; the header must be path,subject,label[,repetition]")
+        recordings = []
+        for row in reader:
+            line = reader.line_num
+            values = {k: (row.get(k) or "").strip() for k in (*INDEX_COLUMNS, "repetition")}
+            for column in INDEX_COLUMNS:
+                if not values[column]:
+                    raise UserError(f"{path}: row {line} has an empty '{column}'; fill it in or delete the row")
+            if values["label"] not in classes:
+                raise UserError(
+                    f"{path}: row {line} has label '{values['label']}', which is not among the classes in "
+                    f"dataset.toml ({', '.join(classes)}); fix the label or add the class"
+                )
+            recordings.append(Recording(values["path"], values["subject"], values["label"], values["repetition"] or None, line))
+    if not recordings:
+        raise UserError(f"{path}: lists no recordings; add one row per recording")
+    return recordings
+
+
+def _read_recording(file: Path, streams: tuple[StreamSpec, ...]) -> dict[str, np.ndarray]:
+    if not file.is_file():
+        raise UserError(f"{file}: recording not found; fix its path in recordings.csv (paths are relative to the dataset folder)")
+    suffix = file.suffix.lower()
+    if suffix == ".npz":
+        signals = _read_npz(file, streams)
+    elif suffix == ".csv":
+        signals = _read_csv(file, streams)
+    else:
+        raise UserError(f"{file}: unsupported recording type '{suffix}'; use .npz (one array per stream) or .csv")
+    for stream in streams:
+        x = signals[stream.name]
+        if x.ndim != 2 or x.shape[1] != len(stream.channels):
+            raise UserError(
+                f"{file}: stream '{stream.name}' has shape {x.shape}, expected (samples, {len(stream.channels)}) "
+                f"as dataset.toml declares; fix the file or the channel list"
+            )
+        if len(x) < 2:
+            raise UserError(f"{file}: stream '{stream.name}' has {len(x)} samples; drop this recording")
+    return signals
+
+
+def _read_npz(file: Path, streams) -> dict[str, np.ndarray]:
+    try:
+        with np.load(file, allow_pickle=False) as npz:
+            keys = set(npz.files)
+            missing = [s.name for s in streams if s.name not in keys]
+            if missing:
+                raise UserError(
+                    f"{file}: has no array for stream(s) {', '.join(missing)} (it holds {', '.join(sorted(keys)) or 'nothing'}); "
+                    f"save one array per stream named as in dataset.toml"
+                )
+            return {s.name: np.asarray(npz[s.name], dtype=np.float32) for s in streams}
+    except UserError:
+        raise
+    except (ValueError, OSError, EOFError) as e:
+        raise UserError(f"{file}: not a readable .npz of numeric arrays ({e}); re-save it with numpy.savez") from None
+
+
+def _read_csv(file: Path, streams) -> dict[str, np.ndarray]:
+    if len(streams) != 1:
+        raise UserError(f"{file}: a .csv recording holds one stream, but dataset.toml declares {len(streams)}; use .npz")
+    stream = streams[0]
+    with file.open(encoding="utf-8") as f:
+        header = [h.strip() for h in f.readline().strip().split(",")]
+    if tuple(header) != stream.channels:
+        raise UserError(
+            f"{file}: header {','.join(header)} does not match the channels of stream '{stream.name}' "
+            f"({','.join(stream.channels)}); the first line must name the channels"
+        )
+    try:
+        x = np.loadtxt(file, delimiter=",", skiprows=1, dtype=np.float32, ndmin=2)
+    except ValueError as e:
+        raise UserError(f"{file}: a row is not numeric ({e}); fix or remove it") from None
+    return {stream.name: x}

@@ -1,0 +1,58 @@
+"""Turn a dataset and a split into normalised window arrays, one per part."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgekd.data.dataset import Dataset
+from edgekd.data.splits import PARTS, Split
+from edgekd.data.windows import Preprocessor, WindowSpec
+from edgekd.errors import UserError
+
+
+@dataclass
+class Windows:
+    x: np.ndarray  # (n, window_len, channels), float32, normalised
+    y: np.ndarray  # (n,), int class index
+    recording: np.ndarray  # (n,), index into dataset.recordings: lets tests prove no recording leaks
+
+
+def recording_windows(dataset: Dataset, indices: list[int], preprocessor: Preprocessor, normalized: bool = True) -> Windows:
+    xs, ys, recs = [], [], []
+    for i in indices:
+        rec = dataset.recordings[i]
+        signals = dataset.load_signals(rec)
+        w = preprocessor.raw_windows(signals)
+        if len(w) == 0:
+            raise UserError(
+                f"{dataset.root / rec.path}: {dataset.duration_s(signals):.2f} s is shorter than one "
+                f"{preprocessor.spec.window_s} s window; use a shorter --window or drop row {rec.row} of {dataset.index_path}"
+            )
+        xs.append(w)
+        ys.append(np.full(len(w), dataset.label_index(rec.label)))
+        recs.append(np.full(len(w), i))
+    if not xs:
+        empty = np.empty((0, preprocessor.spec.window_len, preprocessor.channels), np.float32)
+        return Windows(empty, np.empty(0, np.int64), np.empty(0, np.int64))
+    x = np.concatenate(xs)
+    return Windows(preprocessor.normalize(x) if normalized else x, np.concatenate(ys).astype(np.int64), np.concatenate(recs))
+
+
+def prepare_windows(dataset: Dataset, split: Split, spec: WindowSpec) -> tuple[Preprocessor, dict[str, Windows]]:
+    """Windows for train/val/test, z-scored with statistics of the training windows only."""
+    raw = Preprocessor(dataset.streams, spec)
+    train = recording_windows(dataset, split.indices["train"], raw, normalized=False)
+    for k, label in enumerate(dataset.classes):
+        if not np.any(train.y == k):
+            raise UserError(
+                f"{dataset.index_path}: class '{label}' has no training windows under --split {split.method}; "
+                f"add recordings of it to the training subjects/repetitions or hold out others"
+            )
+    fitted = raw.fit(train.x)
+    parts = {"train": Windows(fitted.normalize(train.x), train.y, train.recording)}
+    for part in PARTS[1:]:
+        parts[part] = recording_windows(dataset, split.indices[part], fitted)
+        if len(parts[part].y) == 0:
+            raise UserError(f"{dataset.index_path}: the {part} split has no recordings; hold out another subject or repetition")
+    return fitted, parts

@@ -1,0 +1,127 @@
+"""Train / validation / test splits of recordings: by subject, by repetition, or stratified random.
+
+Splits are made over recordings, never over windows, so windows of one recording never land in two
+parts (overlapping windows of one recording in train and test would inflate accuracy).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgekd.data.dataset import Dataset, natural_sorted
+from edgekd.errors import UserError
+
+METHODS = ("subject", "repetition", "random")
+PARTS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Split:
+    method: str
+    indices: dict[str, list[int]]  # part -> recording indices into dataset.recordings
+    groups: dict[str, list[str]]  # part -> subjects or repetitions (empty lists for random)
+
+    def to_dict(self, dataset: Dataset) -> dict:
+        out = {"method": self.method}
+        for part in PARTS:
+            if self.method == "random":
+                out[part] = [dataset.recordings[i].path for i in self.indices[part]]
+            else:
+                out[part] = self.groups[part]
+        return out
+
+
+def default_method(dataset: Dataset) -> str:
+    if len(dataset.subjects) >= 3:
+        return "subject"
+    if len(dataset.repetitions) >= 3:
+        return "repetition"
+    return "random"
+
+
+def split_recordings(
+    dataset: Dataset,
+    method: str | None = None,
+    test_on: list[str] | None = None,
+    val_on: list[str] | None = None,
+    seed: int = 0,
+) -> Split:
+    """Split the dataset's recordings. `test_on` / `val_on` name held-out subjects or repetitions;
+    by default the last one (in natural order) is the test group and the one before it validation."""
+    method = method or default_method(dataset)
+    if method not in METHODS:
+        raise UserError(f"unknown split '{method}'; use one of {', '.join(METHODS)}")
+    if method == "random":
+        if test_on or val_on:
+            raise UserError("--test-on/--val-on name subjects or repetitions; they do not apply to --split random")
+        return _random_split(dataset, seed)
+    return _group_split(dataset, method, test_on, val_on)
+
+
+def _group_of(dataset: Dataset, method: str):
+    if method == "subject":
+        return lambda r: r.subject
+    if any(r.repetition is None for r in dataset.recordings):
+        raise UserError(
+            f"{dataset.index_path}: --split repetition needs a 'repetition' value on every row; "
+            f"add the column or use --split subject or random"
+        )
+    return lambda r: r.repetition
+
+
+def _group_split(dataset: Dataset, method: str, test_on, val_on) -> Split:
+    group_of = _group_of(dataset, method)
+    groups = natural_sorted({group_of(r) for r in dataset.recordings})
+    noun = "subjects" if method == "subject" else "repetitions"
+    for asked in (test_on or []) + (val_on or []):
+        if asked not in groups:
+            raise UserError(f"{dataset.index_path}: no {noun[:-1]} '{asked}' (there are: {', '.join(groups)}); fix --test-on/--val-on")
+    test = list(test_on) if test_on else groups[-1:]
+    val = list(val_on) if val_on else [g for g in groups if g not in test][-1:]
+    if set(test) & set(val):
+        raise UserError(f"the same {noun[:-1]} is in --test-on and --val-on; hold out different ones")
+    train = [g for g in groups if g not in test and g not in val]
+    if not train:
+        raise UserError(
+            f"{dataset.index_path}: --split {method} needs at least 3 {noun} (train, validation, test); "
+            f"it has {len(groups)}: use --split random or another split"
+        )
+    part_of = {g: "test" for g in test} | {g: "val" for g in val} | {g: "train" for g in train}
+    indices = {part: [] for part in PARTS}
+    for i, rec in enumerate(dataset.recordings):
+        indices[part_of[group_of(rec)]].append(i)
+    return Split(method, indices, {"train": train, "val": val, "test": test})
+
+
+def _random_split(dataset: Dataset, seed: int, val_fraction=0.2, test_fraction=0.2) -> Split:
+    """Stratified by class: each class contributes recordings to every part."""
+    rng = np.random.default_rng(seed)
+    indices = {part: [] for part in PARTS}
+    for label in dataset.classes:
+        members = [i for i, r in enumerate(dataset.recordings) if r.label == label]
+        if len(members) < 3:
+            raise UserError(
+                f"{dataset.index_path}: class '{label}' has {len(members)} recording(s); --split random needs "
+                f"at least 3 per class (train, validation, test); add recordings or drop the class"
+            )
+        members = list(rng.permutation(members))
+        n_test = max(1, round(test_fraction * len(members)))
+        n_val = max(1, round(val_fraction * len(members)))
+        indices["test"] += members[:n_test]
+        indices["val"] += members[n_test:n_test + n_val]
+        indices["train"] += members[n_test + n_val:]
+    return Split("random", {p: sorted(int(i) for i in v) for p, v in indices.items()}, {p: [] for p in PARTS})
+
+
+def split_indices_from_dict(dataset: Dataset, split: dict, part: str) -> list[int]:
+    """Recording indices of one part of a split recorded by `Split.to_dict` (e.g. inside an exported model)."""
+    members = set(split.get(part) or [])
+    method = split.get("method")
+    if method == "random":
+        key = lambda r: r.path  # noqa: E731
+    elif method in ("subject", "repetition"):
+        key = _group_of(dataset, method)
+    else:
+        raise UserError(f"unknown split method {method!r} recorded in the model; re-export it with `edgekd export`")
+    return [i for i, r in enumerate(dataset.recordings) if key(r) in members]

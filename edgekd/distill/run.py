@@ -1,0 +1,198 @@
+"""`edgekd distill`: teachers -> ensemble -> scratch student and KD student, written to a run folder.
+
+The run folder holds everything export needs:
+    run.json                 classes, preprocessing (streams, rates, window, normalisation), split, config
+    teacher_<i>.h5        each teacher
+    student_kd.h5         the distilled student (what export converts)
+    student_scratch.h5    the same architecture trained on labels only (the baseline)
+    windows.npz              representative training windows and the test windows with labels
+    report.json              accuracies, sizes, timings (written last: its presence means the run finished)
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.data.dataset import load_dataset
+from edgekd.data.prepare import prepare_windows
+from edgekd.data.splits import split_recordings
+from edgekd.data.windows import WindowSpec
+from edgekd.errors import UserError
+from edgekd.io import write_bytes_atomic, write_json_atomic
+from edgekd.models.presets import load_preset
+
+REPRESENTATIVE_WINDOWS = 500  # enough to calibrate int8 ranges; keeps the run folder small
+
+
+@dataclass
+class DistillConfig:
+    dataset: str
+    out: str
+    teachers: int = 3
+    teacher: str = "isl-teacher"
+    student: str = "edge-student"
+    epochs: int = 60
+    patience: int = 12
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    window: float = 0.5
+    hop: float = 0.1
+    rate: float | None = None  # model rate in Hz; default the highest stream rate
+    split: str | None = None
+    test_on: list[str] = field(default_factory=list)
+    val_on: list[str] = field(default_factory=list)
+    temperature: float = 4.0
+    alpha: float = 0.3
+    seed: int = 0
+    verbose: int = 1
+
+    def check(self) -> None:
+        if self.teachers < 1:
+            raise UserError("--teachers must be at least 1")
+        if self.epochs < 1:
+            raise UserError("--epochs must be at least 1")
+        if not self.temperature > 0:
+            raise UserError("--temperature must be positive, e.g. 4")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise UserError("--alpha weighs cross-entropy against the KD term and must lie in [0, 1], e.g. 0.3")
+
+
+def _log(cfg: DistillConfig, message: str) -> None:
+    if cfg.verbose:
+        print(message, flush=True)
+
+
+def distill(cfg: DistillConfig) -> dict:
+    cfg.check()
+    # TensorFlow is imported only now, after arguments are checked: bad input fails in a fraction of a second.
+    from edgekd.distill.losses import ensemble_soft_targets, pack_targets, softmax
+    from edgekd.distill.train import accuracy, fit, predict_logits
+    from edgekd.models.build import build_model, count_params
+
+    timings = {}
+    started = time.perf_counter()
+    out = Path(cfg.out)
+    if (out / "report.json").exists():
+        raise UserError(f"{out}: already holds a finished run; choose another --out or delete it")
+    teacher_preset, student_preset = load_preset(cfg.teacher), load_preset(cfg.student)
+
+    dataset = load_dataset(cfg.dataset)
+    split = split_recordings(dataset, cfg.split, cfg.test_on or None, cfg.val_on or None, seed=cfg.seed)
+    rate = cfg.rate or max(s.rate_hz for s in dataset.streams)
+    preprocessor, parts = prepare_windows(dataset, split, WindowSpec(rate, cfg.window, cfg.hop))
+    train, val, test = parts["train"], parts["val"], parts["test"]
+    n_classes, window_len, channels = len(dataset.classes), preprocessor.spec.window_len, preprocessor.channels
+    timings["prepare"] = time.perf_counter() - started
+    _log(cfg, f"{dataset.name}: {len(dataset.classes)} classes, split by {split.method} "
+              f"(test {split.to_dict(dataset)['test'] if split.method != 'random' else 'random'}), "
+              f"windows train/val/test {len(train.y)}/{len(val.y)}/{len(test.y)} of {window_len} x {channels}")
+    out.mkdir(parents=True, exist_ok=True)
+
+    fit_args = dict(n_classes=n_classes, temperature=cfg.temperature, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                    patience=cfg.patience, learning_rate=cfg.learning_rate, verbose=cfg.verbose)
+    hard_val = pack_targets(val.y, np.eye(n_classes, dtype=np.float32)[val.y])
+
+    # Teachers: different initialisations and bootstrap resamples of the training windows, for diversity.
+    t0 = time.perf_counter()
+    teacher_logits = {"train": [], "val": [], "test": []}
+    teacher_fits = []
+    rng = np.random.default_rng(cfg.seed)
+    for i in range(cfg.teachers):
+        _log(cfg, f"\nteacher {i + 1}/{cfg.teachers} ({teacher_preset.name})")
+        boot = rng.integers(0, len(train.y), len(train.y)) if cfg.teachers > 1 else np.arange(len(train.y))
+        teacher = build_model(teacher_preset, window_len, channels, n_classes, seed=cfg.seed + 1000 * (i + 1), name=f"teacher_{i}")
+        y_boot = pack_targets(train.y[boot], np.eye(n_classes, dtype=np.float32)[train.y[boot]])
+        teacher_fits.append(fit(teacher, train.x[boot], y_boot, val.x, hard_val, alpha=1.0, seed=cfg.seed + i, **fit_args))
+        for part, windows in (("train", train), ("val", val), ("test", test)):
+            teacher_logits[part].append(predict_logits(teacher, windows.x))
+        _save_model(teacher, out / f"teacher_{i}.h5")
+    timings["teachers"] = time.perf_counter() - t0
+    teacher_params = count_params(teacher)
+
+    # Soft targets once, before the student trains: no teacher runs inside the student's training loop.
+    t0 = time.perf_counter()
+    soft = {part: ensemble_soft_targets(teacher_logits[part], cfg.temperature) for part in ("train", "val")}
+    ensemble_test = np.mean([softmax(z) for z in teacher_logits["test"]], axis=0)
+    timings["soft_targets"] = time.perf_counter() - t0
+
+    students, student_fits = {}, {}
+    for kind, alpha in (("student_scratch", 1.0), ("student_kd", cfg.alpha)):
+        _log(cfg, f"\n{kind.replace('_', ' ')} ({student_preset.name}{', T=%g alpha=%g' % (cfg.temperature, alpha) if alpha < 1 else ''})")
+        t0 = time.perf_counter()
+        student = build_model(student_preset, window_len, channels, n_classes, seed=cfg.seed, name=kind)
+        student_fits[kind] = fit(student, train.x, pack_targets(train.y, soft["train"]), val.x, pack_targets(val.y, soft["val"]),
+                                 alpha=alpha, seed=cfg.seed, **fit_args)
+        timings[kind] = time.perf_counter() - t0
+        students[kind] = student
+        _save_model(student, out / f"{kind}.h5")
+
+    test_accuracy = {
+        "teachers": [accuracy(z, test.y) for z in teacher_logits["test"]],
+        "ensemble": accuracy(ensemble_test, test.y),
+        "student_scratch": accuracy(predict_logits(students["student_scratch"], test.x), test.y),
+        "student_kd": accuracy(predict_logits(students["student_kd"], test.x), test.y),
+    }
+    representative = np.random.default_rng(cfg.seed).permutation(len(train.y))[:REPRESENTATIVE_WINDOWS]
+    _save_windows(out / "windows.npz", representative=train.x[representative], test_x=test.x, test_y=test.y)
+
+    split_dict = split.to_dict(dataset)
+    write_json_atomic(out / "run.json", {
+        "dataset": {"name": dataset.name, "path": str(Path(cfg.dataset).resolve()), "synthetic": dataset.synthetic},
+        "classes": list(dataset.classes),
+        "preprocessing": preprocessor.to_dict(),
+        "split": split_dict,
+        "architectures": {"teacher": teacher_preset.name, "student": student_preset.name},
+        "config": asdict(cfg),
+    })
+    timings["total"] = time.perf_counter() - started
+    median = lambda xs: float(np.median(xs)) if xs else None  # noqa: E731
+    report = {
+        "dataset": dataset.name,
+        "classes": list(dataset.classes),
+        "split": split_dict,
+        "windows": {"train": int(len(train.y)), "val": int(len(val.y)), "test": int(len(test.y)),
+                    "length": window_len, "channels": channels},
+        "params": {"teacher": teacher_params, "student": count_params(students["student_kd"])},
+        "architectures": {"teacher": teacher_preset.name, "student": student_preset.name},
+        "test_accuracy": test_accuracy,
+        "val_accuracy": {"teachers": [f.best_val_accuracy for f in teacher_fits],
+                         **{k: f.best_val_accuracy for k, f in student_fits.items()}},
+        "epochs": {"teachers": [f.epochs_run for f in teacher_fits], **{k: f.epochs_run for k, f in student_fits.items()}},
+        "epoch_time_s": {"student_scratch": median(student_fits["student_scratch"].epoch_seconds[1:]),
+                         "student_kd": median(student_fits["student_kd"].epoch_seconds[1:])},
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "config": {"temperature": cfg.temperature, "alpha": cfg.alpha, "teachers": cfg.teachers, "seed": cfg.seed,
+                   "window_s": cfg.window, "hop_s": cfg.hop, "model_rate_hz": rate},
+    }
+    write_json_atomic(out / "report.json", report)
+    return report
+
+
+def _save_model(model, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.h5")
+    model.save(tmp, include_optimizer=False)
+    tmp.replace(path)
+
+
+def _save_windows(path: Path, **arrays) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def load_run(run_dir: str | Path) -> tuple[dict, dict]:
+    """(run.json, report.json) of a finished run, or a UserError saying what is missing."""
+    run = Path(run_dir)
+    for name in ("run.json", "report.json"):
+        if not (run / name).is_file():
+            raise UserError(f"{run}: no {name}; this is not a finished `edgekd distill` run (run it again with --out {run})")
+    try:
+        return json.loads((run / "run.json").read_text()), json.loads((run / "report.json").read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{run}: run.json or report.json is not valid JSON ({e}); run `edgekd distill` again") from None

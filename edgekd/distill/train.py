@@ -1,0 +1,58 @@
+"""Fit one model with early stopping on validation accuracy, timing each epoch."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgekd._tf import keras
+from edgekd.distill.losses import kd_loss, packed_accuracy
+
+
+@dataclass
+class FitResult:
+    epochs_run: int
+    best_epoch: int
+    best_val_accuracy: float
+    epoch_seconds: list[float]
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def fit(model, x_train, y_train_packed, x_val, y_val_packed, *, n_classes: int, temperature: float, alpha: float,
+        epochs: int, batch_size: int, patience: int, learning_rate: float, seed: int, verbose: int) -> FitResult:
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=kd_loss(n_classes, temperature, alpha),
+        metrics=[packed_accuracy(n_classes)],
+    )
+    timer = _EpochTimer()
+    stopper = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True)
+    keras.utils.set_random_seed(seed)
+    history = model.fit(
+        x_train, y_train_packed, validation_data=(x_val, y_val_packed), epochs=epochs, batch_size=batch_size,
+        shuffle=True, callbacks=[timer, stopper], verbose=verbose,
+    )
+    val_acc = history.history["val_accuracy"]
+    best = int(np.argmax(val_acc))
+    return FitResult(len(val_acc), best + 1, float(val_acc[best]), timer.seconds)
+
+
+def predict_logits(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    # Direct calls rather than model.predict: predict retraces for every new model and warns about it.
+    batches = [model(x[i:i + batch_size], training=False).numpy() for i in range(0, len(x), batch_size)]
+    return np.concatenate(batches).astype(np.float32) if batches else np.empty((0, model.output_shape[-1]), np.float32)
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(np.argmax(logits, axis=-1) == labels))

@@ -1,0 +1,1 @@
+"""Architecture presets (TOML). Installed as the package edgekd.presets."""
