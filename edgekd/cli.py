@@ -1,0 +1,270 @@
+"""The `edgekd` command line: one command per intention.
+
+    edgekd data inspect DATASET     what a dataset holds, and every problem in it
+    edgekd data synth OUT           a synthetic dataset shaped like the ISL wearable corpus
+    edgekd distill DATASET          teachers -> ensemble -> distilled student, in a run folder
+    edgekd export RUN --int8        the student as one self-describing .tflite file
+    edgekd bench MODEL.tflite       size, latency and accuracy, without TensorFlow
+    edgekd demo                     all of it on the bundled real sEMG recordings
+
+Training commands import TensorFlow when they run; bench never does (a Raspberry Pi has none).
+"""
+from __future__ import annotations
+
+import json
+import sys
+import tomllib
+from dataclasses import fields
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from edgekd.errors import UserError
+from edgekd.table import format_table
+
+
+def _comma_list(ctx, param, value):
+    if value is None or isinstance(value, list):
+        return value or []
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="edgekd")
+def main():
+    """Distil small sEMG/IMU sign-recognition models, export them to TFLite, and run them on the edge."""
+
+
+# ---------------------------------------------------------------------------------------------- data
+@main.group()
+def data():
+    """Inspect and generate datasets."""
+
+
+@data.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def inspect(dataset, as_json):
+    """Summarise DATASET (classes, subjects, repetitions, durations, rates) and check every recording.
+
+    Exits with status 2 if any problem is found; each problem names its file and row."""
+    from edgekd.data.inspect import summarize
+
+    summary = summarize(dataset)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        _print_summary(summary)
+    if summary["problems"]:
+        raise UserError(f"{dataset}: {len(summary['problems'])} problem(s) found, listed above; fix them and inspect again")
+
+
+def _print_summary(s: dict) -> None:
+    click.echo(f"{s['name']}{'  (SYNTHETIC)' if s['synthetic'] else ''}: {s['recordings']} recordings, "
+               f"{len(s['classes'])} classes, {len(s['subjects'])} subject(s), {len(s['repetitions'])} repetition(s)")
+    click.echo(format_table(["stream", "rate_hz", "channels"], [[k, v["rate_hz"], v["channels"]] for k, v in s["streams"].items()]))
+    click.echo()
+    click.echo(format_table(["class", "recordings"], [[c, n] for c, n in s["recordings_per_class"].items()]))
+    d = s["duration_s"]
+    if d:
+        click.echo(f"\ndurations: min {d['min']:.2f} s, median {d['median']:.2f} s, max {d['max']:.2f} s")
+    click.echo(f"subjects: {', '.join(s['subjects'])}")
+    if s["repetitions"]:
+        click.echo(f"repetitions: {', '.join(s['repetitions'])}")
+    for p in s["problems"]:
+        click.echo(f"problem: {p}", err=True)
+    if not s["problems"]:
+        click.echo("no problems found")
+
+
+@data.command()
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--preset", default="isl50", show_default=True, help="Shape of the dataset to imitate.")
+@click.option("--classes", type=click.IntRange(2), help="Override the preset's class count.")
+@click.option("--subjects", type=click.IntRange(1), help="Override the preset's subject count.")
+@click.option("--repetitions", type=click.IntRange(1), help="Override the preset's repetitions per class and subject.")
+@click.option("--duration", type=click.FloatRange(0.1), help="Mean recording length in seconds.")
+@click.option("--seed", default=0, show_default=True)
+def synth(out, preset, classes, subjects, repetitions, duration, seed):
+    """Write a SYNTHETIC dataset to OUT, shaped like the seed's ISL corpus (for tests and scale checks)."""
+    from edgekd.data.synth import PRESETS, write_synthetic_dataset
+
+    if preset not in PRESETS:
+        raise UserError(f"unknown synthetic preset '{preset}'; use one of {', '.join(PRESETS)}")
+    try:
+        path = write_synthetic_dataset(out, preset, classes=classes, subjects=subjects, repetitions=repetitions,
+                                       duration_s=duration, seed=seed)
+    except FileExistsError as e:
+        raise UserError(f"{out}: {e}; choose an empty or new folder") from None
+    click.echo(f"wrote synthetic dataset {path}; check it with `edgekd data inspect {path}`")
+
+
+# ------------------------------------------------------------------------------------------- distill
+def _load_config(ctx, param, value):
+    """--config FILE.toml supplies defaults; options on the command line win."""
+    if value is None:
+        return None
+    path = Path(value)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such config file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not valid TOML ({e}); fix the syntax") from None
+    known = {p.name for p in ctx.command.params if p.name not in ("config", "dataset")}
+    defaults = {}
+    for key, v in doc.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise UserError(f"{path}: unknown key '{key}'; keys are the options of `edgekd distill`: {', '.join(sorted(known))}")
+        defaults[name] = ",".join(map(str, v)) if isinstance(v, list) else v
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return path
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--config", type=click.Path(dir_okay=False), callback=_load_config, is_eager=True, expose_value=False,
+              help="TOML file with any of these options as keys (command-line options win).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder to create.")
+@click.option("--teachers", default=3, show_default=True, type=click.IntRange(1), help="Teachers in the ensemble.")
+@click.option("--teacher", default="isl-teacher", show_default=True, help="Teacher architecture: preset name or .toml path.")
+@click.option("--student", default="edge-student", show_default=True, help="Student architecture: preset name or .toml path.")
+@click.option("--epochs", default=60, show_default=True, type=click.IntRange(1), help="Most epochs per model (early stopping on validation).")
+@click.option("--patience", default=12, show_default=True, type=click.IntRange(1), help="Epochs without validation gain before stopping.")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1))
+@click.option("--learning-rate", default=2e-3, show_default=True, type=click.FloatRange(0, min_open=True))
+@click.option("--window", default=0.5, show_default=True, type=float, help="Window length in seconds.")
+@click.option("--hop", default=0.1, show_default=True, type=float, help="Hop between windows in seconds.")
+@click.option("--rate", type=float, help="Model sample rate in Hz, every stream resampled to it. [default: the highest stream rate]")
+@click.option("--split", type=click.Choice(["subject", "repetition", "random"]),
+              help="Hold out subjects, repetitions, or a stratified random part. [default: subject with 3+ subjects, else repetition]")
+@click.option("--test-on", callback=_comma_list, help="Subjects or repetitions to test on, comma-separated. [default: the last]")
+@click.option("--val-on", callback=_comma_list, help="Subjects or repetitions to validate on. [default: the one before the test group]")
+@click.option("--temperature", default=4.0, show_default=True, type=float, help="KD temperature T.")
+@click.option("--alpha", default=0.3, show_default=True, type=float, help="Weight of cross-entropy; 1 - alpha weighs the KD term.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def distill(dataset, quiet, **options):
+    """Train teachers on DATASET, distil their ensemble into a student, and write the run folder.
+
+    Reports each teacher, the ensemble, the student trained from scratch, and the distilled student
+    on held-out data; the loss is alpha*CE + (1-alpha)*T^2*KL on logits."""
+    from edgekd.distill.run import DistillConfig, distill as run_distill
+
+    known = {f.name for f in fields(DistillConfig)}
+    cfg = DistillConfig(dataset=str(dataset), verbose=0 if quiet else 1,
+                        **{k: (str(v) if k == "out" else v) for k, v in options.items() if k in known})
+    report = run_distill(cfg)
+    click.echo("\n" + distill_table(report))
+    click.echo(f"\nrun written to {cfg.out}; next: edgekd export {cfg.out} --int8 --out student.tflite")
+
+
+def distill_table(report: dict) -> str:
+    acc, params = report["test_accuracy"], report["params"]
+    rows = [[f"teacher {i + 1}", report["architectures"]["teacher"], params["teacher"], a] for i, a in enumerate(acc["teachers"])]
+    rows += [["ensemble", f"mean of {len(acc['teachers'])}", params["teacher"] * len(acc["teachers"]), acc["ensemble"]],
+             ["student (scratch)", report["architectures"]["student"], params["student"], acc["student_scratch"]],
+             ["student (KD)", report["architectures"]["student"], params["student"], acc["student_kd"]]]
+    split = report["split"]
+    held_out = "random recordings" if split["method"] == "random" else f"{split['method']} {', '.join(split['test'])}"
+    t = report["timings_s"]
+    return (format_table(["model", "architecture", "params", "test_acc"], rows,
+                         title=f"{report['dataset']}: test on {held_out} ({report['windows']['test']} windows)")
+            + f"\ntime: teachers {t['teachers']:.0f} s, scratch student {t['student_scratch']:.0f} s, "
+              f"KD student {t['student_kd']:.0f} s, total {t['total']:.0f} s")
+
+
+# -------------------------------------------------------------------------------------------- export
+@main.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--float32", "variant", flag_value="float32", help="Float32 weights and activations.")
+@click.option("--float16", "variant", flag_value="float16", help="Float16 weights, float32 compute.")
+@click.option("--dynamic", "variant", flag_value="dynamic", help="Int8 weights, float activations.")
+@click.option("--int8", "variant", flag_value="int8", help="Full integer: int8 weights, activations, input and output.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The .tflite file to write.")
+@click.option("--min-agreement", type=float, help="Least argmax agreement with the Keras student on test windows. [default: 0.99 float32, 0.98 float16, 0.95 dynamic, 0.90 int8]")
+def export(run, variant, out, min_agreement):
+    """Convert RUN's distilled student to a TFLite file with its metadata inside.
+
+    The file is written only if its decisions agree with the Keras student on the run's test windows;
+    an int8 model that collapses with the default quantizer is retried with the legacy one."""
+    if variant is None:
+        raise UserError("choose a variant: --float32, --float16, --dynamic or --int8")
+    from edgekd.export.export import export_run
+
+    r = export_run(run, variant, out, min_agreement, log=click.echo)
+    fused = "UNIDIRECTIONAL_SEQUENCE_LSTM" in r.ops and "WHILE" not in r.ops
+    click.echo(format_table(
+        ["model", "variant", "bytes", "agreement", "keras_acc", "tflite_acc", "seconds"],
+        [[str(r.path), r.variant + (f" ({r.quantizer})" if r.quantizer else ""), r.bytes, r.agreement,
+          r.keras_accuracy, r.tflite_accuracy, r.seconds]]))
+    click.echo(f"ops: {', '.join(r.ops)}{'  (LSTM fused)' if fused else ''}")
+    click.echo(f"next: edgekd bench {r.path}")
+
+
+# --------------------------------------------------------------------------------------------- bench
+@main.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--data", type=click.Path(path_type=Path), help="Dataset to measure accuracy on (the test split recorded in each model).")
+@click.option("--runs", default=200, show_default=True, type=int, help="Timed windows per model.")
+@click.option("--warmup", default=20, show_default=True, type=int, help="Untimed windows first.")
+@click.option("--threads", default=1, show_default=True, type=int, help="Interpreter threads.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the results as JSON.")
+def bench(models, data, runs, warmup, threads, json_out):
+    """Measure bytes, load time and per-window latency of MODELS, and accuracy with --data. No TensorFlow."""
+    from edgekd.io import write_json_atomic
+    from edgekd.runtime.bench import bench_model
+
+    results = [bench_model(m, data, runs, warmup, threads) for m in models]
+    click.echo(bench_table(results))
+    if json_out:
+        write_json_atomic(json_out, [_bench_json(r) for r in results])
+        click.echo(f"wrote {json_out}")
+
+
+def bench_table(results) -> str:
+    rows = [[Path(r.model).name, r.variant, r.bytes, r.gzip_bytes, r.init_ms, r.first_invoke_ms,
+             r.latency_ms["p50"], r.latency_ms["p90"], r.latency_ms["p99"], r.accuracy] for r in results]
+    return format_table(["model", "variant", "bytes", "gzip", "init_ms", "first_ms", "p50_ms", "p90_ms", "p99_ms", "accuracy"],
+                        rows, title=f"runtime: {results[0].runtime}, {results[0].threads} thread(s)")
+
+
+def _bench_json(r) -> dict:
+    d = r.to_dict()
+    return {"model": d["model"], "bytes": d["bytes"], "gzip_bytes": d["gzip_bytes"], "init_ms": d["init_ms"],
+            "latency_ms": d["latency_ms"], "accuracy": d["accuracy"], "runtime": d["runtime"],
+            "variant": d["variant"], "first_invoke_ms": d["first_invoke_ms"], "windows": d["windows"], "threads": d["threads"]}
+
+
+# ---------------------------------------------------------------------------------------------- demo
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Folder for the run and the model. [default: runs/demo-<time>]")
+@click.option("--epochs", default=60, show_default=True, type=click.IntRange(1))
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def demo(out, epochs, quiet):
+    """Distil, export int8 and bench on the bundled real Myo sEMG recordings (myo5).
+
+    Tests on repetition 2; repetition 3 looks like a shifted armband and is reported by benchmarks/."""
+    from edgekd.datasets import bundled_dataset
+    from edgekd.distill.run import DistillConfig, distill as run_distill
+    from edgekd.export.export import export_run
+    from edgekd.runtime.bench import bench_model
+
+    out = out or Path("runs") / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
+    dataset = bundled_dataset("myo5")
+    click.echo(f"edgekd demo: real sEMG ({dataset}), run folder {out}")
+    cfg = DistillConfig(dataset=str(dataset), out=str(out / "run"), epochs=epochs, test_on=["2"], val_on=["1"],
+                        verbose=0 if quiet else 1)
+    report = run_distill(cfg)
+    model = export_run(out / "run", "int8", out / "student-int8.tflite", log=click.echo)
+    result = bench_model(model.path, data=dataset)
+    click.echo("\n" + distill_table(report))
+    click.echo("\n" + bench_table([result]))
+    click.echo(f"\nint8 student: {model.bytes:,} bytes, test accuracy {result.accuracy:.3f} "
+               f"(ensemble {report['test_accuracy']['ensemble']:.3f}), p50 {result.latency_ms['p50']:.3f} ms per window")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

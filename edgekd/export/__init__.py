@@ -1,0 +1,1 @@
+"""Training side: convert a distilled student to .tflite."""

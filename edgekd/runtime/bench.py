@@ -1,0 +1,101 @@
+"""`edgekd bench`: bytes, load time and per-window latency of .tflite models, and accuracy on a dataset.
+
+Device side: numpy, scipy and a TFLite runtime only. Every timed invoke starts from reset LSTM state,
+as live inference does.
+"""
+from __future__ import annotations
+
+import gzip
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.data.dataset import Dataset, load_dataset
+from edgekd.data.prepare import recording_windows
+from edgekd.data.splits import split_indices_from_dict
+from edgekd.data.windows import Preprocessor
+from edgekd.errors import UserError
+from edgekd.runtime.interpreter import TFLiteModel
+
+
+@dataclass
+class BenchResult:
+    model: str
+    variant: str | None
+    bytes: int
+    gzip_bytes: int
+    init_ms: float
+    first_invoke_ms: float
+    latency_ms: dict[str, float]  # p50, p90, p99
+    accuracy: float | None
+    windows: int | None  # test windows the accuracy is measured on
+    runtime: str
+    threads: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def bench_model(path: str | Path, data: str | Path | None = None, runs: int = 200, warmup: int = 20,
+                threads: int = 1) -> BenchResult:
+    if runs < 1 or warmup < 0 or threads < 1:
+        raise UserError("--runs and --threads must be at least 1, --warmup at least 0")
+    model = TFLiteModel.load(path, num_threads=threads)
+    raw = Path(path).read_bytes()
+    accuracy = n_windows = None
+    if data is not None:
+        x, y = held_out_windows(model, load_dataset(data))
+        accuracy, n_windows = float(np.mean(np.argmax(model.predict_logits(x), 1) == y)), len(y)
+        timing_windows = x
+    else:  # no data: standard-normal windows, the scale of z-scored input
+        timing_windows = np.random.default_rng(0).standard_normal((64, *model.window_shape)).astype(np.float32)
+
+    start = time.perf_counter()
+    model.invoke_once(timing_windows[0])
+    first_ms = (time.perf_counter() - start) * 1e3
+    for i in range(warmup):
+        model.invoke_once(timing_windows[i % len(timing_windows)])
+    times = np.empty(runs)
+    for i in range(runs):
+        window = timing_windows[i % len(timing_windows)]
+        start = time.perf_counter()
+        model.invoke_once(window)
+        times[i] = (time.perf_counter() - start) * 1e3
+    p50, p90, p99 = np.percentile(times, [50, 90, 99])
+    return BenchResult(
+        model=str(path), variant=(model.metadata or {}).get("variant"), bytes=len(raw),
+        gzip_bytes=len(gzip.compress(raw, compresslevel=9, mtime=0)), init_ms=model.init_ms, first_invoke_ms=first_ms,
+        latency_ms={"p50": float(p50), "p90": float(p90), "p99": float(p99)}, accuracy=accuracy, windows=n_windows,
+        runtime=model.runtime, threads=threads,
+    )
+
+
+def held_out_windows(model: TFLiteModel, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """The test split recorded in the model, windowed and normalised exactly as in training."""
+    meta = model.metadata
+    if not meta or "preprocessing" not in meta:
+        raise UserError(f"{model.path}: carries no edgekd metadata, so its test split and normalisation are unknown; "
+                        f"export it with `edgekd export` or bench it without --data")
+    preprocessor = Preprocessor.from_dict(meta["preprocessing"])
+    model_streams = {s.name: s.channels for s in preprocessor.streams}
+    data_streams = {s.name: s.channels for s in dataset.streams}
+    if model_streams != data_streams:
+        raise UserError(
+            f"{dataset.root / 'dataset.toml'}: streams {_describe(data_streams)} do not match the model's "
+            f"{_describe(model_streams)} ({model.path}); bench with the dataset the model was trained on"
+        )
+    if tuple(meta["classes"]) != dataset.classes:
+        raise UserError(f"{dataset.root / 'dataset.toml'}: classes {list(dataset.classes)} differ from the model's "
+                        f"{meta['classes']} ({model.path}); bench with the dataset the model was trained on")
+    indices = split_indices_from_dict(dataset, meta["split"], "test")
+    if not indices:
+        raise UserError(f"{dataset.root}: holds none of the model's test recordings ({meta['split']['method']} "
+                        f"{meta['split']['test']}); bench with the dataset the model was trained on")
+    windows = recording_windows(dataset, indices, preprocessor)
+    return windows.x, windows.y
+
+
+def _describe(streams: dict) -> str:
+    return ", ".join(f"{name} ({len(ch)} ch)" for name, ch in streams.items())

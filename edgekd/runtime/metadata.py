@@ -1,0 +1,149 @@
+"""Read edgekd's metadata from a .tflite file without TensorFlow.
+
+A .tflite file is a FlatBuffer of the TFLite schema. Its root `Model` table has a `metadata` vector of
+`Metadata {name, buffer}` entries, each pointing at an entry of the `buffers` vector. edgekd stores its
+metadata as UTF-8 JSON in the buffer of the entry named "edgekd" (written by
+edgekd.export.metadata_writer.embed_metadata), so one file carries the model and what it needs.
+
+This is a small bounds-checked reader of just Model.metadata and Model.buffers. It needs neither
+TensorFlow nor the `flatbuffers` package, and a truncated or corrupt file raises ModelFormatError,
+never IndexError or struct.error.
+"""
+from __future__ import annotations
+
+import json
+import struct
+
+METADATA_NAME = "edgekd"
+FILE_IDENTIFIER = b"TFL3"
+
+# Field ids (vtable slots) in the TFLite schema.
+_MODEL_BUFFERS, _MODEL_METADATA = 4, 6
+_BUFFER_DATA, _BUFFER_OFFSET, _BUFFER_SIZE = 0, 1, 2
+_METADATA_NAME, _METADATA_BUFFER = 0, 1
+
+
+class ModelFormatError(ValueError):
+    """The bytes are not a valid TFLite flatbuffer (wrong file, truncated or corrupt)."""
+
+
+def is_tflite(data: bytes) -> bool:
+    """True when the bytes carry the TFLite file identifier "TFL3" at bytes 4..8."""
+    return len(data) >= 8 and bytes(data[4:8]) == FILE_IDENTIFIER
+
+
+def read_metadata(tflite_bytes: bytes) -> dict | None:
+    """The dict stored under "edgekd" in a .tflite file, or None when the file has none.
+
+    Raises ModelFormatError (a ValueError) when the bytes are not a TFLite flatbuffer, are truncated
+    or corrupt, or when the "edgekd" entry is not a JSON object.
+    """
+    raw = find_metadata_buffer(tflite_bytes, METADATA_NAME)
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelFormatError(f"the {METADATA_NAME!r} metadata is not UTF-8 JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise ModelFormatError(f"the {METADATA_NAME!r} metadata is not a JSON object")
+    return value
+
+
+def find_metadata_buffer(tflite_bytes: bytes, name: str) -> bytes | None:
+    """The raw bytes of the buffer of the first Model.metadata entry called `name`, or None."""
+    r = _Reader(tflite_bytes)
+    model = r.root()
+    for entry in r.vector_of_tables(model, _MODEL_METADATA):
+        if r.string(entry, _METADATA_NAME) == name:
+            index = r.scalar(entry, _METADATA_BUFFER, "<I", 0)
+            buffers = r.vector_of_tables(model, _MODEL_BUFFERS)
+            if index >= len(buffers):
+                raise ModelFormatError(f"metadata {name!r} points at buffer {index}, "
+                                       f"but the model has {len(buffers)} buffers")
+            return r.buffer_data(buffers[index])
+    return None
+
+
+class _Reader:
+    """Bounds-checked access to the few FlatBuffer constructs the metadata lookup needs."""
+
+    def __init__(self, data: bytes):
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"expected bytes, got {type(data).__name__}")
+        self.data = bytes(data)
+        if len(self.data) < 8:
+            raise ModelFormatError(f"{len(self.data)} bytes is too short for a TFLite file")
+        if self.data[4:8] != FILE_IDENTIFIER:
+            raise ModelFormatError("not a TFLite flatbuffer (no 'TFL3' file identifier at bytes 4..8)")
+
+    def _unpack(self, fmt: str, pos: int) -> int:
+        size = struct.calcsize(fmt)
+        if pos < 0 or pos + size > len(self.data):
+            raise ModelFormatError(f"truncated or corrupt: a read of {size} bytes at offset {pos} "
+                                   f"is outside the {len(self.data)}-byte file")
+        return struct.unpack_from(fmt, self.data, pos)[0]
+
+    def _table(self, pos: int) -> int:
+        """Check that a table starts at pos (its vtable is in bounds) and return pos."""
+        vtable = pos - self._unpack("<i", pos)
+        vt_size = self._unpack("<H", vtable)
+        if vt_size < 4 or vt_size % 2 or vtable + vt_size > len(self.data):
+            raise ModelFormatError(f"corrupt: bad vtable at offset {vtable}")
+        return pos
+
+    def root(self) -> int:
+        return self._table(self._unpack("<I", 0))
+
+    def _field(self, table: int, field_id: int) -> int:
+        """Absolute position of a field's value, or 0 when the field is absent."""
+        vtable = table - self._unpack("<i", table)
+        slot = 4 + 2 * field_id
+        if slot + 2 > self._unpack("<H", vtable):
+            return 0
+        offset = self._unpack("<H", vtable + slot)
+        return table + offset if offset else 0
+
+    def scalar(self, table: int, field_id: int, fmt: str, default: int) -> int:
+        pos = self._field(table, field_id)
+        return self._unpack(fmt, pos) if pos else default
+
+    def _indirect(self, pos: int) -> int:
+        return pos + self._unpack("<I", pos)
+
+    def _vector(self, table: int, field_id: int, elem_size: int) -> tuple[int, int]:
+        """(start of the elements, length) of a vector field; (0, 0) when absent."""
+        pos = self._field(table, field_id)
+        if not pos:
+            return 0, 0
+        vec = self._indirect(pos)
+        length = self._unpack("<I", vec)
+        start = vec + 4
+        if start + length * elem_size > len(self.data):
+            raise ModelFormatError(f"truncated or corrupt: a vector of {length} elements at offset "
+                                   f"{vec} runs past the end of the {len(self.data)}-byte file")
+        return start, length
+
+    def vector_of_tables(self, table: int, field_id: int) -> list[int]:
+        start, length = self._vector(table, field_id, 4)
+        return [self._table(self._indirect(start + 4 * i)) for i in range(length)]
+
+    def string(self, table: int, field_id: int) -> str | None:
+        start, length = self._vector(table, field_id, 1)
+        if not start:
+            return None
+        return self.data[start:start + length].decode("utf-8", errors="replace")
+
+    def buffer_data(self, buffer: int) -> bytes:
+        start, length = self._vector(buffer, _BUFFER_DATA, 1)
+        if length:
+            return self.data[start:start + length]
+        # Models over 2 GB keep buffer contents after the flatbuffer: (offset, size) from file start.
+        offset = self.scalar(buffer, _BUFFER_OFFSET, "<Q", 0)
+        size = self.scalar(buffer, _BUFFER_SIZE, "<Q", 0)
+        if offset > 1:
+            if offset + size > len(self.data):
+                raise ModelFormatError(f"truncated: buffer data at offset {offset} ({size} bytes) runs "
+                                       f"past the end of the {len(self.data)}-byte file")
+            return self.data[offset:offset + size]
+        return b""
