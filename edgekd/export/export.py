@@ -67,8 +67,14 @@ def export_run(run_dir: str | Path, variant: str, out: str | Path, min_agreement
         log(f"converting to {variant}" + (f" with the {quantizer} quantizer" if quantizer else ""))
         flat = convert(student, variant, representative, quantizer or "mlir")
         metadata = _metadata(run, report, run_dir, variant, quantizer)
-        candidate, model = _load_candidate(embed_metadata(flat, metadata), out)
-        tflite_logits = model.predict_logits(test_x)
+        candidate = _write_candidate(embed_metadata(flat, metadata), out)
+        try:
+            tflite_logits = TFLiteModel.load(candidate).predict_logits(test_x)
+        except UserError as e:  # a degenerate quantization (a zero scale, say) that the runtime refuses
+            candidate.unlink(missing_ok=True)
+            tried[quantizer or variant] = 0.0
+            log(f"  the runtime cannot load this conversion: {e.message}")
+            continue
         agreement = float(np.mean(np.argmax(tflite_logits, 1) == np.argmax(keras_logits, 1)))
         tried[quantizer or variant] = agreement
         log(f"  agreement with the Keras student on {len(test_y)} test windows: {agreement:.1%}"
@@ -82,14 +88,16 @@ def export_run(run_dir: str | Path, variant: str, out: str | Path, min_agreement
         if agreement >= threshold:
             break
 
-    candidate, agreement, quantizer, tflite_logits, metadata = best
-    if agreement < threshold:
-        candidate.unlink(missing_ok=True)
+    if best is not None and best[1] < threshold:
+        best[0].unlink(missing_ok=True)
+    if best is None or best[1] < threshold:
+        agreement = 0.0 if best is None else best[1]
         attempts = ", ".join(f"{k} {v:.1%}" for k, v in tried.items())
         raise UserError(
             f"{out}: not written: the {variant} model agrees with the Keras student on only {agreement:.1%} of test "
             f"windows ({attempts}; needed {threshold:.0%}); export --float16 or --dynamic instead, or retrain with more data"
         )
+    candidate, agreement, quantizer, tflite_logits, metadata = best
     keras_accuracy = float(np.mean(np.argmax(keras_logits, 1) == test_y))
     tflite_accuracy = float(np.mean(np.argmax(tflite_logits, 1) == test_y))
     final = embed_metadata(candidate.read_bytes(), {**metadata, "agreement": agreement, "test_accuracy": tflite_accuracy,
@@ -100,13 +108,13 @@ def export_run(run_dir: str | Path, variant: str, out: str | Path, min_agreement
                         builtin_op_names(final), time.perf_counter() - started)
 
 
-def _load_candidate(model_bytes: bytes, out: Path) -> tuple[Path, TFLiteModel]:
+def _write_candidate(model_bytes: bytes, out: Path) -> Path:
     """Write next to the destination under a temporary name: renamed into place only once it passes."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     with os.fdopen(fd, "wb") as f:
         f.write(model_bytes)
-    return Path(tmp), TFLiteModel.load(tmp)
+    return Path(tmp)
 
 
 def _metadata(run: dict, report: dict, run_dir: Path, variant: str, quantizer: str | None) -> dict:
