@@ -68,11 +68,6 @@ def _log(cfg: DistillConfig, message: str) -> None:
 
 def distill(cfg: DistillConfig) -> dict:
     cfg.check()
-    # TensorFlow is imported only now, after arguments are checked: bad input fails in a fraction of a second.
-    from edgekd.distill.losses import ensemble_soft_targets, pack_targets, softmax
-    from edgekd.distill.train import accuracy, fit, predict_logits
-    from edgekd.models.build import build_model, count_params
-
     timings = {}
     started = time.perf_counter()
     out = Path(cfg.out)
@@ -91,6 +86,10 @@ def distill(cfg: DistillConfig) -> dict:
               f"(test {split.to_dict(dataset)['test'] if split.method != 'random' else 'random'}), "
               f"windows train/val/test {len(train.y)}/{len(val.y)}/{len(test.y)} of {window_len} x {channels}")
     out.mkdir(parents=True, exist_ok=True)
+    # TensorFlow is imported only now, once the data has passed its checks: bad input fails within a second.
+    from edgekd.distill.losses import ensemble_soft_targets, pack_targets, softmax
+    from edgekd.distill.train import accuracy, fit, predict_logits
+    from edgekd.models.build import build_model, count_params
 
     fit_args = dict(n_classes=n_classes, temperature=cfg.temperature, epochs=cfg.epochs, batch_size=cfg.batch_size,
                     patience=cfg.patience, learning_rate=cfg.learning_rate, verbose=cfg.verbose)
@@ -173,8 +172,12 @@ def distill(cfg: DistillConfig) -> dict:
 
 
 def _save_model(model, path: Path) -> None:
+    import warnings
+
     tmp = path.with_name(f".{path.stem}.tmp.h5")
-    model.save(tmp, include_optimizer=False)
+    with warnings.catch_warnings():  # HDF5 is "legacy" to tf_keras, but it saves without the optimizer state
+        warnings.filterwarnings("ignore", message=".*HDF5 file.*legacy", category=UserWarning)
+        model.save(tmp, include_optimizer=False)
     tmp.replace(path)
 
 
