@@ -9,7 +9,13 @@ import os
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep the terminal for progress bars and results
 
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
+try:
+    import tensorflow as tf
+    import tf_keras as keras
+except ImportError as e:  # a device-profile install (a Raspberry Pi) has no TensorFlow, by design
+    from edgekd.errors import UserError
+
+    raise UserError(f"this command trains or converts models and needs the training profile ({e.name} is not "
+                    f"installed); install it with: pip install 'edgekd[train]'") from None
 
 __all__ = ["tf", "keras"]

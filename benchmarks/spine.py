@@ -1,0 +1,140 @@
+"""The spine benchmark: distill -> export (float32, int8) -> bench, on real and synthetic data.
+
+    make bench                      # or: .venv/bin/python benchmarks/spine.py
+    .venv/bin/python benchmarks/spine.py --only myo5     # the real-data cases alone (a few minutes)
+
+Cases: myo5 with each of its two usable repetition splits (test on repetition 3, the shifted armband, and
+on repetition 2), the seed's student preset against the default on myo5, and the isl50 synthetic corpus
+(50 classes, 5 subjects, 20 repetitions) with subject s5 held out. Writes benchmarks/RESULTS.md and the raw
+numbers to benchmarks/out/spine.json. Every number in RESULTS.md comes from this script.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from edgekd.datasets import bundled_dataset  # noqa: E402
+from edgekd.distill.run import DistillConfig, distill  # noqa: E402
+from edgekd.export.export import export_run  # noqa: E402
+from edgekd.io import write_bytes_atomic, write_json_atomic  # noqa: E402
+from edgekd.runtime.bench import bench_model  # noqa: E402
+
+OUT = HERE / "out"
+
+
+@dataclass
+class Case:
+    name: str
+    dataset: str
+    options: dict = field(default_factory=dict)
+
+
+def cases(only: str | None) -> list[Case]:
+    myo5 = str(bundled_dataset("myo5"))
+    isl50 = OUT / "isl50"
+    all_cases = [
+        Case("myo5 test rep 3 (shifted armband)", myo5, {"test_on": ["3"], "val_on": ["2"]}),
+        Case("myo5 test rep 2", myo5, {"test_on": ["2"], "val_on": ["1"]}),
+        Case("myo5 test rep 3, seed student", myo5, {"test_on": ["3"], "val_on": ["2"], "student": "isl-student"}),
+        Case("myo5 test rep 2, seed student", myo5, {"test_on": ["2"], "val_on": ["1"], "student": "isl-student"}),
+        # Raw sEMG at 1,111 Hz would make 550-sample windows of 42 channels; 150 Hz keeps the run on two cores.
+        Case("isl50 synthetic, test subject s5", str(isl50), {"rate": 150.0, "window": 1.0, "hop": 0.25, "batch_size": 64}),
+    ]
+    selected = [c for c in all_cases if only is None or c.name.startswith(only)]
+    if any(c.dataset == str(isl50) for c in selected) and not (isl50 / "dataset.toml").exists():
+        from edgekd.data.synth import write_synthetic_dataset
+
+        print(f"generating the isl50 synthetic dataset in {isl50} (about a minute, 470 MB)", flush=True)
+        write_synthetic_dataset(isl50, "isl50")
+    return selected
+
+
+def run_case(case: Case, slot: Path) -> dict:
+    print(f"\n== {case.name}", flush=True)
+    report = distill(DistillConfig(dataset=case.dataset, out=str(slot / "run"), verbose=0, **case.options))
+    models = {}
+    for variant in ("float32", "int8"):
+        exported = export_run(slot / "run", variant, slot / f"student-{variant}.tflite", log=lambda m: print(m, flush=True))
+        measured = bench_model(exported.path, data=case.dataset, runs=500, warmup=50)
+        models[variant] = {"bytes": exported.bytes, "gzip_bytes": measured.gzip_bytes, "agreement": exported.agreement,
+                           "quantizer": exported.quantizer, "accuracy": measured.accuracy,
+                           "latency_ms": measured.latency_ms, "init_ms": measured.init_ms, "runtime": measured.runtime}
+    result = {"case": case.name, "options": case.options, "report": report, "models": models}
+    print(json.dumps({"test_accuracy": report["test_accuracy"], "int8": models["int8"]["accuracy"]}), flush=True)
+    return result
+
+
+def pct(x):
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def write_results(results: list[dict], seconds: float) -> None:
+    lines = [
+        "# Benchmark results",
+        "",
+        "Every number here is written by `make bench` (`.venv/bin/python benchmarks/spine.py`); raw numbers in",
+        "`benchmarks/out/spine.json`. One seed per case (seed 0): STACK.md measured a spread of up to 9 points",
+        "between student seeds, so differences of a few points between rows are not evidence.",
+        "",
+        f"Host: {platform.machine()}, {platform.python_version()}, 1 interpreter thread; whole script {seconds / 60:.0f} min.",
+        "",
+        "## Accuracy on held-out data (%)",
+        "",
+        "| case | teachers | ensemble | student scratch | student KD | int8 KD | int8 − ensemble |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        acc, int8 = r["report"]["test_accuracy"], r["models"]["int8"]["accuracy"]
+        lines.append(f"| {r['case']} | {' / '.join(pct(a) for a in acc['teachers'])} | {pct(acc['ensemble'])} | "
+                     f"{pct(acc['student_scratch'])} | {pct(acc['student_kd'])} | {pct(int8)} | "
+                     f"{100 * (int8 - acc['ensemble']):+.1f} |")
+    lines += [
+        "",
+        "## Size, latency and training cost",
+        "",
+        "| case | student | params (student / teacher) | fp32 bytes | int8 bytes (gzip) | int8 agreement | "
+        "fp32 p50 / p99 ms | int8 p50 / p99 ms | train s | KD epoch / scratch epoch |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        rep, f32, i8 = r["report"], r["models"]["float32"], r["models"]["int8"]
+        ratio = rep["epoch_time_s"]["student_kd"] / rep["epoch_time_s"]["student_scratch"]
+        lines.append(
+            f"| {r['case']} | {rep['architectures']['student']} | {rep['params']['student']:,} / {rep['params']['teacher']:,} | "
+            f"{f32['bytes']:,} | {i8['bytes']:,} ({i8['gzip_bytes']:,}) | {pct(i8['agreement'])}% ({i8['quantizer']}) | "
+            f"{f32['latency_ms']['p50']:.3f} / {f32['latency_ms']['p99']:.3f} | {i8['latency_ms']['p50']:.3f} / {i8['latency_ms']['p99']:.3f} | "
+            f"{rep['timings_s']['total']:.0f} | {ratio:.2f} |")
+    lines += ["", "## Targets (issue: the spine)", ""]
+    for r in results:
+        rep, i8 = r["report"], r["models"]["int8"]
+        gap = 100 * (rep["test_accuracy"]["ensemble"] - i8["accuracy"])
+        ratio = rep["epoch_time_s"]["student_kd"] / rep["epoch_time_s"]["student_scratch"]
+        verdict = "met" if gap <= 3 else "NOT met"
+        lines.append(f"- {r['case']}: int8 student {gap:+.1f} points below the ensemble "
+                     f"(target ≤ 3 on myo5: {verdict}); KD epoch {ratio:.2f}× a scratch epoch (target ≤ 1.3: "
+                     f"{'met' if ratio <= 1.3 else 'NOT met'}).")
+    write_bytes_atomic(HERE / "RESULTS.md", ("\n".join(lines) + "\n").encode())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="run only the cases whose name starts with this, e.g. myo5")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    results = [run_case(c, OUT / stamp / f"case{i}") for i, c in enumerate(cases(args.only))]
+    write_json_atomic(OUT / "spine.json", results)
+    write_results(results, time.perf_counter() - started)
+    print((HERE / "RESULTS.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
