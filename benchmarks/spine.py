@@ -6,7 +6,8 @@
 Cases: myo5 with each of its two usable repetition splits (test on repetition 3, the shifted armband, and
 on repetition 2), the seed's student preset against the default on myo5, and the isl50 synthetic corpus
 (50 classes, 5 subjects, 20 repetitions) with subject s5 held out. Writes benchmarks/RESULTS.md and the raw
-numbers to benchmarks/out/spine.json. Every number in RESULTS.md comes from this script.
+numbers of each case to benchmarks/out/cases/. RESULTS.md is rebuilt from every saved case, so
+`--only` refreshes some cases and keeps the others. Every number in RESULTS.md comes from this script.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from edgekd.io import write_bytes_atomic, write_json_atomic  # noqa: E402
 from edgekd.runtime.bench import bench_model  # noqa: E402
 
 OUT = HERE / "out"
+CASES = OUT / "cases"
 
 
 @dataclass
@@ -37,7 +39,7 @@ class Case:
     options: dict = field(default_factory=dict)
 
 
-def cases(only: str | None) -> list[Case]:
+def cases(only: str | None, generate: bool = True) -> list[Case]:
     myo5 = str(bundled_dataset("myo5"))
     isl50 = OUT / "isl50"
     all_cases = [
@@ -46,10 +48,12 @@ def cases(only: str | None) -> list[Case]:
         Case("myo5 test rep 3, seed student", myo5, {"test_on": ["3"], "val_on": ["2"], "student": "isl-student"}),
         Case("myo5 test rep 2, seed student", myo5, {"test_on": ["2"], "val_on": ["1"], "student": "isl-student"}),
         # Raw sEMG at 1,111 Hz would make 550-sample windows of 42 channels; 150 Hz keeps the run on two cores.
-        Case("isl50 synthetic, test subject s5", str(isl50), {"rate": 150.0, "window": 1.0, "hop": 0.25, "batch_size": 64}),
+        # Epochs capped at 30 (patience 8) to keep the whole benchmark near half an hour on two cores.
+        Case("isl50 synthetic, test subject s5", str(isl50),
+             {"rate": 150.0, "window": 1.0, "hop": 0.25, "batch_size": 64, "epochs": 30, "patience": 8}),
     ]
     selected = [c for c in all_cases if only is None or c.name.startswith(only)]
-    if any(c.dataset == str(isl50) for c in selected) and not (isl50 / "dataset.toml").exists():
+    if generate and any(c.dataset == str(isl50) for c in selected) and not (isl50 / "dataset.toml").exists():
         from edgekd.data.synth import write_synthetic_dataset
 
         print(f"generating the isl50 synthetic dataset in {isl50} (about a minute, 470 MB)", flush=True)
@@ -67,24 +71,36 @@ def run_case(case: Case, slot: Path) -> dict:
         models[variant] = {"bytes": exported.bytes, "gzip_bytes": measured.gzip_bytes, "agreement": exported.agreement,
                            "quantizer": exported.quantizer, "accuracy": measured.accuracy,
                            "latency_ms": measured.latency_ms, "init_ms": measured.init_ms, "runtime": measured.runtime}
-    result = {"case": case.name, "options": case.options, "report": report, "models": models}
+    result = {"case": case.name, "options": case.options, "report": report, "models": models,
+              "measured_at": time.strftime("%Y-%m-%d %H:%M")}
+    write_json_atomic(CASES / f"{_slug(case.name)}.json", result)
     print(json.dumps({"test_accuracy": report["test_accuracy"], "int8": models["int8"]["accuracy"]}), flush=True)
     return result
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+
+
+def saved_results() -> list[dict]:
+    order = {_slug(c.name): i for i, c in enumerate(cases(None, generate=False))}
+    found = [json.loads(p.read_text()) for p in CASES.glob("*.json")]
+    return sorted(found, key=lambda r: order.get(_slug(r["case"]), len(order)))
 
 
 def pct(x):
     return "-" if x is None else f"{100 * x:.1f}"
 
 
-def write_results(results: list[dict], seconds: float) -> None:
+def write_results(results: list[dict]) -> None:
     lines = [
         "# Benchmark results",
         "",
-        "Every number here is written by `make bench` (`.venv/bin/python benchmarks/spine.py`); raw numbers in",
-        "`benchmarks/out/spine.json`. One seed per case (seed 0): STACK.md measured a spread of up to 9 points",
-        "between student seeds, so differences of a few points between rows are not evidence.",
-        "",
-        f"Host: {platform.machine()}, {platform.python_version()}, 1 interpreter thread; whole script {seconds / 60:.0f} min.",
+        "Every number here is written by `make bench` (`.venv/bin/python benchmarks/spine.py`; `--only PREFIX` reruns",
+        "some cases). One seed per case (seed 0): STACK.md measured a spread of up to 9 points between student",
+        "seeds, so differences of a few points between rows are not evidence. Latencies: one interpreter thread,",
+        f"{results[0]['models']['int8']['runtime'] if results else ''}, {platform.machine()} host shared with other jobs",
+        "(medians are robust to that, p99 less so); cases measured " + ", ".join(sorted({r['measured_at'] for r in results})) + ".",
         "",
         "## Accuracy on held-out data (%)",
         "",
@@ -127,12 +143,13 @@ def write_results(results: list[dict], seconds: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="run only the cases whose name starts with this, e.g. myo5")
+    parser.add_argument("--report-only", action="store_true", help="rebuild RESULTS.md from the saved cases")
     args = parser.parse_args()
-    started = time.perf_counter()
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    results = [run_case(c, OUT / stamp / f"case{i}") for i, c in enumerate(cases(args.only))]
-    write_json_atomic(OUT / "spine.json", results)
-    write_results(results, time.perf_counter() - started)
+    if not args.report_only:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for i, case in enumerate(cases(args.only)):
+            run_case(case, OUT / "runs" / stamp / f"case{i}")
+    write_results(saved_results())
     print((HERE / "RESULTS.md").read_text())
 
 

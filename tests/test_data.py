@@ -11,12 +11,33 @@ from edgekd.data.windows import Preprocessor, WindowSpec, align_streams, cut_win
 from edgekd.errors import UserError
 
 
-def test_cut_windows_slides_by_hop_and_drops_short_tail():
-    x = np.arange(20, dtype=np.float32).reshape(10, 2)  # 10 samples, 2 channels
-    w = cut_windows(x, window_len=4, hop_len=3)
+def test_windows_slide_by_hop_and_drop_a_short_tail():
+    stream = StreamSpec("emg", 10.0, ("a", "b"))
+    x = np.arange(20, dtype=np.float32).reshape(10, 2)  # 1 s at 10 Hz
+    w = Preprocessor((stream,), WindowSpec(10.0, 0.4, 0.3)).raw_windows({"emg": x})
     assert w.shape == (3, 4, 2)  # starts 0, 3, 6; a window at 9 would run past the end
     np.testing.assert_array_equal(w[1], x[3:7])
-    assert cut_windows(x[:3], 4, 1).shape == (0, 4, 2)
+    assert cut_windows(x, 4, []).shape == (0, 4, 2)
+
+
+def test_window_starts_do_not_drift_with_a_fractional_hop():
+    stream = StreamSpec("imu", 148.148, ("a",))
+    x = np.arange(2000, dtype=np.float32)[:, None]
+    w = Preprocessor((stream,), WindowSpec(148.148, 0.5, 0.1)).raw_windows({"imu": x})
+    assert w[100, 0, 0] == round(100 * 0.1 * 148.148)  # 1481, not 100 * round(14.8) = 1500
+
+
+def test_resampled_windows_need_no_samples_after_their_end(two_stream_dataset):
+    """What makes live inference equal offline inference: a window computed from a truncated stream is identical."""
+    from edgekd.data.windows import stream_window, window_from_streams
+
+    ds = load_dataset(two_stream_dataset)
+    spec = WindowSpec(200.0, 0.5, 0.25)
+    signals = ds.load_signals(ds.recordings[0])
+    full = Preprocessor(ds.streams, spec).raw_windows(signals)
+    k = 1
+    received = {s.name: signals[s.name][:sum(stream_window(s, spec, k))] for s in ds.streams}
+    np.testing.assert_array_equal(window_from_streams(received, ds.streams, spec, k), full[k])
 
 
 def test_resample_ratio_handles_seed_rates():

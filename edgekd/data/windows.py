@@ -2,6 +2,12 @@
 
 This is the one place windows are built. Training, export, bench and live streaming all go through
 `Preprocessor.windows`, so what the device sees is what the model was trained on.
+
+Windows are defined in each stream's own time: window k covers seconds [k * hop, k * hop + window) of
+every stream, and each stream's raw samples of that span are resampled to the model rate on their own.
+Resampling the whole recording first would make a window depend on samples after it (the filter's
+reach), which a live stream has not received yet; per-window resampling makes live windows equal
+offline windows exactly.
 """
 from __future__ import annotations
 
@@ -47,25 +53,54 @@ def resample_ratio(from_hz: float, to_hz: float) -> tuple[int, int]:
     return ratio.numerator, ratio.denominator
 
 
+def stream_window(stream: StreamSpec, spec: WindowSpec, k: int) -> tuple[int, int]:
+    """(first sample, sample count) of window k in this stream's own samples."""
+    return int(round(k * spec.hop_s * stream.rate_hz)), int(round(spec.window_s * stream.rate_hz))
+
+
+def count_windows(lengths: dict[str, int], streams: tuple[StreamSpec, ...], spec: WindowSpec) -> int:
+    """How many whole windows every stream holds, given each stream's sample count."""
+    n = 0
+    while all(sum(stream_window(s, spec, n)) <= lengths[s.name] for s in streams):
+        n += 1
+    return n
+
+
+def window_from_streams(signals: dict[str, np.ndarray], streams: tuple[StreamSpec, ...], spec: WindowSpec, k: int) -> np.ndarray:
+    """Window k (window_len, channels): each stream's span resampled to the model rate, channels stacked.
+
+    `signals` may hold only the samples received so far (a live stream): window k needs none after its end."""
+    parts = []
+    for stream in streams:
+        start, count = stream_window(stream, spec, k)
+        x = np.asarray(signals[stream.name][start:start + count], dtype=np.float32)
+        if count != spec.window_len:
+            # Exact ratio window_len / count, so every window comes out exactly window_len long. padtype="line"
+            # avoids the edge transients that zero padding adds to offset signals (gravity on an accelerometer).
+            x = resample_poly(x, spec.window_len, count, axis=0, padtype="line").astype(np.float32)
+        parts.append(x)
+    return np.concatenate(parts, axis=1)
+
+
 def align_streams(signals: dict[str, np.ndarray], streams: tuple[StreamSpec, ...], model_rate_hz: float) -> np.ndarray:
-    """Resample every stream to the model rate and stack channels in stream order: (samples, channels)."""
+    """A whole recording resampled to the model rate, channels stacked: (samples, channels). For plots and
+    inspection; model input comes from `window_from_streams`."""
     parts = []
     for stream in streams:
         x = np.asarray(signals[stream.name], dtype=np.float32)
         up, down = resample_ratio(stream.rate_hz, model_rate_hz)
         if up != down:
-            # padtype="line" avoids the edge transients that zero padding adds to offset signals (gravity on an accelerometer)
             x = resample_poly(x, up, down, axis=0, padtype="line").astype(np.float32)
         parts.append(x)
     length = min(len(p) for p in parts)  # streams of one recording end a few samples apart
     return np.concatenate([p[:length] for p in parts], axis=1)
 
 
-def cut_windows(aligned: np.ndarray, window_len: int, hop_len: int) -> np.ndarray:
-    """Sliding windows (n, window_len, channels); a tail shorter than a hop is dropped."""
-    if len(aligned) < window_len:
+def cut_windows(aligned: np.ndarray, window_len: int, starts: list[int]) -> np.ndarray:
+    """Windows (n, window_len, channels) of `aligned` beginning at the given sample indices."""
+    if not starts:
         return np.empty((0, window_len, aligned.shape[1]), dtype=np.float32)
-    view = np.lib.stride_tricks.sliding_window_view(aligned, window_len, axis=0)[::hop_len]
+    view = np.lib.stride_tricks.sliding_window_view(aligned, window_len, axis=0)[np.asarray(starts)]
     return np.ascontiguousarray(view.transpose(0, 2, 1), dtype=np.float32)
 
 
@@ -83,8 +118,14 @@ class Preprocessor:
         return sum(len(s.channels) for s in self.streams)
 
     def raw_windows(self, signals: dict[str, np.ndarray]) -> np.ndarray:
-        aligned = align_streams(signals, self.streams, self.spec.model_rate_hz)
-        return cut_windows(aligned, self.spec.window_len, self.spec.hop_len)
+        n = count_windows({s.name: len(signals[s.name]) for s in self.streams}, self.streams, self.spec)
+        if n == 0:
+            return np.empty((0, self.spec.window_len, self.channels), dtype=np.float32)
+        if all(s.rate_hz == self.spec.model_rate_hz for s in self.streams):  # nothing to resample: plain slices
+            length = min(len(signals[s.name]) for s in self.streams)
+            aligned = np.concatenate([np.asarray(signals[s.name][:length], np.float32) for s in self.streams], axis=1)
+            return cut_windows(aligned, self.spec.window_len, [stream_window(self.streams[0], self.spec, k)[0] for k in range(n)])
+        return np.stack([window_from_streams(signals, self.streams, self.spec, k) for k in range(n)])
 
     def fit(self, train_windows: np.ndarray) -> "Preprocessor":
         flat = train_windows.reshape(-1, train_windows.shape[-1]).astype(np.float64)
