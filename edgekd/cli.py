@@ -12,6 +12,7 @@ Training commands import TensorFlow when they run; bench never does (a Raspberry
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import tomllib
 from dataclasses import fields
@@ -236,6 +237,56 @@ def _bench_json(r) -> dict:
     return {"model": d["model"], "bytes": d["bytes"], "gzip_bytes": d["gzip_bytes"], "init_ms": d["init_ms"],
             "latency_ms": d["latency_ms"], "accuracy": d["accuracy"], "runtime": d["runtime"],
             "variant": d["variant"], "first_invoke_ms": d["first_invoke_ms"], "windows": d["windows"], "threads": d["threads"]}
+
+
+# -------------------------------------------------------------------------------------------- stream
+@main.command()
+@click.option("--port", required=True, help="Serial device (/dev/ttyACM0) or pyserial URL (socket://127.0.0.1:7000).")
+@click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="A .tflite written by `edgekd export`.")
+@click.option("--baud", default=921600, show_default=True, help="Baud rate (ignored by USB CDC devices and sockets).")
+@click.option("--text", is_flag=True, help="Text mode: one line of comma/tab/space-separated values per sample (single-stream models).")
+@click.option("--rate", type=float, help="Text mode: the device's sample rate in Hz. [default: the model's stream rate]")
+@click.option("--smooth", default=1, show_default=True, type=int, help="Majority vote over the last K windows.")
+@click.option("--threshold", default=0.0, show_default=True, type=float, help="Below this mean probability, report no sign.")
+@click.option("--jsonl", is_flag=True, help="One JSON object per decision instead of a live terminal line.")
+@click.option("--record", type=click.Path(file_okay=False, path_type=Path), help="Folder to write the raw received samples to, as they arrive.")
+@click.option("--max-windows", type=click.IntRange(1), help="Stop after this many decisions.")
+@click.option("--idle-exit", type=float, help="Stop after this many seconds without data.")
+def stream(port, model_path, baud, text, rate, smooth, threshold, jsonl, record, max_windows, idle_exit):
+    """Recognise signs live from a device on PORT: windows cut and normalised exactly as in training,
+    LSTM state reset per window. Ctrl-C stops and prints the counters. No TensorFlow."""
+    from firmware_bridge.live import LiveSession, run_session, serial_opener
+    from edgekd.runtime.interpreter import TFLiteModel
+
+    if rate is not None and not text:
+        raise UserError("--rate applies to --text mode; binary frames carry their own timing")
+    model = TFLiteModel.load(model_path)
+    session = LiveSession(model, text=text, text_rate_hz=rate, smooth=smooth, threshold=threshold, record=record)
+    interactive = sys.stdout.isatty() and not jsonl
+
+    def emit(d):
+        if jsonl:
+            click.echo(d.to_json())
+            return
+        line = f"{d.end_time_s:9.2f} s  {d.label or '(no sign)':<16} p={d.probability:.2f}  {d.latency_ms:6.2f} ms"
+        click.echo(("\r" + line) if interactive else line, nl=not interactive)
+
+    click.echo(f"listening on {port} with {model_path.name} ({', '.join(session.classes)})", err=True)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)  # `kill` ends a session like Ctrl-C: counters, closed files
+    try:
+        run_session(session, serial_opener(port, baud), emit, max_windows=max_windows, idle_exit_s=idle_exit,
+                    log=lambda m: click.echo(m, err=True))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if interactive:
+            click.echo()
+        counters = session.counters()
+        click.echo("counters: " + ", ".join(f"{k}={v}" for k, v in counters.items()), err=True)
+
+
+def _stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt
 
 
 # ---------------------------------------------------------------------------------------------- demo

@@ -12,6 +12,7 @@ problems instead of stopping at the first (that is what `edgekd data inspect` sh
 from __future__ import annotations
 
 import csv
+import io
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -184,10 +185,12 @@ def _read_index(path: Path, classes: tuple[str, ...]) -> list[Recording]:
 
 
 def _read_recording(file: Path, streams: tuple[StreamSpec, ...]) -> dict[str, np.ndarray]:
-    if not file.is_file():
+    if not file.exists():
         raise UserError(f"{file}: recording not found; fix its path in recordings.csv (paths are relative to the dataset folder)")
     suffix = file.suffix.lower()
-    if suffix == ".npz":
+    if file.is_dir():
+        signals = _read_folder(file, streams)
+    elif suffix == ".npz":
         signals = _read_npz(file, streams)
     elif suffix == ".csv":
         signals = _read_csv(file, streams)
@@ -225,16 +228,34 @@ def _read_npz(file: Path, streams) -> dict[str, np.ndarray]:
 def _read_csv(file: Path, streams) -> dict[str, np.ndarray]:
     if len(streams) != 1:
         raise UserError(f"{file}: a .csv recording holds one stream, but dataset.toml declares {len(streams)}; use .npz")
-    stream = streams[0]
-    with file.open(encoding="utf-8") as f:
-        header = [h.strip() for h in f.readline().strip().split(",")]
+    return {streams[0].name: _read_stream_csv(file, streams[0])}
+
+
+def _read_folder(folder: Path, streams) -> dict[str, np.ndarray]:
+    """A folder with one <stream>.csv per stream: what `edgekd stream --record` writes as samples arrive.
+    A last line cut short by an abrupt stop (no newline yet) is left out."""
+    signals = {}
+    for stream in streams:
+        file = folder / f"{stream.name}.csv"
+        if not file.is_file():
+            raise UserError(f"{file}: missing; a folder recording holds one <stream>.csv per stream of dataset.toml")
+        signals[stream.name] = _read_stream_csv(file, stream, complete_lines_only=True)
+    return signals
+
+
+def _read_stream_csv(file: Path, stream: StreamSpec, complete_lines_only: bool = False) -> np.ndarray:
+    text = file.read_text(encoding="utf-8")
+    if complete_lines_only and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    header_line, _, body = text.partition("\n")
+    header = [h.strip() for h in header_line.strip().split(",")]
     if tuple(header) != stream.channels:
         raise UserError(
             f"{file}: header {','.join(header)} does not match the channels of stream '{stream.name}' "
             f"({','.join(stream.channels)}); the first line must name the channels"
         )
     try:
-        x = np.loadtxt(file, delimiter=",", skiprows=1, dtype=np.float32, ndmin=2)
+        x = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.float32, ndmin=2)
     except ValueError as e:
         raise UserError(f"{file}: a row is not numeric ({e}); fix or remove it") from None
-    return {stream.name: x}
+    return x.reshape(-1, len(stream.channels)) if x.size == 0 else x

@@ -66,13 +66,16 @@ def count_windows(lengths: dict[str, int], streams: tuple[StreamSpec, ...], spec
     return n
 
 
-def window_from_streams(signals: dict[str, np.ndarray], streams: tuple[StreamSpec, ...], spec: WindowSpec, k: int) -> np.ndarray:
+def window_from_streams(signals: dict[str, np.ndarray], streams: tuple[StreamSpec, ...], spec: WindowSpec, k: int,
+                        offsets: dict[str, int] | None = None) -> np.ndarray:
     """Window k (window_len, channels): each stream's span resampled to the model rate, channels stacked.
 
-    `signals` may hold only the samples received so far (a live stream): window k needs none after its end."""
+    `signals` may hold only the samples received so far (a live stream): window k needs none after its end.
+    `offsets` gives, per stream, the sample index that signals[name][0] holds (a live buffer drops old samples)."""
     parts = []
     for stream in streams:
         start, count = stream_window(stream, spec, k)
+        start -= (offsets or {}).get(stream.name, 0)
         x = np.asarray(signals[stream.name][start:start + count], dtype=np.float32)
         if count != spec.window_len:
             # Exact ratio window_len / count, so every window comes out exactly window_len long. padtype="line"

@@ -1,0 +1,373 @@
+"""Live recognition: bytes from a serial link -> samples per stream -> windows -> model -> decisions.
+
+Windows are cut by edgekd's own windowing function (`edgekd.data.windows.window_from_streams`) with the
+model's own preprocessing, so a live window equals the offline window of the same samples. No TensorFlow.
+
+Time comes from the device: each frame carries the device time of its first sample, and a sample's place
+in its stream is (time - segment start) * rate. Lost frames leave a hole; a short hole (up to
+`max_fill_s`) is filled by holding the last value, so the streams stay aligned; a longer one (the device
+paused, or a new recording began) starts a new segment whose windows start afresh.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.data.windows import Preprocessor, stream_window, window_from_streams
+from edgekd.errors import UserError
+
+US = 1_000_000
+_WRAP = 1 << 32  # device timestamps are uint32 microseconds
+
+
+@dataclass
+class TimelineStats:
+    samples: int = 0
+    filled_samples: int = 0  # held-last-value samples put into short holes
+    dropped_samples: int = 0  # samples from before the current segment, or overlapping ones already received
+    segments: int = 0
+
+
+class Timeline:
+    """Per-stream sample buffers of the current segment, placed by device time."""
+
+    def __init__(self, preprocessor: Preprocessor, max_fill_s: float = 0.1):
+        self.pre = preprocessor
+        self.streams = preprocessor.streams
+        self.max_fill_s = max_fill_s
+        self.stats = TimelineStats()
+        self.segment_start_us: int | None = None  # unwrapped device time of sample 0 of the segment
+        self._last_raw_us: int | None = None
+        self._unwrap = 0
+        self._reset_buffers()
+
+    def _reset_buffers(self) -> None:
+        self.buffers = {s.name: np.empty((0, len(s.channels)), np.float32) for s in self.streams}
+        self.offsets = {s.name: 0 for s in self.streams}  # sample index held by buffers[name][0]
+        self.next_window = 0
+
+    def _unwrapped(self, timestamp_us: int) -> int:
+        if self._last_raw_us is not None and timestamp_us < self._last_raw_us - _WRAP // 2:
+            self._unwrap += _WRAP
+        self._last_raw_us = timestamp_us
+        return timestamp_us + self._unwrap
+
+    def end_index(self, name: str) -> int:
+        return self.offsets[name] + len(self.buffers[name])
+
+    def add(self, stream_index: int, timestamp_us: int, values: np.ndarray) -> None:
+        stream = self.streams[stream_index]
+        t = self._unwrapped(timestamp_us)
+        if self.segment_start_us is None:
+            self._start_segment(t)
+        index = int(round((t - self.segment_start_us) * stream.rate_hz / US))
+        hole = index - self.end_index(stream.name)
+        if hole * 1.0 / stream.rate_hz > self.max_fill_s:
+            self._start_segment(t)
+            index, hole = 0, 0
+        if index < 0:  # before the segment began
+            values, index = values[-index:], 0
+            self.stats.dropped_samples += min(len(values), -index)
+        if hole < 0:  # overlaps samples already placed (a repeated frame)
+            self.stats.dropped_samples += min(len(values), -hole)
+            values = values[-hole:]
+        if len(values) == 0:
+            return
+        buffer = self.buffers[stream.name]
+        if hole > 0:
+            last = buffer[-1] if len(buffer) else values[0]
+            buffer = np.concatenate([buffer, np.repeat(last[np.newaxis], hole, axis=0)])
+            self.stats.filled_samples += hole
+        self.buffers[stream.name] = np.concatenate([buffer, values.astype(np.float32, copy=False)])
+        self.stats.samples += len(values)
+
+    def _start_segment(self, t_us: int) -> None:
+        self.segment_start_us = t_us
+        self.stats.segments += 1
+        self._reset_buffers()
+
+    def ready_windows(self):
+        """Yield (segment, window index, raw window) for every window whose samples have all arrived."""
+        while all(sum(stream_window(s, self.pre.spec, self.next_window)) <= self.end_index(s.name) for s in self.streams):
+            k = self.next_window
+            window = window_from_streams(self.buffers, self.streams, self.pre.spec, k, self.offsets)
+            self.next_window += 1
+            self._trim()
+            yield self.stats.segments, k, window
+
+    def window_end_s(self, k: int) -> float:
+        """Device time (s) of the end of window k."""
+        return (self.segment_start_us or 0) / US + k * self.pre.spec.hop_s + self.pre.spec.window_s
+
+    def _trim(self) -> None:
+        for s in self.streams:  # keep only what the next window needs: bounded memory however long the session
+            first_needed = stream_window(s, self.pre.spec, self.next_window)[0]
+            drop = first_needed - self.offsets[s.name]
+            if drop > 0:
+                self.buffers[s.name] = self.buffers[s.name][drop:]
+                self.offsets[s.name] += drop
+
+
+class Smoother:
+    """Majority vote over the last K windows; below the confidence threshold it reports no sign."""
+
+    def __init__(self, k: int = 1, threshold: float = 0.0):
+        if k < 1:
+            raise UserError("--smooth counts windows and must be at least 1")
+        if not 0.0 <= threshold <= 1.0:
+            raise UserError("--threshold is a probability in [0, 1], e.g. 0.6")
+        self.threshold = threshold
+        self.recent: deque[np.ndarray] = deque(maxlen=k)
+
+    def reset(self) -> None:
+        self.recent.clear()
+
+    def update(self, probs: np.ndarray) -> tuple[int | None, float]:
+        self.recent.append(probs)
+        votes = Counter(int(np.argmax(p)) for p in self.recent)
+        best = max(votes, key=lambda c: (votes[c], np.mean([p[c] for p in self.recent])))
+        confidence = float(np.mean([p[best] for p in self.recent]))
+        return (best if confidence >= self.threshold else None), confidence
+
+
+class Recorder:
+    """Writes the raw received samples as they arrive: one CSV per stream in a folder, a header of channel
+    names, whole lines only. The folder is a dataset recording (`path` in recordings.csv may name it), and
+    after an abrupt stop every flushed line is readable."""
+
+    def __init__(self, folder: Path, preprocessor: Preprocessor):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.files = {}
+        for s in preprocessor.streams:
+            path = self.folder / f"{s.name}.csv"
+            if path.exists() and path.stat().st_size > 0:
+                raise UserError(f"{path}: exists; --record never overwrites a recording: choose a new folder")
+            f = path.open("w", encoding="utf-8")
+            f.write(",".join(s.channels) + "\n")
+            f.flush()
+            self.files[s.name] = f
+
+    def write(self, name: str, values: np.ndarray) -> None:
+        integral = np.all(values == np.round(values))
+        rows = values.astype(np.int64) if integral else values
+        text = "\n".join(",".join(map(repr, row.tolist())) for row in rows) + "\n"
+        self.files[name].write(text)
+
+    def flush(self) -> None:
+        for f in self.files.values():
+            f.flush()
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.close()
+
+
+@dataclass
+class Decision:
+    segment: int
+    window: int
+    end_time_s: float
+    end_seq: int | None
+    label: str | None
+    probability: float
+    probs: list[float]
+    latency_ms: float
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__)
+
+
+@dataclass
+class SessionStats:
+    bytes: int = 0
+    windows: int = 0
+    reconnects: int = 0
+    decoder: dict = field(default_factory=dict)
+    timeline: dict = field(default_factory=dict)
+
+
+class LiveSession:
+    """One model listening to one device: feed it bytes as they arrive, get decisions back."""
+
+    def __init__(self, model, *, text: bool = False, text_rate_hz: float | None = None, smooth: int = 1,
+                 threshold: float = 0.0, record: Path | None = None, max_fill_s: float = 0.1):
+        meta = model.metadata
+        if not meta or "preprocessing" not in meta:
+            raise UserError(f"{model.path}: carries no edgekd metadata (streams, window, normalisation); "
+                            f"export it with `edgekd export`")
+        pre = Preprocessor.from_dict(meta["preprocessing"])
+        if text:
+            if len(pre.streams) != 1:
+                raise UserError(f"{model.path}: the model takes {len(pre.streams)} streams; text mode carries one, "
+                                f"use the binary protocol (drop --text)")
+            if text_rate_hz:  # the device's own rate: windows resample from it to the model rate
+                stream = pre.streams[0]
+                pre = Preprocessor((type(stream)(stream.name, float(text_rate_hz), stream.channels),), pre.spec, pre.mean, pre.std)
+            from firmware_bridge.text import TextDecoder
+
+            self.decoder = TextDecoder(len(pre.streams[0].channels))
+        else:
+            from firmware_bridge.protocol import FrameDecoder
+
+            self.decoder = FrameDecoder()
+        self.model, self.pre, self.text = model, pre, text
+        self.classes = meta["classes"]
+        self.timeline = Timeline(pre, max_fill_s)
+        self.smoother = Smoother(smooth, threshold)
+        self.recorder = Recorder(record, pre) if record else None
+        self.stats = SessionStats()
+        self._text_samples = 0
+        self._segment = None
+        self._last_seq = None
+
+    def feed(self, data: bytes, arrival: float) -> list[Decision]:
+        """Bytes just read (at perf_counter time `arrival`) -> the decisions of every window they complete."""
+        self.stats.bytes += len(data)
+        if self.text:
+            rows = self.decoder.feed(data)
+            if len(rows):
+                self._place(0, int(round(self._text_samples * US / self.pre.streams[0].rate_hz)), rows)
+                self._text_samples += len(rows)
+        else:
+            for frame in self.decoder.feed(data):
+                self._check_frame(frame)
+                self._last_seq = frame.seq
+                self._place(frame.stream_id, frame.timestamp_us, frame.values())
+        decisions = []
+        for segment, k, raw in self.timeline.ready_windows():
+            if segment != self._segment:
+                self._segment = segment
+                self.smoother.reset()
+            probs = self.model.predict_proba(self.pre.normalize(raw[np.newaxis]))[0]
+            label, confidence = self.smoother.update(probs)
+            decisions.append(Decision(segment, k, round(self.timeline.window_end_s(k), 6), self._last_seq,
+                                      None if label is None else self.classes[label], confidence,
+                                      [float(p) for p in probs], (time.perf_counter() - arrival) * 1e3))
+            self.stats.windows += 1
+        if self.recorder:
+            self.recorder.flush()
+        return decisions
+
+    def _place(self, stream_index: int, timestamp_us: int, values: np.ndarray) -> None:
+        if self.recorder:
+            self.recorder.write(self.pre.streams[stream_index].name, values)
+        self.timeline.add(stream_index, timestamp_us, values)
+
+    def _check_frame(self, frame) -> None:
+        streams = self.pre.streams
+        if frame.stream_id >= len(streams):
+            raise UserError(f"{self.model.path}: the device sends stream id {frame.stream_id}, but the model takes "
+                            f"{len(streams)} stream(s) ({', '.join(s.name for s in streams)}); use the model trained for this device")
+        expected = len(streams[frame.stream_id].channels)
+        if frame.samples.shape[1] != expected:
+            raise UserError(f"{self.model.path}: the device sends {frame.samples.shape[1]} channels on stream "
+                            f"{frame.stream_id} ({streams[frame.stream_id].name}), the model expects {expected}; "
+                            f"use the model trained for this device")
+
+    def counters(self) -> dict:
+        return {"bytes": self.stats.bytes, "windows": self.stats.windows, "reconnects": self.stats.reconnects,
+                **{f"decoder_{k}": v for k, v in _stats_dict(self.decoder.stats).items()},
+                **{f"timeline_{k}": v for k, v in self.timeline.stats.__dict__.items()}}
+
+    def close(self) -> None:
+        if self.recorder:
+            self.recorder.close()
+
+
+def _stats_dict(stats) -> dict:
+    return stats.as_dict() if hasattr(stats, "as_dict") else dict(stats.__dict__)
+
+
+def run_session(session: LiveSession, open_port, emit, *, max_windows: int | None = None, idle_exit_s: float | None = None,
+                log=print, sleep=time.sleep) -> None:
+    """Read until stopped (Ctrl-C), `max_windows` decisions, or `idle_exit_s` without data. A link that drops
+    is reopened with backoff (0.5 s doubling to 5 s); failing to open the port the first time is a UserError."""
+    port = open_port(first=True)
+    backoff, last_data = 0.5, time.monotonic()
+    try:
+        while True:
+            try:
+                data = port.read(max(1, port.in_waiting))
+            except Exception as e:  # serial.SerialException, OSError: the device or the socket went away
+                if not _is_link_error(e):
+                    raise
+                port.close()
+                session.stats.reconnects += 1
+                log(f"link lost ({_first_line(e)}); reconnecting in {backoff:.1f} s")
+                sleep(backoff)
+                port = _reopen(open_port, log, sleep)
+                backoff, last_data = min(backoff * 2, 5.0), time.monotonic()
+                continue
+            now = time.monotonic()
+            if data:
+                arrival = time.perf_counter()
+                for decision in session.feed(data, arrival):
+                    emit(decision)
+                    if max_windows is not None and session.stats.windows >= max_windows:
+                        return
+                last_data, backoff = now, 0.5
+            elif idle_exit_s is not None and now - last_data > idle_exit_s:
+                return
+    finally:
+        port.close()
+        session.close()
+
+
+def _reopen(open_port, log, sleep):
+    backoff = 0.5
+    while True:
+        try:
+            port = open_port(first=False)
+            log("link back")
+            return port
+        except Exception as e:
+            if not _is_link_error(e):
+                raise
+            log(f"still no link ({_first_line(e)}); next try in {backoff:.1f} s")
+            sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+
+def _is_link_error(e: Exception) -> bool:
+    import serial
+
+    return isinstance(e, (serial.SerialException, OSError))
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def serial_opener(port: str, baud: int, read_timeout_s: float = 0.02):
+    """open_port(first) for run_session: a device path or any pyserial URL (socket://HOST:PORT, loop://).
+    The first open turns every failure into a UserError that says what to do; later ones raise for a retry."""
+    import errno
+
+    import serial
+
+    def open_port(first: bool):
+        try:
+            return serial.serial_for_url(port, baudrate=baud, timeout=read_timeout_s)
+        except (serial.SerialException, OSError, ValueError) as e:
+            if not first:
+                raise serial.SerialException(str(e)) from None
+            code = getattr(e, "errno", None)
+            text = str(e)
+            if code == errno.EACCES or "Permission denied" in text:
+                fix = "no permission: add your user to the dialout group (sudo usermod -aG dialout $USER, then log in again)"
+            elif code == errno.EBUSY or "busy" in text.lower() or "exclusively lock" in text:
+                fix = "the port is busy: close the other program that has it open"
+            elif code == errno.ENOENT or "No such file" in text or "could not open port" in text:
+                fix = "no such port: plug the device in, or list ports with `python -m serial.tools.list_ports`"
+            else:
+                fix = f"cannot open it ({_first_line(e)}); check the device path or URL (e.g. socket://127.0.0.1:7000)"
+            raise UserError(f"{port}: {fix}") from None
+
+    return open_port
