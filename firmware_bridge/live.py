@@ -286,10 +286,15 @@ def _stats_dict(stats) -> dict:
 
 def run_session(session: LiveSession, open_port, emit, *, max_windows: int | None = None, idle_exit_s: float | None = None,
                 log=print, sleep=time.sleep) -> None:
-    """Read until stopped (Ctrl-C), `max_windows` decisions, or `idle_exit_s` without data. A link that drops
-    is reopened with backoff (0.5 s doubling to 5 s); failing to open the port the first time is a UserError."""
+    """Read until stopped (Ctrl-C), `max_windows` decisions, or `idle_exit_s` without data (time spent
+    reconnecting counts). A link that drops is reopened with backoff (0.5 s doubling to 5 s); failing to open
+    the port the first time is a UserError."""
     port = open_port(first=True)
-    backoff, last_data = 0.5, time.monotonic()
+    last_data = time.monotonic()
+
+    def idle() -> bool:
+        return idle_exit_s is not None and time.monotonic() - last_data > idle_exit_s
+
     try:
         while True:
             try:
@@ -299,29 +304,30 @@ def run_session(session: LiveSession, open_port, emit, *, max_windows: int | Non
                     raise
                 port.close()
                 session.stats.reconnects += 1
-                log(f"link lost ({_first_line(e)}); reconnecting in {backoff:.1f} s")
-                sleep(backoff)
-                port = _reopen(open_port, log, sleep)
-                backoff, last_data = min(backoff * 2, 5.0), time.monotonic()
+                log(f"link lost ({_first_line(e)}); reconnecting")
+                port = _reopen(open_port, log, sleep, idle)
+                if port is None:
+                    return
                 continue
-            now = time.monotonic()
             if data:
                 arrival = time.perf_counter()
                 for decision in session.feed(data, arrival):
                     emit(decision)
                     if max_windows is not None and session.stats.windows >= max_windows:
                         return
-                last_data, backoff = now, 0.5
-            elif idle_exit_s is not None and now - last_data > idle_exit_s:
+                last_data = time.monotonic()
+            elif idle():
                 return
     finally:
-        port.close()
+        if port is not None:
+            port.close()
         session.close()
 
 
-def _reopen(open_port, log, sleep):
+def _reopen(open_port, log, sleep, give_up):
+    """The reopened port, or None once `give_up()` says so."""
     backoff = 0.5
-    while True:
+    while not give_up():
         try:
             port = open_port(first=False)
             log("link back")
@@ -329,9 +335,10 @@ def _reopen(open_port, log, sleep):
         except Exception as e:
             if not _is_link_error(e):
                 raise
-            log(f"still no link ({_first_line(e)}); next try in {backoff:.1f} s")
+            log(f"no link yet ({_first_line(e)}); next try in {backoff:.1f} s")
             sleep(backoff)
             backoff = min(backoff * 2, 5.0)
+    return None
 
 
 def _is_link_error(e: Exception) -> bool:
