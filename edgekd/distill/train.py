@@ -37,7 +37,10 @@ def fit(model, x_train, y_train_packed, x_val, y_val_packed, *, n_classes: int, 
         metrics=[packed_accuracy(n_classes)],
     )
     timer = _EpochTimer()
-    stopper = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True)
+    # Validation accuracy sits near chance for the first epochs on many-class data; stopping there kept a
+    # KD student from its first epoch on isl50. Early stopping may act only after a few epochs.
+    stopper = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True,
+                                            start_from_epoch=min(10, epochs // 3))
     keras.utils.set_random_seed(seed)
     history = model.fit(
         x_train, y_train_packed, validation_data=(x_val, y_val_packed), epochs=epochs, batch_size=batch_size,
