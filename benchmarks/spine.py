@@ -136,7 +136,12 @@ def write_results(results: list[dict]) -> None:
         lines.append(f"- {r['case']}: int8 student {gap:+.1f} points below the ensemble "
                      f"(target ≤ 3 on myo5: {verdict}); KD epoch {ratio:.2f}× a scratch epoch (target ≤ 1.3: "
                      f"{'met' if ratio <= 1.3 else 'NOT met'}).")
-    write_bytes_atomic(HERE / "RESULTS.md", ("\n".join(lines) + "\n").encode())
+    path = HERE / "RESULTS.md"
+    old = path.read_text() if path.exists() else ""
+    begin, end = "<!-- STREAM BEGIN -->", "<!-- STREAM END -->"  # benchmarks/stream.py's section stays
+    if begin in old and end in old:
+        lines += ["", old[old.index(begin): old.index(end) + len(end)]]
+    write_bytes_atomic(path, ("\n".join(lines) + "\n").encode())
 
 
 def main() -> None:

@@ -177,10 +177,11 @@ class Decision:
     label: str | None
     probability: float
     probs: list[float]
-    latency_ms: float
+    latency_ms: float  # from the arrival of the window's last sample (the read that brought it) to this decision
+    arrival: float = field(default=0.0, repr=False)  # perf_counter() of that read, for callers that time printing too
 
     def to_json(self) -> str:
-        return json.dumps(self.__dict__)
+        return json.dumps({k: v for k, v in self.__dict__.items() if k != "arrival"})
 
 
 @dataclass
@@ -248,7 +249,7 @@ class LiveSession:
             label, confidence = self.smoother.update(probs)
             decisions.append(Decision(segment, k, round(self.timeline.window_end_s(k), 6), self._last_seq,
                                       None if label is None else self.classes[label], confidence,
-                                      [float(p) for p in probs], (time.perf_counter() - arrival) * 1e3))
+                                      [float(p) for p in probs], (time.perf_counter() - arrival) * 1e3, arrival))
             self.stats.windows += 1
         if self.recorder:
             self.recorder.flush()

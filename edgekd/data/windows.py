@@ -11,11 +11,13 @@ offline windows exactly.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 import numpy as np
-from scipy.signal import resample_poly
+from scipy.signal import firwin, resample_poly
 
 from edgekd.data.dataset import StreamSpec
 from edgekd.errors import UserError
@@ -45,6 +47,22 @@ class WindowSpec:
     @property
     def hop_len(self) -> int:
         return max(1, int(round(self.hop_s * self.model_rate_hz)))
+
+
+@lru_cache(maxsize=64)
+def _antialias_filter(up: int, down: int) -> np.ndarray:
+    """The FIR filter scipy's resample_poly designs by default (Kaiser, beta 5), made once per ratio: designing
+    its thousands of taps on every window cost live streaming several milliseconds per window."""
+    g = math.gcd(up, down)
+    max_rate = max(up, down) // g
+    return firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0)).astype(np.float32)
+
+
+def resample(x: np.ndarray, up: int, down: int) -> np.ndarray:
+    """Polyphase resampling along time; padtype="line" avoids the edge transients that zero padding adds
+    to offset signals (gravity on an accelerometer)."""
+    h = _antialias_filter(up, down).copy()  # resample_poly scales its filter in place
+    return resample_poly(x, up, down, axis=0, window=h, padtype="line").astype(np.float32)
 
 
 def resample_ratio(from_hz: float, to_hz: float) -> tuple[int, int]:
@@ -77,10 +95,8 @@ def window_from_streams(signals: dict[str, np.ndarray], streams: tuple[StreamSpe
         start, count = stream_window(stream, spec, k)
         start -= (offsets or {}).get(stream.name, 0)
         x = np.asarray(signals[stream.name][start:start + count], dtype=np.float32)
-        if count != spec.window_len:
-            # Exact ratio window_len / count, so every window comes out exactly window_len long. padtype="line"
-            # avoids the edge transients that zero padding adds to offset signals (gravity on an accelerometer).
-            x = resample_poly(x, spec.window_len, count, axis=0, padtype="line").astype(np.float32)
+        if count != spec.window_len:  # the exact ratio window_len / count: every window comes out window_len long
+            x = resample(x, spec.window_len, count)
         parts.append(x)
     return np.concatenate(parts, axis=1)
 
@@ -93,7 +109,7 @@ def align_streams(signals: dict[str, np.ndarray], streams: tuple[StreamSpec, ...
         x = np.asarray(signals[stream.name], dtype=np.float32)
         up, down = resample_ratio(stream.rate_hz, model_rate_hz)
         if up != down:
-            x = resample_poly(x, up, down, axis=0, padtype="line").astype(np.float32)
+            x = resample(x, up, down)
         parts.append(x)
     length = min(len(p) for p in parts)  # streams of one recording end a few samples apart
     return np.concatenate([p[:length] for p in parts], axis=1)
