@@ -24,6 +24,7 @@ test: $(STAMP)
 # Heavy measurements for benchmarks/RESULTS.md; not part of `make test`.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/spine.py
+	$(BIN)/python benchmarks/stream.py
 
 clean-venv:
 	rm -rf $(VENV)

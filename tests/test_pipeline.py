@@ -87,7 +87,7 @@ def test_export_rejects_an_agreement_outside_zero_to_one(tiny_run, tmp_path):
     assert result.exit_code == 2 and "--min-agreement" in result.output
 
 
-def test_bench_reports_the_documented_json_without_importing_tensorflow(exported, myo5, tmp_path):
+def test_bench_and_stream_run_without_importing_tensorflow(exported, myo5, tmp_path):
     out = tmp_path / "bench.json"
     code = (
         "import sys\n"
@@ -95,6 +95,7 @@ def test_bench_reports_the_documented_json_without_importing_tensorflow(exported
         f"try: main(['bench', {str(exported['float32'])!r}, {str(exported['int8'])!r}, '--data', {str(myo5)!r},"
         f" '--runs', '20', '--json', {str(out)!r}])\n"
         "except SystemExit as e: assert e.code in (0, None), e.code\n"
+        "import firmware_bridge.live, firmware_bridge.simulator, firmware_bridge.protocol  # edgekd stream / simulate\n"
         "bad = [m for m in ('tensorflow', 'tf_keras', 'tensorflow_model_optimization') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )

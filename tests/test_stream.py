@@ -102,3 +102,35 @@ def test_stream_reports_a_model_built_for_other_channels(exported, two_stream_da
 def test_stream_on_a_missing_port_is_a_clear_error(exported):
     result = CliRunner().invoke(main, ["stream", "--port", "/dev/ttyNOPE0", "--model", exported["int8"]])
     assert result.exit_code == 2 and "/dev/ttyNOPE0" in result.output and "no such port" in result.output
+
+
+def test_record_after_kill_9_of_the_stream_process_reads_back_as_the_samples_sent(exported, myo5, tmp_path):
+    """`edgekd stream --record` killed abruptly: the folder is a dataset recording of exactly what arrived."""
+    import os
+    import signal
+    import time
+
+    proc_sim, url = _start_simulator(myo5, "--listen", "127.0.0.1:0", "--speed", "1", "--recordings", "0")
+    folder = tmp_path / "rec"
+    stream = subprocess.Popen([sys.executable, "-m", "edgekd.cli", "stream", "--port", url, "--model", str(exported["int8"]),
+                               "--jsonl", "--record", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # about 1 s of samples received, mid-recording
+            if (folder / "emg.csv").exists() and (folder / "emg.csv").read_text().count("\n") > 200:
+                break
+            time.sleep(0.05)
+        os.kill(stream.pid, signal.SIGKILL)
+        stream.wait(10)
+    finally:
+        for proc in (proc_sim, stream):
+            proc.kill()
+            proc.wait()
+
+    (tmp_path / "dataset.toml").write_text((myo5 / "dataset.toml").read_text())
+    (tmp_path / "recordings.csv").write_text("path,subject,label\nrec,live,close\n")
+    recorded = load_dataset(tmp_path)
+    received = recorded.load_signals(recorded.recordings[0])["emg"]
+    sent = load_dataset(myo5).load_signals(load_dataset(myo5).recordings[0])["emg"]
+    assert 200 <= len(received) < len(sent)
+    np.testing.assert_array_equal(received, sent[: len(received)])  # nothing lost, nothing corrupted
