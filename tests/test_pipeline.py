@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from edgekd.cli import main
@@ -140,3 +141,13 @@ def test_distill_two_rate_dataset_by_subject_from_a_config_file(two_stream_datas
     assert report["windows"]["channels"] == 42 and report["windows"]["length"] == 40
     assert report["epochs"]["student_kd"] <= 2 and report["architectures"]["student"] == "isl-student"
     assert "student (KD)" in result.output
+
+
+@pytest.mark.parametrize("variant", ["float16", "dynamic"])
+def test_other_variants_export_agree_and_say_what_they_are(tiny_run, tmp_path, variant):
+    out = tmp_path / f"student-{variant}.tflite"
+    result = CliRunner().invoke(main, ["export", str(tiny_run), f"--{variant}", "--out", str(out)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    model = TFLiteModel.load(out)
+    assert model.metadata["variant"] == variant and model.metadata["agreement"] >= 0.95
+    assert str(model.input_dtype) == "float32"
