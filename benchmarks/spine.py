@@ -127,15 +127,28 @@ def write_results(results: list[dict]) -> None:
             f"{f32['bytes']:,} | {i8['bytes']:,} ({i8['gzip_bytes']:,}) | {pct(i8['agreement'])}% ({i8['quantizer']}) | "
             f"{f32['latency_ms']['p50']:.3f} / {f32['latency_ms']['p99']:.3f} | {i8['latency_ms']['p50']:.3f} / {i8['latency_ms']['p99']:.3f} | "
             f"{rep['timings_s']['total']:.0f} | {ratio:.2f} |")
-    lines += ["", "## Targets (issue: the spine)", ""]
+    lines += [
+        "",
+        "How to read it:",
+        "- myo5 repetition 3 looks like a shifted armband (STACK.md): every model, teachers included, is near",
+        "  chance (20% for 5 classes) when tested on it, so differences in those rows are noise.",
+        "- The seed's student shape (isl-student, 2-filter first convolution) against the default edge-student on",
+        "  the same teachers shows why edge-student is the default.",
+        "- isl50 synthetic is the scale check (50 classes, 5 subjects, two streams at different rates, 6,700 training",
+        "  windows). Every deep model is far from solving it at these settings; what it shows is that the whole",
+        "  path runs at the seed's shape and what that costs in time. Method sweeps are issue 3's work.",
+        "- int8 files are about 2.5× smaller than float32 and several times slower per window on this x86 host",
+        "  (STACK.md measured the same); ARM is measured by `make pi-check` and on a real Pi.",
+    ]
+    lines += ["", "## Targets (issue: the spine)", "",
+              "int8 student within 3 points of the ensemble on myo5 (int8 − ensemble ≥ −3); a KD epoch ≤ 1.3× a scratch epoch.", ""]
     for r in results:
         rep, i8 = r["report"], r["models"]["int8"]
-        gap = 100 * (rep["test_accuracy"]["ensemble"] - i8["accuracy"])
+        diff = 100 * (i8["accuracy"] - rep["test_accuracy"]["ensemble"])
         ratio = rep["epoch_time_s"]["student_kd"] / rep["epoch_time_s"]["student_scratch"]
-        verdict = "met" if gap <= 3 else "NOT met"
-        lines.append(f"- {r['case']}: int8 student {gap:+.1f} points below the ensemble "
-                     f"(target ≤ 3 on myo5: {verdict}); KD epoch {ratio:.2f}× a scratch epoch (target ≤ 1.3: "
-                     f"{'met' if ratio <= 1.3 else 'NOT met'}).")
+        accuracy_target = (f"{'met' if diff >= -3 else 'NOT met'}" if r["case"].startswith("myo5") else "no target (synthetic)")
+        lines.append(f"- {r['case']}: int8 − ensemble {diff:+.1f} points ({accuracy_target}); KD epoch {ratio:.2f}× a scratch "
+                     f"epoch ({'met' if ratio <= 1.3 else 'NOT met'}).")
     path = HERE / "RESULTS.md"
     old = path.read_text() if path.exists() else ""
     begin, end = "<!-- STREAM BEGIN -->", "<!-- STREAM END -->"  # benchmarks/stream.py's section stays

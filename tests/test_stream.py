@@ -26,7 +26,7 @@ def test_live_probabilities_equal_offline_window_for_window_over_a_pty(exported,
     test_recordings = split_indices_from_dict(dataset, model.metadata["split"], "test")[:3]
     sim = Simulator(dataset, speed=20, recordings=test_recordings)
     link = open_link(pty=True)
-    reader = serial.serial_for_url(link.describe(), timeout=0.02)  # open before the device starts sending
+    reader = serial.serial_for_url(link.describe(), timeout=0)  # open before the device starts sending
     replay = threading.Thread(target=sim.run, args=(link.write,))
     replay.start()
     decisions = []
