@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean-venv
+.PHONY: demo test bench pi-check clean-venv
 
 # Pinned versions (requirements/lock.txt: resolved from pyproject.toml's train and dev extras, measured
 # together in ../shared/docs/STACK.md), then edgekd itself in editable mode without re-resolving.
@@ -25,6 +25,13 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/spine.py
 	$(BIN)/python benchmarks/stream.py
+
+# The device profile on emulated 64-bit ARM Debian (Raspberry Pi OS's base): builds a bookworm arm64 root file
+# system once (cached in ~/.cache/edgekd/pi), installs edgekd there as README tells a Pi user, checks bench and
+# stream against the host. Needs root (chroot, binfmt_misc). Cold about 15 minutes, warm about 1.5.
+pi-check: $(STAMP)
+	bash scripts/pi-check.sh
+	$(BIN)/python benchmarks/results_md.py PI benchmarks/out/pi-check.md
 
 clean-venv:
 	rm -rf $(VENV)

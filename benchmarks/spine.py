@@ -27,6 +27,7 @@ from edgekd.distill.run import DistillConfig, distill  # noqa: E402
 from edgekd.export.export import export_run  # noqa: E402
 from edgekd.io import write_bytes_atomic, write_json_atomic  # noqa: E402
 from edgekd.runtime.bench import bench_model  # noqa: E402
+from results_md import marked_sections  # noqa: E402
 
 OUT = HERE / "out"
 CASES = OUT / "cases"
@@ -150,11 +151,8 @@ def write_results(results: list[dict]) -> None:
         lines.append(f"- {r['case']}: int8 − ensemble {diff:+.1f} points ({accuracy_target}); KD epoch {ratio:.2f}× a scratch "
                      f"epoch ({'met' if ratio <= 1.3 else 'NOT met'}).")
     path = HERE / "RESULTS.md"
-    old = path.read_text() if path.exists() else ""
-    begin, end = "<!-- STREAM BEGIN -->", "<!-- STREAM END -->"  # benchmarks/stream.py's section stays
-    if begin in old and end in old:
-        lines += ["", old[old.index(begin): old.index(end) + len(end)]]
-    write_bytes_atomic(path, ("\n".join(lines) + "\n").encode())
+    kept = marked_sections(path.read_text()) if path.exists() else []  # stream.py's and pi-check's sections stay
+    write_bytes_atomic(path, ("\n".join(lines + [""] + kept) + "\n").encode())
 
 
 def main() -> None:

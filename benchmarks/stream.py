@@ -22,14 +22,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from edgekd.data.dataset import load_dataset  # noqa: E402
-from edgekd.io import write_bytes_atomic, write_json_atomic  # noqa: E402
+from edgekd.io import write_json_atomic  # noqa: E402
 from edgekd.runtime.interpreter import TFLiteModel  # noqa: E402
 from firmware_bridge.live import LiveSession, run_session, serial_opener  # noqa: E402
 from firmware_bridge.protocol import FrameDecoder  # noqa: E402
 from firmware_bridge.simulator import Simulator  # noqa: E402
+from results_md import write_section as write_results_section  # noqa: E402
 
 OUT = HERE / "out"
-BEGIN, END = "<!-- STREAM BEGIN -->", "<!-- STREAM END -->"
 
 
 def newest_isl50_model() -> Path:
@@ -100,7 +100,6 @@ def write_section(result: dict) -> None:
     d, live = result["decoder"], result["live"]
     lat = live["latency_ms"]
     lines = [
-        BEGIN,
         "## Live stream (`.venv/bin/python benchmarks/stream.py`)",
         "",
         f"Data at the seed's rates: isl50 synthetic, 6 sEMG channels at 1,111 Hz + 36 IMU channels at 148 Hz, 10 ms frames; "
@@ -119,15 +118,8 @@ def write_section(result: dict) -> None:
         "",
         "The latency includes resampling both streams to the model rate, normalising, one interpreter invoke with",
         "the LSTM state reset, smoothing and writing the JSON line. The simulator runs in its own process.",
-        END,
     ]
-    path = HERE / "RESULTS.md"
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + "\n".join(lines) + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n" + "\n".join(lines) + "\n"
-    write_bytes_atomic(path, text.encode())
+    write_results_section("STREAM", "\n".join(lines))
 
 
 def main() -> None:
