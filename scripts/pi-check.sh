@@ -178,18 +178,21 @@ build_rootfs() {
 # Distil and export on the host (TensorFlow lives there only), once per commit of the training code.
 build_models() {
     local key
-    # Keyed by commit only: the models are test input, the same file runs on both sides, so local edits in
-    # the working tree need not retrain; EDGEKD_PI_REBUILD_MODELS=1 forces it (e.g. after an export change).
-    key=$(git -C "$REPO" rev-parse --short=12 HEAD)
+    # Keyed by the committed code that makes the model (data, distill, export, presets, pinned versions): the
+    # models are only test input, the same file runs on both sides, so a commit elsewhere (runtime, stream,
+    # docs) or a local edit need not retrain; EDGEKD_PI_REBUILD_MODELS=1 forces it.
+    key=$(git -C "$REPO" ls-tree HEAD edgekd/data edgekd/distill edgekd/export edgekd/models edgekd/_tf.py \
+        models pyproject.toml requirements | sha1sum | cut -c1-12)
     MODELS=$CACHE/models/$key
     # Models of other commits are not needed again: keep the cache small.
     find "$CACHE/models" -mindepth 1 -maxdepth 1 ! -name "$key" -exec rm -rf {} + 2>/dev/null || true
-    echo "commit=$key$(git -C "$REPO" diff --quiet HEAD -- edgekd firmware_bridge models pyproject.toml || echo ' (+ local changes)')" >>"$OUT/meta.txt"
+    echo "commit=$(git -C "$REPO" rev-parse --short=12 HEAD)$(git -C "$REPO" diff --quiet HEAD -- edgekd \
+        firmware_bridge models pyproject.toml || echo ' (+ local changes)')" >>"$OUT/meta.txt"
     if [ -f "$MODELS/.ok" ] && [ "${EDGEKD_PI_REBUILD_MODELS:-0}" != 1 ]; then
-        NOTE="cached ($key)"
+        NOTE="cached (model code $key)"
         return
     fi
-    NOTE="distill + export fp32, int8 ($key)"
+    NOTE="distill + export fp32, int8 (model code $key)"
     rm -rf "$MODELS"
     mkdir -p "$MODELS"
     log "distilling a small model on the host (myo5, 8 epochs, 1 teacher)"
