@@ -239,18 +239,29 @@ class LiveSession:
         self.model.predict_proba(self.pre.normalize(window[np.newaxis]))
 
     def feed(self, data: bytes, arrival: float) -> list[Decision]:
-        """Bytes just read (at perf_counter time `arrival`) -> the decisions of every window they complete."""
+        """Bytes just read (at perf_counter time `arrival`) -> the decisions of every window they complete.
+
+        Windows are decided after each frame, not after the whole read: a read that holds the end of one
+        segment and the start of the next must not lose the first segment's last windows."""
         self.stats.bytes += len(data)
+        decisions = []
         if self.text:
             rows = self.decoder.feed(data)
             if len(rows):
                 self._place(0, int(round(self._text_samples * US / self.pre.streams[0].rate_hz)), rows)
                 self._text_samples += len(rows)
+                decisions += self._decide(arrival)
         else:
             for frame in self.decoder.feed(data):
                 self._check_frame(frame)
                 self._last_seq = frame.seq
                 self._place(frame.stream_id, frame.timestamp_us, frame.values())
+                decisions += self._decide(arrival)
+        if self.recorder:
+            self.recorder.flush()
+        return decisions
+
+    def _decide(self, arrival: float) -> list[Decision]:
         decisions = []
         for segment, k, raw in self.timeline.ready_windows():
             if segment != self._segment:
@@ -262,8 +273,6 @@ class LiveSession:
                                       None if label is None else self.classes[label], confidence,
                                       [float(p) for p in probs], (time.perf_counter() - arrival) * 1e3, arrival))
             self.stats.windows += 1
-        if self.recorder:
-            self.recorder.flush()
         return decisions
 
     def _place(self, stream_index: int, timestamp_us: int, values: np.ndarray) -> None:

@@ -30,12 +30,15 @@ Run as a program: `python -m firmware_bridge.simulator DATASET --pty` (see --hel
 from __future__ import annotations
 
 import errno
+import fcntl
 import itertools
 import math
 import os
 import select
 import socket
+import struct
 import sys
+import termios
 import time
 import tty
 from collections.abc import Callable, Iterator
@@ -562,13 +565,23 @@ class PtyLink(Link):
             view = view[os.write(self._master, view):]
         return True
 
-    def close(self) -> None:
+    def close(self, drain_timeout_s: float = 2.0) -> None:
+        # Closing a pty discards what its reader has not read yet: wait (bounded) until the reader has it all.
+        deadline = time.monotonic() + drain_timeout_s
+        while self._slave >= 0 and self._unread() > 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
         for fd in (self._master, self._slave):
             try:
                 os.close(fd)
             except OSError:
                 pass
         self._master = self._slave = -1
+
+    def _unread(self) -> int:
+        try:
+            return struct.unpack("i", fcntl.ioctl(self._slave, termios.FIONREAD, b"\0\0\0\0"))[0]
+        except OSError:
+            return 0
 
     def describe(self) -> str:
         return self.path

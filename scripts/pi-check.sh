@@ -313,23 +313,27 @@ compare_outputs() {
 }
 
 # A live session: the simulator on the host writes a pseudo-terminal, `edgekd stream` in the chroot reads
-# it (the chroot has the host's /dev/pts bound in). pyserial flushes what is waiting in a port when it opens
-# it, and the emulated reader takes seconds to start, so to lose nothing we make the order deterministic:
-#   1. the simulator starts, prints its /dev/pts/N and starts sending a padding recording (14);
-#   2. we stop it (SIGSTOP) as soon as the path is printed: at most the first bytes of the padding are sent;
-#   3. the reader starts in the chroot; once /proc shows it holding /dev/pts/N open (and a moment for
-#      pyserial's flush after the open), the simulator continues (SIGCONT);
-#   4. what was flushed is part of the padding only; recordings 10 and 11 arrive whole, each its own segment
-#      (a 0.5 s device pause between recordings), and must equal offline inference window for window;
-#   5. a second padding recording (13) goes last: when the simulator ends it closes the pty at once, and the
-#      kernel discards what the (emulated, slower) reader has not read yet -- the last frame, in our runs.
-# The simulator paces by its start time, so frames due during the stop go out back to back after it:
-# the latencies of this session measure emulation and backlog, not the device.
+# it (the chroot has the host's /dev/pts bound in). Bytes get lost at both ends of a pty session unless the
+# order is made deterministic, which is what this does:
+#   - start: pyserial flushes what waits in a port when it opens it, and the emulated reader takes seconds
+#     to start. So the simulator is stopped (SIGSTOP) as soon as it prints its /dev/pts/N, and continued
+#     (SIGCONT) only once /proc shows the reader holding the pty open, plus a second for pyserial's flush.
+#     A padding recording (14) goes first, for the few bytes sent before the stop.
+#   - end: a simulator that ends closes the pty at once, and the kernel discards whatever the (emulated,
+#     slower) reader has not read yet. So it runs with --loop, and once the reader has decided on a window
+#     past recording 11 it is stopped again; the reader drains the pty, goes idle and leaves by --idle-exit;
+#     then the simulator is ended. A padding recording (13) goes last.
+# Recordings 10 and 11 must each arrive as one segment (0.5 s device pause between recordings) whose windows
+# equal offline inference on ARM, window for window. Frames due while the simulator was stopped go out
+# back to back after it, so this session's latencies measure emulation and backlog, not the device.
 stream_check() {
-    local pts='' i
-    local sim_cmd="edgekd simulate edgekd/datasets/myo5 --pty --recordings $STREAM_RECORDINGS --speed 2"
+    local pts='' i end_s
+    local sim_cmd="edgekd simulate edgekd/datasets/myo5 --pty --loop --recordings $STREAM_RECORDINGS --speed 2"
     local stream_args=(--model $WORK/models/student-int8.tflite --jsonl --idle-exit 3)
-    "$HOST_BIN/edgekd" simulate "$MYO5" --pty --recordings $STREAM_RECORDINGS --speed 2 2>"$OUT/simulate.err" &
+    # Device time (s) at which the last checked recording ends (from the ARM side's simulator schedule).
+    end_s=$("$HOST_BIN/python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["spans_s"][sys.argv[2]][1])' \
+        "$OUT/probs-arm64/stream-schedule.json" "${STREAM_CHECKED##*,}")
+    "$HOST_BIN/edgekd" simulate "$MYO5" --pty --loop --recordings $STREAM_RECORDINGS --speed 2 2>"$OUT/simulate.err" &
     SIM_PID=$!
     for i in $(seq 600); do  # the path comes as the first line on stderr
         pts=$(grep -o -m 1 '/dev/pts/[0-9]*' "$OUT/simulate.err" || true)
@@ -353,13 +357,23 @@ stream_check() {
     ls -l /proc/$READER_PID/fd 2>/dev/null | grep -q "dev/pts/${pts##*/}\$" || die "edgekd stream never opened $pts"
     sleep 1  # pyserial configures and flushes right after the open
     kill -CONT $SIM_PID
-    wait $SIM_PID || die "the simulator failed: $(cat "$OUT/simulate.err")"
-    SIM_PID=''
+    for i in $(seq 1800); do  # until a decision past the checked recordings (click flushes every line)
+        if grep -o '"end_time_s": [0-9.]*' "$OUT/stream.jsonl" | awk -v e="$end_s" '$2 > e + 1e-6 { f = 1 } END { exit !f }'; then
+            break
+        fi
+        kill -0 $READER_PID 2>/dev/null || die "edgekd stream ended early: $(cat "$OUT/stream.err")"
+        sleep 0.1
+    done
+    kill -STOP $SIM_PID  # no more bytes: the reader drains the pty and leaves after --idle-exit 3
     wait $READER_PID || die "edgekd stream failed: $(cat "$OUT/stream.err")"
     READER_PID=''
-    # Expected on stderr: the banner, the link lost when the simulator ends and closes the pty, the retries
-    # until --idle-exit, the counters. Anything else is a problem.
-    if grep -vE '^(listening on |link lost |no link yet |counters: |INFO: Created TensorFlow Lite XNNPACK|Error in cpuinfo: failed to parse)' \
+    kill -TERM $SIM_PID
+    kill -CONT $SIM_PID
+    wait $SIM_PID || true  # ended by our TERM
+    SIM_PID=''
+    # Expected on stderr: the banner and the counters (and LiteRT's and emulation's notes). Anything else,
+    # a lost link included, is a problem.
+    if grep -vE '^(listening on |counters: |INFO: Created TensorFlow Lite XNNPACK|Error in cpuinfo: failed to parse)' \
         "$OUT/stream.err" | grep -q .; then
         die "edgekd stream printed unexpected messages: $(cat "$OUT/stream.err")"
     fi

@@ -373,3 +373,24 @@ def test_import_pulls_in_no_tensorflow():
             "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras')]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)
+
+
+def test_pty_close_waits_for_a_slow_reader_to_take_everything():
+    """Closing a pty discards unread bytes: the last frames of a replay must reach a reader that lags."""
+    link = open_link(pty=True)
+    reader = serial.serial_for_url(link.describe(), timeout=0)
+    link.write(b"x" * 52)
+    got = bytearray()
+
+    def slow_reader():
+        time.sleep(0.3)
+        while len(got) < 52:
+            got.extend(reader.read(64))
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=slow_reader)
+    thread.start()
+    link.close()
+    thread.join(3)
+    reader.close()
+    assert len(got) == 52

@@ -134,3 +134,15 @@ def test_record_after_kill_9_of_the_stream_process_reads_back_as_the_samples_sen
     sent = load_dataset(myo5).load_signals(load_dataset(myo5).recordings[0])["emg"]
     assert 200 <= len(received) < len(sent)
     np.testing.assert_array_equal(received, sent[: len(received)])  # nothing lost, nothing corrupted
+
+
+def test_one_read_spanning_two_recordings_loses_no_window(exported, myo5):
+    """A burst (a loaded reader) can bring the end of one segment and the start of the next in one read."""
+    model = TFLiteModel.load(exported["float32"])
+    dataset = load_dataset(myo5)
+    sim = Simulator(dataset, speed=0, recordings=[10, 11])
+    session = LiveSession(model)
+    decisions = session.feed(b"".join(data for _, data in sim.frames()), arrival=0.0)
+    pre = Preprocessor.from_dict(model.metadata["preprocessing"])
+    expected = [len(pre.windows(sim.sent_values(i))) for i in (10, 11)]
+    assert [sum(d.segment == s for d in decisions) for s in (1, 2)] == expected
