@@ -10,6 +10,7 @@ paused, or a new recording began) starts a new segment whose windows start afres
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import select
 import time
@@ -71,12 +72,10 @@ class Timeline:
         if hole * 1.0 / stream.rate_hz > self.max_fill_s:
             self._start_segment(t)
             index, hole = 0, 0
-        if index < 0:  # before the segment began
-            values, index = values[-index:], 0
-            self.stats.dropped_samples += min(len(values), -index)
-        if hole < 0:  # overlaps samples already placed (a repeated frame)
-            self.stats.dropped_samples += min(len(values), -hole)
-            values = values[-hole:]
+        if hole < 0:  # samples from before the segment began, or already placed (a repeated frame)
+            skip = min(len(values), -hole)
+            self.stats.dropped_samples += skip
+            values, hole = values[skip:], 0
         if len(values) == 0:
             return
         buffer = self.buffers[stream.name]
@@ -210,7 +209,7 @@ class LiveSession:
                                 f"use the binary protocol (drop --text)")
             if text_rate_hz:  # the device's own rate: windows resample from it to the model rate
                 stream = pre.streams[0]
-                pre = Preprocessor((type(stream)(stream.name, float(text_rate_hz), stream.channels),), pre.spec, pre.mean, pre.std)
+                pre = dataclasses.replace(pre, streams=(dataclasses.replace(stream, rate_hz=float(text_rate_hz)),))
             from firmware_bridge.text import TextDecoder
 
             self.decoder = TextDecoder(len(pre.streams[0].channels))

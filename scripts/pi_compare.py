@@ -162,19 +162,13 @@ def cmd_stream(args) -> None:
         r = {"segments": sorted({d["segment"] for d in mine}), "live_windows": len(mine),
              "offline_windows": int(len(offline)), "missing_at_end": int(len(offline) - len(mine)),
              "max_abs_diff": None, "argmax_agreement": None}
-        # Live window k of a segment is offline window k of the recording; only a missing tail is tolerated
-        # (with --allow-tail-loss), never a missing window in the middle or a different probability.
+        # Live window k of a segment is offline window k of the recording: no window missing, none different.
         if mine and ks == list(range(len(mine))) and len(mine) <= len(offline):
             live = np.array([d["probs"] for d in mine])
             r["max_abs_diff"] = float(np.abs(live - offline[:len(live)]).max())
             r["argmax_agreement"] = float(np.mean(live.argmax(1) == offline[:len(live)].argmax(1)))
         r["ok"] = bool(len(r["segments"]) == 1 and r["max_abs_diff"] is not None and r["max_abs_diff"] <= 1e-6
-                       and (r["missing_at_end"] == 0 or (args.allow_tail_loss and r["missing_at_end"] > 0)))
-        if r["ok"] and r["missing_at_end"]:
-            result.setdefault("warnings", []).append(
-                f"recording {rec}: its last {r['missing_at_end']} of {len(offline)} windows were never decided "
-                "(firmware_bridge/live.py: LiveSession.feed places every frame of a read before it cuts windows, "
-                "so a read that ends one segment and starts the next loses the first segment's last windows)")
+                       and r["missing_at_end"] == 0)
         result["ok"] &= r["ok"]
         result["recordings"][rec] = r
     latencies = [d["latency_ms"] for d in decisions]
@@ -277,7 +271,6 @@ def cmd_report(args) -> None:
     sim_summary = [line for line in (d / "simulate.err").read_text().splitlines() if line.startswith("frames_sent")]
     if sim_summary:
         lines.append(f"- simulator: `{sim_summary[0]}`")
-    lines += [f"- **WARNING** {w}" for w in stream.get("warnings", [])]
     if "latency_ms_p50_qemu" in stream:
         lines.append(f"- decision latency p50 under qemu: {stream['latency_ms_p50_qemu']:.1f} ms (not a device number)")
     lines += [f"- stream stderr: `{line}`" for line in (d / "stream.err").read_text().splitlines() if line.strip()]
@@ -318,8 +311,6 @@ def main(argv=None) -> None:
     s.add_argument("--ref", required=True)
     s.add_argument("--stem", required=True)
     s.add_argument("--check", required=True)
-    s.add_argument("--allow-tail-loss", action="store_true",
-                   help="a checked recording missing its last windows passes, with a warning (a known live.py bug)")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_stream)
     s = sub.add_parser("report")

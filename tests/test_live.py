@@ -133,3 +133,13 @@ def test_recorder_never_overwrites(tmp_path):
 
     with pytest.raises(UserError, match="never overwrites"):
         Recorder(tmp_path, pre)
+
+
+def test_samples_from_before_the_segment_start_are_dropped_once_and_counted():
+    """A second stream whose first frame began before the segment's start keeps its samples from the start on."""
+    streams = (StreamSpec("emg", 100.0, ("a",)), StreamSpec("imu", 100.0, ("b",)))
+    timeline = Timeline(Preprocessor(streams, WindowSpec(100.0, 0.1, 0.1)))
+    timeline.add(0, 100_000, np.zeros((10, 1), np.float32))  # the segment starts at 100 ms
+    timeline.add(1, 50_000, np.arange(10, dtype=np.float32)[:, None])  # 50-150 ms: the first 5 are too early
+    assert timeline.stats.dropped_samples == 5
+    assert timeline.buffers["imu"][:, 0].tolist() == [5.0, 6.0, 7.0, 8.0, 9.0]
