@@ -56,3 +56,19 @@ def prepare_windows(dataset: Dataset, split: Split, spec: WindowSpec) -> tuple[P
         if len(parts[part].y) == 0:
             raise UserError(f"{dataset.index_path}: the {part} split has no recordings; hold out another subject or repetition")
     return fitted, parts
+
+
+def check_dataset_fits(dataset: Dataset, preprocessor: Preprocessor, classes, model: str) -> None:
+    """A UserError unless `dataset` has the streams, channels and classes that `model` was trained on."""
+    model_streams = {s.name: s.channels for s in preprocessor.streams}
+    data_streams = {s.name: s.channels for s in dataset.streams}
+    if model_streams != data_streams:
+        raise UserError(f"{dataset.root / 'dataset.toml'}: streams {_describe(data_streams)} do not match those of "
+                        f"{model} ({_describe(model_streams)}); use the dataset it was trained on")
+    if tuple(classes) != dataset.classes:
+        raise UserError(f"{dataset.root / 'dataset.toml'}: classes {list(dataset.classes)} differ from those of {model} "
+                        f"({list(classes)}); use the dataset it was trained on")
+
+
+def _describe(streams: dict) -> str:
+    return ", ".join(f"{name} ({len(ch)} ch)" for name, ch in streams.items())

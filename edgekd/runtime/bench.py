@@ -1,23 +1,25 @@
-"""`edgekd bench`: bytes, load time and per-window latency of .tflite models, and accuracy on a dataset.
+"""`edgekd bench`: bytes, load time, per-window latency and peak memory of .tflite models, and accuracy on a dataset.
 
 Device side: numpy, scipy and a TFLite runtime only. Every timed invoke starts from reset LSTM state,
-as live inference does.
+as live inference does. How the models compare (agreement with float, Pareto front) is edgekd.runtime.frontier.
 """
 from __future__ import annotations
 
 import gzip
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 from edgekd.data.dataset import Dataset, load_dataset
-from edgekd.data.prepare import recording_windows
+from edgekd.data.prepare import check_dataset_fits, recording_windows
 from edgekd.data.splits import split_indices_from_dict
 from edgekd.data.windows import Preprocessor
 from edgekd.errors import UserError
+from edgekd.runtime.frontier import measure_peak_rss_kb
 from edgekd.runtime.interpreter import TFLiteModel
+from edgekd.runtime.metadata import model_label
 
 
 @dataclass
@@ -33,21 +35,34 @@ class BenchResult:
     windows: int | None  # test windows the accuracy is measured on
     runtime: str
     threads: int
+    # What the metadata says about the model; defaults keep hand-made results (tests) short.
+    label: str | None = None  # e.g. "int8+prune50", see model_label
+    run: str | None = None  # the distill run it was exported from
+    compression: dict | None = None
+    export_agreement: float | None = None  # argmax agreement with the Keras float student, measured at export
+    peak_rss_kb: int | None = None  # peak RSS the model adds on top of the imported runtime
+    predictions: np.ndarray | None = field(default=None, repr=False, compare=False)  # argmax per test window
+    # Filled by edgekd.runtime.frontier.compare, which needs every benched model.
+    agreement_with_float: float | None = None
+    agreement_source: str | None = None  # "bench" (a benched float32 model of the run) or "export"
+    pareto: bool | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Every field but the per-window predictions, which are for comparing models, not for reports."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "predictions"}
 
 
 def bench_model(path: str | Path, data: str | Path | None = None, runs: int = 200, warmup: int = 20,
-                threads: int = 1) -> BenchResult:
+                threads: int = 1, measure_memory: bool = True) -> BenchResult:
     if runs < 1 or warmup < 0 or threads < 1:
         raise UserError("--runs and --threads must be at least 1, --warmup at least 0")
     model = TFLiteModel.load(path, num_threads=threads)
     raw = Path(path).read_bytes()
-    accuracy = n_windows = None
+    accuracy = n_windows = predictions = None
     if data is not None:
         x, y = held_out_windows(model, load_dataset(data))
-        accuracy, n_windows = float(np.mean(np.argmax(model.predict_logits(x), 1) == y)), len(y)
+        predictions = np.argmax(model.predict_logits(x), 1)
+        accuracy, n_windows = float(np.mean(predictions == y)), len(y)
         timing_windows = x
     else:  # no data: standard-normal windows, the scale of z-scored input
         timing_windows = np.random.default_rng(0).standard_normal((64, *model.window_shape)).astype(np.float32)
@@ -64,11 +79,14 @@ def bench_model(path: str | Path, data: str | Path | None = None, runs: int = 20
         model.invoke_once(window)
         times[i] = (time.perf_counter() - start) * 1e3
     p50, p90, p99 = np.percentile(times, [50, 90, 99])
+    meta = model.metadata or {}
     return BenchResult(
-        model=str(path), variant=(model.metadata or {}).get("variant"), bytes=len(raw),
+        model=str(path), variant=meta.get("variant"), bytes=len(raw),
         gzip_bytes=len(gzip.compress(raw, compresslevel=9, mtime=0)), init_ms=model.init_ms, first_invoke_ms=first_ms,
         latency_ms={"p50": float(p50), "p90": float(p90), "p99": float(p99)}, accuracy=accuracy, windows=n_windows,
-        runtime=model.runtime, threads=threads,
+        runtime=model.runtime, threads=threads, label=model_label(meta), run=meta.get("run"),
+        compression=meta.get("compression"), export_agreement=meta.get("agreement"),
+        peak_rss_kb=measure_peak_rss_kb(path, threads) if measure_memory else None, predictions=predictions,
     )
 
 
@@ -79,16 +97,7 @@ def held_out_windows(model: TFLiteModel, dataset: Dataset) -> tuple[np.ndarray, 
         raise UserError(f"{model.path}: carries no edgekd metadata, so its test split and normalisation are unknown; "
                         f"export it with `edgekd export` or bench it without --data")
     preprocessor = Preprocessor.from_dict(meta["preprocessing"])
-    model_streams = {s.name: s.channels for s in preprocessor.streams}
-    data_streams = {s.name: s.channels for s in dataset.streams}
-    if model_streams != data_streams:
-        raise UserError(
-            f"{dataset.root / 'dataset.toml'}: streams {_describe(data_streams)} do not match the model's "
-            f"{_describe(model_streams)} ({model.path}); bench with the dataset the model was trained on"
-        )
-    if tuple(meta["classes"]) != dataset.classes:
-        raise UserError(f"{dataset.root / 'dataset.toml'}: classes {list(dataset.classes)} differ from the model's "
-                        f"{meta['classes']} ({model.path}); bench with the dataset the model was trained on")
+    check_dataset_fits(dataset, preprocessor, meta["classes"], f"the model {model.path}")
     indices = split_indices_from_dict(dataset, meta["split"], "test")
     if not indices:
         raise UserError(f"{dataset.root}: holds none of the model's test recordings ({meta['split']['method']} "
@@ -96,6 +105,3 @@ def held_out_windows(model: TFLiteModel, dataset: Dataset) -> tuple[np.ndarray, 
     windows = recording_windows(dataset, indices, preprocessor)
     return windows.x, windows.y
 
-
-def _describe(streams: dict) -> str:
-    return ", ".join(f"{name} ({len(ch)} ch)" for name, ch in streams.items())

@@ -147,3 +147,43 @@ class _Reader:
                                        f"past the end of the {len(self.data)}-byte file")
             return self.data[offset:offset + size]
         return b""
+
+
+# Compression techniques in the order a label names them; keys not listed here follow in their own order.
+_COMPRESSION_ORDER = ("prune", "low_rank", "qat")
+
+
+def model_label(metadata: dict | None) -> str:
+    """A short name of how a model was made: "int8", "int8+prune50", "float32+lowrank50", "int8+prune50+qat".
+
+    Reads the "variant" and the optional "compression" dict of edgekd's metadata. Metadata written by
+    another edgekd version may hold techniques or shapes this one does not know: they become their key
+    name (or are left out when switched off), never an error.
+    """
+    metadata = metadata if isinstance(metadata, dict) else {}
+    parts = [str(metadata.get("variant") or "unknown")]
+    compression = metadata.get("compression")
+    if isinstance(compression, dict):
+        known = [key for key in _COMPRESSION_ORDER if key in compression]
+        others = [key for key in compression if key not in _COMPRESSION_ORDER]
+        parts += [tag for key in known + others if (tag := _compression_tag(key, compression[key]))]
+    return "+".join(parts)
+
+
+def _compression_tag(key: str, value) -> str | None:
+    if value is None or value is False:
+        return None  # recorded but switched off
+    if key == "prune":
+        return "prune" + _percent(value, "sparsity", "measured")
+    if key == "low_rank":
+        return "lowrank" + _percent(value, "fraction")
+    return str(key).replace("_", "")
+
+
+def _percent(value, *keys: str) -> str:
+    """"50" for 0.5, found directly or under the first of `keys` present; "" when there is no number."""
+    if isinstance(value, dict):
+        value = next((value[k] for k in keys if isinstance(value.get(k), (int, float))), None)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return ""
+    return f"{round(value * 100, 1):g}"
