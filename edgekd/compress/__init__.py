@@ -1,0 +1,1 @@
+"""Compression of trained students: low-rank factorisation, pruning, quantization-aware training."""
