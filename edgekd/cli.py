@@ -186,21 +186,46 @@ def distill_table(report: dict) -> str:
 @click.option("--int8", "variant", flag_value="int8", help="Full integer: int8 weights, activations, input and output.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The .tflite file to write.")
 @click.option("--min-agreement", type=float, help="Least argmax agreement with the Keras student on test windows. [default: 0.99 float32, 0.98 float16, 0.95 dynamic, 0.90 int8]")
-def export(run, variant, out, min_agreement):
-    """Convert RUN's distilled student to a TFLite file with its metadata inside.
+@click.option("--target", type=click.Choice(["x86", "pi", "mcu"]), help="Pick the variant measured best for this kind of CPU (when no variant flag is given), and say why.")
+@click.option("--prune", type=float, metavar="SPARSITY", help="Magnitude-prune kernels to this fraction of zeros (0-0.95), fine-tuned with the run's KD loss.")
+@click.option("--qat", is_flag=True, help="Quantization-aware KD fine-tuning before --int8 conversion.")
+@click.option("--low-rank", type=float, metavar="POINTS", help="Factorise Dense and LSTM input kernels by truncated SVD at the smallest rank that costs at most POINTS of validation accuracy, then fine-tune.")
+@click.option("--finetune-epochs", default=10, show_default=True, type=int, help="KD fine-tuning epochs for --prune, --qat and --low-rank.")
+@click.option("--data", type=click.Path(path_type=Path), help="The run's dataset, if it moved (fine-tuning needs its training windows).")
+def export(run, variant, out, min_agreement, target, prune, qat, low_rank, finetune_epochs, data):
+    """Convert RUN's distilled student to a TFLite file with its metadata inside, optionally compressed first.
 
-    The file is written only if its decisions agree with the Keras student on the run's test windows;
-    an int8 model that collapses with the default quantizer is retried with the legacy one."""
+    The file is written only if its decisions agree with the Keras model on the run's test windows;
+    an int8 model that collapses with the default quantizer is retried with the legacy one.
+    --prune, --qat and --low-rank fine-tune with the distillation loss against the run's teachers."""
+    from edgekd.compress.apply import CompressionOptions
+    from edgekd.export.targets import TARGETS
+
+    if variant is None and target is not None:
+        variant, why = TARGETS[target]
+        click.echo(f"--target {target}: {variant}, because {why}")
+    elif target is not None and variant != TARGETS[target][0]:
+        click.echo(f"--target {target} would pick {TARGETS[target][0]}; exporting {variant} as asked")
     if variant is None:
-        raise UserError("choose a variant: --float32, --float16, --dynamic or --int8")
+        raise UserError("choose a variant: --float32, --float16, --dynamic or --int8 (or --target x86|pi|mcu)")
+    options = CompressionOptions(prune=prune, qat=qat, low_rank=low_rank, finetune_epochs=finetune_epochs, data=data)
+    options.check(variant)
     from edgekd.export.export import export_run
 
-    r = export_run(run, variant, out, min_agreement, log=click.echo)
+    r = export_run(run, variant, out, min_agreement, compression=options, log=click.echo)
     fused = "UNIDIRECTIONAL_SEQUENCE_LSTM" in r.ops and "WHILE" not in r.ops
+    click.echo()
+    if r.compression and "prune" in r.compression:
+        per_layer = r.compression["prune"]["per_layer"]
+        click.echo(format_table(["kernel", "sparsity"], [[k, v] for k, v in per_layer.items()],
+                                title=f"pruning: asked {prune:.0%}, measured {r.compression['prune']['measured']:.1%} of kernel weights"))
+        click.echo()
     click.echo(format_table(
-        ["model", "variant", "bytes", "agreement", "keras_acc", "tflite_acc", "seconds"],
-        [[str(r.path), r.variant + (f" ({r.quantizer})" if r.quantizer else ""), r.bytes, r.agreement,
-          r.keras_accuracy, r.tflite_accuracy, r.seconds]]))
+        ["model", "variant", "bytes", "gzip", "agreement", "student_acc", "keras_acc", "tflite_acc", "seconds"],
+        [[str(r.path), r.label + (f" ({r.quantizer})" if r.quantizer else ""), r.bytes, r.gzip_bytes, r.agreement,
+          r.student_accuracy, r.keras_accuracy, r.tflite_accuracy, r.seconds]]))
+    if r.compression:
+        click.echo("student_acc: the run's uncompressed student; keras_acc: after compression; agreement: tflite vs keras_acc's model")
     click.echo(f"ops: {', '.join(r.ops)}{'  (LSTM fused)' if fused else ''}")
     click.echo(f"next: edgekd bench {r.path}")
 
@@ -213,30 +238,72 @@ def export(run, variant, out, min_agreement):
 @click.option("--warmup", default=20, show_default=True, type=int, help="Untimed windows first.")
 @click.option("--threads", default=1, show_default=True, type=int, help="Interpreter threads.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the results as JSON.")
-def bench(models, data, runs, warmup, threads, json_out):
-    """Measure bytes, load time and per-window latency of MODELS, and accuracy with --data. No TensorFlow."""
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a PNG: accuracy against gzip bytes and against p50 latency (p50 against gzip bytes without --data), "
+                   "Pareto-optimal models joined. Needs `pip install 'edgekd[plot]'`.")
+def bench(models, data, runs, warmup, threads, json_out, plot):
+    """Measure bytes, load time, per-window latency and peak memory of MODELS, and accuracy with --data. No TensorFlow.
+
+    \b
+    peak_kb    peak RSS a model adds on top of the runtime (load + a few windows, fresh process)
+    agreement  share of test windows with the class the float32 model of its run picks (--data)
+    pareto     *: no other model as good on accuracy, gzip bytes and p50 and better on one
+    """
     from edgekd.io import write_json_atomic
+    from edgekd.runtime import frontier
     from edgekd.runtime.bench import bench_model
 
-    results = [bench_model(m, data, runs, warmup, threads) for m in models]
+    if plot:
+        frontier.require_matplotlib()  # now, not after minutes of benching
+    results = frontier.compare([bench_model(m, data, runs, warmup, threads) for m in models])
     click.echo(bench_table(results))
     if json_out:
         write_json_atomic(json_out, [_bench_json(r) for r in results])
         click.echo(f"wrote {json_out}")
+    if plot:
+        frontier.plot_frontier(results, plot)
+        click.echo(f"wrote {plot}")
 
 
 def bench_table(results) -> str:
-    rows = [[Path(r.model).name, r.variant, r.bytes, r.gzip_bytes, r.init_ms, r.first_invoke_ms,
-             r.latency_ms["p50"], r.latency_ms["p90"], r.latency_ms["p99"], r.accuracy] for r in results]
-    return format_table(["model", "variant", "bytes", "gzip", "init_ms", "first_ms", "p50_ms", "p90_ms", "p99_ms", "accuracy"],
-                        rows, title=f"runtime: {results[0].runtime}, {results[0].threads} thread(s)")
+    rows = [[Path(r.model).name, r.label or r.variant, r.bytes, r.gzip_bytes, r.peak_rss_kb, r.init_ms, r.first_invoke_ms,
+             r.latency_ms["p50"], r.latency_ms["p90"], r.latency_ms["p99"], r.accuracy, _agreement_cell(r),
+             "*" if r.pareto else ""] for r in results]
+    table = format_table(["model", "variant", "bytes", "gzip", "peak_kb", "init_ms", "first_ms", "p50_ms", "p90_ms", "p99_ms",
+                          "accuracy", "agreement", "pareto"],
+                         rows, title=f"runtime: {results[0].runtime}, {results[0].threads} thread(s)")
+    return "\n".join([table, *_bench_notes(results)])
+
+
+def _agreement_cell(r) -> str | None:
+    if r.agreement_with_float is None:
+        return None
+    return f"{r.agreement_with_float:.3f}" + (" e" if r.agreement_source == "export" else "")
+
+
+def _bench_notes(results) -> list[str]:
+    """One line per column that needs explaining, for the columns the results fill (demo fills fewer)."""
+    with_accuracy = all(r.accuracy is not None for r in results)
+    notes = []
+    if any(r.peak_rss_kb is not None for r in results):
+        notes.append("peak_kb: peak RSS the model adds on top of the imported runtime, measured in a fresh process")
+    if any(r.agreement_with_float is not None for r in results):
+        notes.append("agreement: share of test windows where the model picks the class the float32 model of its run picks")
+    if any(r.agreement_source == "export" for r in results):
+        notes.append("e: no float32 model of its run benched here; agreement with the Keras float student, measured at export")
+    if any(r.pareto is not None for r in results):
+        notes.append(f"pareto *: no other model is as good on {'accuracy, ' if with_accuracy else ''}gzip bytes and p50 "
+                     f"and better on one")
+    return notes
 
 
 def _bench_json(r) -> dict:
     d = r.to_dict()
     return {"model": d["model"], "bytes": d["bytes"], "gzip_bytes": d["gzip_bytes"], "init_ms": d["init_ms"],
             "latency_ms": d["latency_ms"], "accuracy": d["accuracy"], "runtime": d["runtime"],
-            "variant": d["variant"], "first_invoke_ms": d["first_invoke_ms"], "windows": d["windows"], "threads": d["threads"]}
+            "variant": d["variant"], "first_invoke_ms": d["first_invoke_ms"], "windows": d["windows"], "threads": d["threads"],
+            "label": d["label"], "agreement_with_float": d["agreement_with_float"],
+            "agreement_source": d["agreement_source"], "peak_rss_kb": d["peak_rss_kb"], "pareto": d["pareto"]}
 
 
 # ------------------------------------------------------------------------------------------ simulate

@@ -7,6 +7,7 @@ windows and its decisions are compared with the Keras student's; a model below t
 """
 from __future__ import annotations
 
+import gzip
 import os
 import tempfile
 import time
@@ -17,11 +18,13 @@ from pathlib import Path
 import numpy as np
 
 import edgekd
+from edgekd.compress.apply import CompressionOptions
 from edgekd.distill.run import load_run
 from edgekd.errors import UserError
 from edgekd.export.convert import INT8_QUANTIZERS, builtin_op_names, convert
 from edgekd.export.metadata_writer import embed_metadata
 from edgekd.runtime.interpreter import TFLiteModel
+from edgekd.runtime.metadata import model_label
 
 # Argmax agreement with the Keras student on test windows that each variant must reach by default.
 # Float variants differ only by rounding; int8 measured 90-100% on healthy models and ~20% when collapsed.
@@ -41,12 +44,23 @@ class ExportResult:
     tried: dict[str, float]  # quantizer -> agreement, for every attempt
     ops: list[str]
     seconds: float
+    gzip_bytes: int = 0
+    compression: dict | None = None  # what compress() did: low_rank, prune (measured sparsity per layer), qat
+    student_accuracy: float | None = None  # the run's uncompressed Keras student, for comparison
+
+    @property
+    def label(self) -> str:
+        return model_label({"variant": self.variant, "compression": self.compression})
 
 
 def export_run(run_dir: str | Path, variant: str, out: str | Path, min_agreement: float | None = None,
-               log=print) -> ExportResult:
+               compression: CompressionOptions | None = None, log=print) -> ExportResult:
+    """`compression` (pruning, QAT, low rank) is applied to the student first; agreement is then measured
+    against the compressed Keras model, and the accuracy of both is reported."""
     started = time.perf_counter()
     run_dir, out = Path(run_dir), Path(out)
+    compression = compression or CompressionOptions()
+    compression.check(variant)
     run, report = load_run(run_dir)
     if not (run_dir / "student_kd.h5").is_file():
         raise UserError(f"{run_dir}: has no student_kd.h5; run `edgekd distill` to completion first")
@@ -59,14 +73,25 @@ def export_run(run_dir: str | Path, variant: str, out: str | Path, min_agreement
     student = keras.models.load_model(run_dir / "student_kd.h5", compile=False)
     with np.load(run_dir / "windows.npz", allow_pickle=False) as w:
         representative, test_x, test_y = w["representative"], w["test_x"], w["test_y"]
+    student_accuracy = float(np.mean(np.argmax(student(test_x, training=False).numpy(), 1) == test_y))
+    done = None
+    if compression.any:
+        from edgekd.compress.apply import compress
+
+        student, done = compress(student, run_dir, run, compression, log=log)
     keras_logits = student(test_x, training=False).numpy()
 
     quantizers = INT8_QUANTIZERS if variant == "int8" else (None,)
     tried, best = {}, None
     for quantizer in quantizers:
         log(f"converting to {variant}" + (f" with the {quantizer} quantizer" if quantizer else ""))
-        flat = convert(student, variant, representative, quantizer or "mlir")
-        metadata = _metadata(run, report, run_dir, variant, quantizer)
+        try:
+            flat = convert(student, variant, representative, quantizer or "mlir")
+        except Exception as e:  # noqa: BLE001 - the converter raises many types; the other quantizer may succeed
+            tried[quantizer or variant] = 0.0
+            log(f"  the converter failed: {str(e).strip().splitlines()[-1][:200]}")
+            continue
+        metadata = _metadata(run, report, run_dir, variant, quantizer, done, student)
         candidate = _write_candidate(embed_metadata(flat, metadata), out)
         try:
             tflite_logits = TFLiteModel.load(candidate).predict_logits(test_x)
@@ -105,7 +130,9 @@ def export_run(run_dir: str | Path, variant: str, out: str | Path, min_agreement
     candidate.write_bytes(final)
     os.replace(candidate, out)
     return ExportResult(out, variant, quantizer, len(final), agreement, keras_accuracy, tflite_accuracy, tried,
-                        builtin_op_names(final), time.perf_counter() - started)
+                        builtin_op_names(final), time.perf_counter() - started,
+                        gzip_bytes=len(gzip.compress(final, compresslevel=9, mtime=0)), compression=done,
+                        student_accuracy=student_accuracy)
 
 
 def _write_candidate(model_bytes: bytes, out: Path) -> Path:
@@ -117,7 +144,11 @@ def _write_candidate(model_bytes: bytes, out: Path) -> Path:
     return Path(tmp)
 
 
-def _metadata(run: dict, report: dict, run_dir: Path, variant: str, quantizer: str | None) -> dict:
+def _metadata(run: dict, report: dict, run_dir: Path, variant: str, quantizer: str | None, compression: dict | None,
+              model) -> dict:
+    from edgekd.models.build import count_params
+
+    extra = {} if not compression else {"compression": compression}
     return {
         "format": METADATA_FORMAT,
         "classes": run["classes"],
@@ -125,11 +156,12 @@ def _metadata(run: dict, report: dict, run_dir: Path, variant: str, quantizer: s
         "split": run["split"],
         "dataset": run["dataset"],
         "architecture": run["architectures"]["student"],
-        "params": report["params"]["student"],
+        "params": count_params(model),
         "variant": variant,
         "quantizer": quantizer,
         "run": str(run_dir.resolve()),
         "run_test_accuracy": report["test_accuracy"],
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "edgekd_version": edgekd.__version__,
+        **extra,
     }

@@ -1,0 +1,94 @@
+"""The compression steps export applies before conversion, in order: low-rank -> pruning -> QAT.
+
+Each step fine-tunes with the run's distillation loss. Pruned zeros survive the later steps: QAT fine-tuning
+re-applies the pruning masks after every step (tfmot's own prune-preserving QAT needs layers it supports).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgekd.errors import UserError
+
+
+@dataclass
+class CompressionOptions:
+    prune: float | None = None  # target sparsity of the kernels, in [0, MAX_SPARSITY]
+    qat: bool = False
+    low_rank: float | None = None  # accuracy points the factorisation may cost on validation, before fine-tuning
+    finetune_epochs: int = 10
+    data: str | Path | None = None  # the run's dataset, if it moved
+
+    @property
+    def any(self) -> bool:
+        return self.prune is not None or self.qat or self.low_rank is not None
+
+    def check(self, variant: str) -> None:
+        from edgekd.compress.prune import MAX_SPARSITY
+
+        if self.prune is not None and not 0.0 <= self.prune <= MAX_SPARSITY:
+            raise UserError(f"--prune {self.prune:g}: sparsity is the fraction of kernel weights set to zero and must "
+                            f"lie in [0, {MAX_SPARSITY}], e.g. --prune 0.5")
+        if self.qat and variant != "int8":
+            raise UserError("--qat trains for full-integer inference and needs --int8 (e.g. export RUN --qat --int8)")
+        if self.low_rank is not None and not 0.0 <= self.low_rank <= 100.0:
+            raise UserError(f"--low-rank {self.low_rank:g}: give the accuracy points the factorisation may cost, "
+                            f"in [0, 100], e.g. --low-rank 1")
+        if self.finetune_epochs < 1:
+            raise UserError("--finetune-epochs must be at least 1")
+
+
+def compress(student, run_dir: Path, run: dict, options: CompressionOptions, log=print) -> tuple[object, dict]:
+    """The compressed Keras model and what was done to it (recorded in the exported file's metadata)."""
+    from edgekd.compress.finetune import load_distillation_data
+
+    data = load_distillation_data(run_dir, run, options.data, log=log)
+    seed = run["config"].get("seed", 0)
+    model, done, masks = student, {}, None
+    if options.low_rank is not None:
+        model, done["low_rank"] = _low_rank(model, data, options, seed, log)
+    if options.prune is not None:
+        from edgekd.compress.prune import kernel_masks, prune
+
+        log(f"pruning to {options.prune:.0%} sparsity over {options.finetune_epochs} KD fine-tuning epochs")
+        result = prune(model, data, options.prune, options.finetune_epochs, seed=seed)
+        model, masks = result.model, kernel_masks(result.model)
+        done["prune"] = {"sparsity": options.prune, "measured": round(result.sparsity, 4),
+                         "per_layer": {k: round(v, 4) for k, v in result.per_layer.items()},
+                         "val_accuracy": result.val_accuracy}
+    if options.qat:
+        from edgekd.compress.prune import KeepZeros
+        from edgekd.compress.qat import quantization_aware
+
+        log(f"quantization-aware fine-tuning, {options.finetune_epochs} KD epochs"
+            + (", keeping the pruned zeros" if masks else ""))
+        result = quantization_aware(model, data, options.finetune_epochs, callbacks=[KeepZeros(masks)] if masks else (),
+                                    seed=seed)
+        for name, why in result.not_covered.items():
+            log(f"  not quantization-aware: {name} ({why})")
+        model = result.model
+        done["qat"] = {"covered": result.covered, "calibrated": sorted(result.not_covered)}
+    return model, done
+
+
+def _low_rank(student, data, options: CompressionOptions, seed: int, log) -> tuple[object, dict]:
+    from edgekd.compress.finetune import finetune
+    from edgekd.compress.low_rank import choose_fraction, factorize
+
+    budget = options.low_rank / 100.0
+    fraction, tried = choose_fraction(student, data.val_x, data.val_y, budget)
+    for t in tried:
+        log(f"  low rank {t['fraction']:g}: {t['params']:,} params, validation accuracy {t['val_accuracy']:.1%} "
+            f"(unfactorised {t['baseline_accuracy']:.1%})")
+    if fraction is None:
+        measured = ", ".join(f"{t['fraction']:g}: {t['val_accuracy']:.1%}" for t in tried)
+        raise UserError(f"--low-rank {options.low_rank:g}: every rank tried costs more than {options.low_rank:g} points of "
+                        f"validation accuracy before fine-tuning ({measured}); allow a larger budget or export without --low-rank")
+    model, report = factorize(student, fraction)
+    log(f"low rank {fraction:g}: {report['params_before']:,} -> {report['params_after']:,} params; "
+        f"KD fine-tuning {options.finetune_epochs} epochs")
+    history = finetune(model, data, options.finetune_epochs, seed=seed)
+    return model, {"fraction": fraction, "budget_points": options.low_rank, "params_before": report["params_before"],
+                   "params_after": report["params_after"], "layers": report["layers"],
+                   "val_accuracy": float(history.history["val_accuracy"][-1]), "tried": tried}
+

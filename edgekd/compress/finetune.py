@@ -1,0 +1,110 @@
+"""Fine-tune a compressed student with the distillation loss of the run it came from.
+
+Pruning, quantization-aware training and low-rank factorisation each perturb the student; each is followed
+by a few epochs of the same KD loss, against the same teachers' soft targets, as `edgekd distill` used. The
+run folder keeps only test and calibration windows, so the training and validation windows are rebuilt from
+the dataset with the preprocessing and split recorded in run.json, and the teachers (teacher_<i>.h5) are
+run once on them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.data.dataset import load_dataset
+from edgekd.data.prepare import check_dataset_fits, recording_windows
+from edgekd.data.splits import split_indices_from_dict
+from edgekd.data.windows import Preprocessor
+from edgekd.errors import UserError
+
+# Fine-tuning starts from a trained student: a smaller step than training from scratch keeps it near its optimum.
+FINETUNE_LR_FACTOR = 0.25
+
+
+@dataclass
+class DistillationData:
+    """Training and validation windows with packed targets ([one-hot | ensemble soft targets]), as in distill."""
+
+    train_x: np.ndarray
+    train_targets: np.ndarray
+    val_x: np.ndarray
+    val_y: np.ndarray
+    val_targets: np.ndarray
+    n_classes: int
+    temperature: float
+    alpha: float
+    batch_size: int
+    learning_rate: float
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.train_x) // self.batch_size)
+
+
+def load_distillation_data(run_dir: str | Path, run: dict, data: str | Path | None = None, log=print) -> DistillationData:
+    run_dir = Path(run_dir)
+    dataset_path = Path(data or run["dataset"]["path"])
+    if not (dataset_path / "dataset.toml").is_file():
+        raise UserError(f"{dataset_path}: the run's dataset is not there any more (fine-tuning needs its training "
+                        f"windows); pass --data with the dataset {run_dir} was trained on")
+    key = (str(run_dir.resolve()), str(dataset_path.resolve()), (run_dir / "run.json").stat().st_mtime_ns)
+    if key not in _loaded:  # one export loads once; a benchmark exporting many variants of a run, once per run
+        _loaded.clear()
+        _loaded[key] = _load(run_dir, run, dataset_path, log)
+    return _loaded[key]
+
+
+_loaded: dict[tuple, DistillationData] = {}
+
+
+def _load(run_dir: Path, run: dict, dataset_path: Path, log) -> DistillationData:
+    from edgekd._tf import keras
+    from edgekd.distill.losses import ensemble_soft_targets, pack_targets
+    from edgekd.distill.train import predict_logits
+
+    dataset = load_dataset(dataset_path)
+    preprocessor = Preprocessor.from_dict(run["preprocessing"])
+    check_dataset_fits(dataset, preprocessor, run["classes"], f"the run {run_dir}")
+    parts = {part: recording_windows(dataset, split_indices_from_dict(dataset, run["split"], part), preprocessor)
+             for part in ("train", "val")}
+    teacher_files = sorted(run_dir.glob("teacher_*.h5"))
+    if not teacher_files:
+        raise UserError(f"{run_dir}: no teacher_<i>.h5 files; fine-tuning distils from the run's teachers, "
+                        f"so run `edgekd distill` again")
+    cfg = run["config"]
+    log(f"fine-tuning data: {len(parts['train'].y)} training and {len(parts['val'].y)} validation windows, "
+        f"soft targets of {len(teacher_files)} teachers at T={cfg['temperature']:g}")
+    logits = {part: [] for part in parts}
+    for path in teacher_files:
+        teacher = keras.models.load_model(path, compile=False)
+        for part, windows in parts.items():
+            logits[part].append(predict_logits(teacher, windows.x))
+    targets = {part: pack_targets(parts[part].y, ensemble_soft_targets(logits[part], cfg["temperature"])) for part in parts}
+    return DistillationData(
+        train_x=parts["train"].x, train_targets=targets["train"], val_x=parts["val"].x, val_y=parts["val"].y,
+        val_targets=targets["val"], n_classes=len(run["classes"]), temperature=cfg["temperature"], alpha=cfg["alpha"],
+        batch_size=cfg["batch_size"], learning_rate=cfg["learning_rate"] * FINETUNE_LR_FACTOR,
+    )
+
+
+def finetune(model, data: DistillationData, epochs: int, callbacks=(), seed: int = 0, verbose: int = 0):
+    """A fixed number of KD epochs: no early stopping, which would restore weights from before a schedule ended."""
+    from edgekd._tf import keras
+    from edgekd.distill.losses import kd_loss, packed_accuracy
+
+    model.compile(optimizer=keras.optimizers.Adam(data.learning_rate),
+                  loss=kd_loss(data.n_classes, data.temperature, data.alpha), metrics=[packed_accuracy(data.n_classes)])
+    keras.utils.set_random_seed(seed)
+    return model.fit(data.train_x, data.train_targets, validation_data=(data.val_x, data.val_targets), epochs=epochs,
+                     batch_size=data.batch_size, shuffle=True, callbacks=list(callbacks), verbose=verbose)
+
+
+def clone_with_weights(model):
+    """A copy that shares no layers or variables with `model` (tfmot wrappers otherwise modify the original)."""
+    from edgekd._tf import keras
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
