@@ -85,10 +85,11 @@ def test_factorised_model_converts_with_the_lstm_still_fused(student):
 
 def test_choose_fraction(student, windows):
     labels = np.arange(len(windows)) % CLASSES
-    fraction, tried = choose_fraction(student, windows, labels, budget=-0.01, fractions=(0.5, 0.25))
-    assert fraction is None
+    fraction, model, tried = choose_fraction(student, windows, labels, budget=-0.01, fractions=(0.5, 0.25))
+    assert fraction is None and model is None
     assert [t["fraction"] for t in tried] == [0.25, 0.5]  # smallest first, every one tried
 
-    fraction, tried = choose_fraction(student, windows, labels, budget=1.0, fractions=(0.5, 0.25))
-    assert fraction == 0.25 and len(tried) == 1  # any accuracy is within one full point of the original
+    tuned = []
+    fraction, model, tried = choose_fraction(student, windows, labels, budget=1.0, fractions=(0.5, 0.25), tune=tuned.append)
+    assert fraction == 0.25 and len(tried) == 1 and tuned == [model]  # any accuracy is within one full point of the original
     assert tried[0]["params"] < count_params(student) and 0.0 <= tried[0]["val_accuracy"] <= 1.0

@@ -73,22 +73,20 @@ def compress(student, run_dir: Path, run: dict, options: CompressionOptions, log
 
 def _low_rank(student, data, options: CompressionOptions, seed: int, log) -> tuple[object, dict]:
     from edgekd.compress.finetune import finetune
-    from edgekd.compress.low_rank import choose_fraction, factorize
+    from edgekd.compress.low_rank import choose_fraction
+    from edgekd.models.build import count_params
 
-    budget = options.low_rank / 100.0
-    fraction, tried = choose_fraction(student, data.val_x, data.val_y, budget)
+    log(f"low rank: the smallest rank within {options.low_rank:g} points of validation accuracy after "
+        f"{options.finetune_epochs} KD fine-tuning epochs")
+    fraction, model, tried = choose_fraction(student, data.val_x, data.val_y, options.low_rank / 100.0,
+                                             tune=lambda m: finetune(m, data, options.finetune_epochs, seed=seed))
     for t in tried:
-        log(f"  low rank {t['fraction']:g}: {t['params']:,} params, validation accuracy {t['val_accuracy']:.1%} "
+        log(f"  rank fraction {t['fraction']:g}: {t['params']:,} params, validation accuracy {t['val_accuracy']:.1%} "
             f"(unfactorised {t['baseline_accuracy']:.1%})")
     if fraction is None:
         measured = ", ".join(f"{t['fraction']:g}: {t['val_accuracy']:.1%}" for t in tried)
         raise UserError(f"--low-rank {options.low_rank:g}: every rank tried costs more than {options.low_rank:g} points of "
-                        f"validation accuracy before fine-tuning ({measured}); allow a larger budget or export without --low-rank")
-    model, report = factorize(student, fraction)
-    log(f"low rank {fraction:g}: {report['params_before']:,} -> {report['params_after']:,} params; "
-        f"KD fine-tuning {options.finetune_epochs} epochs")
-    history = finetune(model, data, options.finetune_epochs, seed=seed)
-    return model, {"fraction": fraction, "budget_points": options.low_rank, "params_before": report["params_before"],
-                   "params_after": report["params_after"], "layers": report["layers"],
-                   "val_accuracy": float(history.history["val_accuracy"][-1]), "tried": tried}
-
+                        f"validation accuracy after fine-tuning ({measured}); allow a larger budget or export without --low-rank")
+    chosen = tried[-1]
+    return model, {"fraction": fraction, "budget_points": options.low_rank, "params_before": count_params(student),
+                   "params_after": chosen["params"], "val_accuracy": chosen["val_accuracy"], "tried": tried}

@@ -14,7 +14,7 @@ carries all the scale: their value ranges stay alike for fine-tuning and for per
 
 The students are linear chains (Input -> Conv1D -> pool -> ... -> LSTM -> Dense "logits"), so the new model is
 rebuilt by walking the layers in order. The accuracy lost depends on the data: `choose_fraction` measures it on
-validation windows, before any fine-tuning.
+validation windows, after fine-tuning when given a way to fine-tune.
 """
 from __future__ import annotations
 
@@ -50,11 +50,13 @@ def factorize(model: keras.Model, fraction: float, *, only_if_smaller: bool = Tr
 
 
 def choose_fraction(model: keras.Model, x_val: np.ndarray, y_val: np.ndarray, budget: float,
-                    fractions=DEFAULT_FRACTIONS) -> tuple[float | None, list[dict]]:
-    """The smallest fraction whose accuracy, without fine-tuning, is within `budget` of the original's.
+                    fractions=DEFAULT_FRACTIONS, tune=None) -> tuple[float | None, keras.Model | None, list[dict]]:
+    """The smallest fraction whose validation accuracy is within `budget` of the original's, and its model.
 
-    `budget` is in accuracy units (0.01 = 1 point). Returns None when no fraction qualifies, and the
-    measurements of every fraction tried (smallest first, stopping at the first that qualifies).
+    `tune(model)`, if given, fine-tunes each factorised model in place before it is measured (export passes
+    the KD fine-tuning: a factorisation that loses 15 points untuned can recover them). `budget` is in
+    accuracy units (0.01 = 1 point). Returns (None, None, tried) when no fraction qualifies; `tried` holds
+    the measurements of every fraction tried, smallest first, stopping at the first that qualifies.
     """
     if len(x_val) == 0 or len(x_val) != len(y_val):
         raise ValueError(f"need as many validation labels as windows, and at least one ({len(x_val)} windows, "
@@ -63,12 +65,14 @@ def choose_fraction(model: keras.Model, x_val: np.ndarray, y_val: np.ndarray, bu
     tried = []
     for fraction in sorted(fractions):
         factorized, report = factorize(model, fraction)
+        if tune is not None:
+            tune(factorized)
         val_accuracy = accuracy(factorized, x_val, y_val)
         tried.append({"fraction": fraction, "params": report["params_after"], "val_accuracy": val_accuracy,
                       "baseline_accuracy": baseline})
         if val_accuracy >= baseline - budget:
-            return fraction, tried
-    return None, tried
+            return fraction, factorized, tried
+    return None, None, tried
 
 
 def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
