@@ -168,13 +168,21 @@ def distill_table(report: dict) -> str:
     rows += [["ensemble", f"mean of {len(acc['teachers'])}", params["teacher"] * len(acc["teachers"]), acc["ensemble"]],
              ["student (scratch)", report["architectures"]["student"], params["student"], acc["student_scratch"]],
              ["student (KD)", report["architectures"]["student"], params["student"], acc["student_kd"]]]
+    # The classical baseline the students must beat; reports written before it existed have none.
+    # Its params show as "-" (None): a forest's node count is not comparable with network weights.
+    if "baselines" in report:
+        features = f"{report['baselines']['feature_count']} features"
+        rows += [["LDA (time-domain features)", features, None, acc["lda"]],
+                 ["random forest (time-domain features)", features, None, acc["random_forest"]]]
     split = report["split"]
     held_out = "random recordings" if split["method"] == "random" else f"{split['method']} {', '.join(split['test'])}"
     t = report["timings_s"]
     return (format_table(["model", "architecture", "params", "test_acc"], rows,
                          title=f"{report['dataset']}: test on {held_out} ({report['windows']['test']} windows)")
             + f"\ntime: teachers {t['teachers']:.0f} s, scratch student {t['student_scratch']:.0f} s, "
-              f"KD student {t['student_kd']:.0f} s, total {t['total']:.0f} s")
+              f"KD student {t['student_kd']:.0f} s, "
+              + (f"baselines {t['baselines']:.0f} s, " if "baselines" in t else "")
+              + f"total {t['total']:.0f} s")
 
 
 # -------------------------------------------------------------------------------------------- export

@@ -6,7 +6,8 @@ The run folder holds everything export needs:
     student_kd.h5         the distilled student (what export converts)
     student_scratch.h5    the same architecture trained on labels only (the baseline)
     windows.npz              representative training windows and the test windows with labels
-    report.json              accuracies, sizes, timings (written last: its presence means the run finished)
+    report.json              accuracies (with the classical LDA / random-forest baseline), sizes, timings
+                             (written last: its presence means the run finished)
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from edgekd.data.splits import split_recordings
 from edgekd.data.windows import WindowSpec
 from edgekd.errors import UserError
 from edgekd.io import write_bytes_atomic, write_json_atomic
+from edgekd.models.classical import FEATURES, ZC_SSC_THRESHOLD, evaluate, fit_baselines, time_domain_features
 from edgekd.models.presets import load_preset
 
 REPRESENTATIVE_WINDOWS = 500  # enough to calibrate int8 ranges; keeps the run folder small
@@ -129,11 +131,18 @@ def distill(cfg: DistillConfig) -> dict:
         students[kind] = student
         _save_model(student, out / f"{kind}.h5")
 
+    # The classical baseline a practitioner would pick instead: the students must beat it to be worth it.
+    _log(cfg, "\nbaselines (time-domain features: LDA, random forest)")
+    t0 = time.perf_counter()
+    baseline_accuracy = _classical_baselines(train, val, test, seed=cfg.seed)
+    timings["baselines"] = time.perf_counter() - t0
+
     test_accuracy = {
         "teachers": [accuracy(z, test.y) for z in teacher_logits["test"]],
         "ensemble": accuracy(ensemble_test, test.y),
         "student_scratch": accuracy(predict_logits(students["student_scratch"], test.x), test.y),
         "student_kd": accuracy(predict_logits(students["student_kd"], test.x), test.y),
+        **baseline_accuracy["test"],
     }
     representative = np.random.default_rng(cfg.seed).permutation(len(train.y))[:REPRESENTATIVE_WINDOWS]
     _save_windows(out / "windows.npz", representative=train.x[representative], test_x=test.x, test_y=test.y)
@@ -159,16 +168,25 @@ def distill(cfg: DistillConfig) -> dict:
         "architectures": {"teacher": teacher_preset.name, "student": student_preset.name},
         "test_accuracy": test_accuracy,
         "val_accuracy": {"teachers": [f.best_val_accuracy for f in teacher_fits],
-                         **{k: f.best_val_accuracy for k, f in student_fits.items()}},
+                         **{k: f.best_val_accuracy for k, f in student_fits.items()}, **baseline_accuracy["val"]},
         "epochs": {"teachers": [f.epochs_run for f in teacher_fits], **{k: f.epochs_run for k, f in student_fits.items()}},
         "epoch_time_s": {"student_scratch": median(student_fits["student_scratch"].epoch_seconds[1:]),
                          "student_kd": median(student_fits["student_kd"].epoch_seconds[1:])},
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "baselines": {"features": list(FEATURES), "feature_count": len(FEATURES) * channels,
+                      "zc_ssc_threshold": ZC_SSC_THRESHOLD, "models": sorted(baseline_accuracy["test"])},
         "config": {"temperature": cfg.temperature, "alpha": cfg.alpha, "teachers": cfg.teachers, "seed": cfg.seed,
                    "window_s": cfg.window, "hop_s": cfg.hop, "model_rate_hz": rate},
     }
     write_json_atomic(out / "report.json", report)
     return report
+
+
+def _classical_baselines(train, val, test, seed: int) -> dict[str, dict[str, float]]:
+    """{"val": {"lda": acc, "random_forest": acc}, "test": {...}}: fitted on the training windows' features."""
+    baselines = fit_baselines(time_domain_features(train.x), train.y, seed=seed)
+    return {part: evaluate(baselines, time_domain_features(windows.x), windows.y)
+            for part, windows in (("val", val), ("test", test))}
 
 
 def _save_model(model, path: Path) -> None:
