@@ -5,9 +5,9 @@ Measured by benchmarks/kernels.py (benchmarks/RESULTS.md, "Kernels"); the reason
 from __future__ import annotations
 
 TARGETS = {
-    "x86": ("float16", "on x86 float32, float16 and dynamic run a window equally fast (0.047 ms) while full int8 takes "
-                       "6.8x as long (its LSTM kernels have no x86 vector code); float16 is the smallest of the fast "
-                       "three, with float accuracy"),
+    "x86": ("float16", "on x86 float32, float16 and dynamic run a window equally fast while full int8 takes about 7x "
+                       "as long (XNNPACK runs no LSTM, and the integer LSTM's kernels have no x86 vector code); float16 "
+                       "is the smallest of the fast three, with float accuracy; use 1 thread (2 were slower)"),
     "pi": ("float16", "the float LSTM kernels are vectorised on ARM as on x86 and float16 halves the file with float "
                       "accuracy; ARM builds do vectorise int8's LSTM (NEON), so int8 may be as fast on a Pi, but that is "
                       "not measured yet: bench both on the device (README, Raspberry Pi)"),
