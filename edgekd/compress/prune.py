@@ -51,13 +51,14 @@ def prune(student: keras.Model, data: DistillationData, sparsity: float, epochs:
 
     # The wrappers take the clone's layers, weights included; the caller's model is never touched.
     wrapped = keras.models.clone_model(clone_with_weights(student), clone_function=wrap)
-    history = finetune(wrapped, data, epochs, callbacks=[sparsity_api.UpdatePruningStep()], seed=seed, verbose=verbose)
+    full_sparsity_epoch = -(-end_step // data.steps_per_epoch) - 1  # the first epoch that ends at full sparsity
+    val_accuracy = finetune(wrapped, data, epochs, callbacks=[sparsity_api.UpdatePruningStep()], seed=seed,
+                            verbose=verbose, best_from_epoch=full_sparsity_epoch)
     stripped = sparsity_api.strip_pruning(wrapped)
     per_layer = kernel_sparsity(stripped)
     zeros = sum(int(np.sum(k == 0)) for k in _kernels(stripped).values())
     total = sum(k.size for k in _kernels(stripped).values())
-    return PruneResult(stripped, sparsity, zeros / total if total else 0.0, per_layer,
-                       float(history.history["val_accuracy"][-1]))
+    return PruneResult(stripped, sparsity, zeros / total if total else 0.0, per_layer, val_accuracy)
 
 
 def kernel_sparsity(model: keras.Model) -> dict[str, float]:

@@ -55,5 +55,5 @@ def quantization_aware(student: keras.Model, data: DistillationData, epochs: int
     annotated = keras.models.clone_model(source, clone_function=annotate)
     annotated.set_weights(source.get_weights())
     model = api.quantize_apply(annotated)
-    history = finetune(model, data, epochs, callbacks=callbacks, seed=seed, verbose=verbose)
-    return QatResult(model, covered, not_covered, float(history.history["val_accuracy"][-1]))
+    val_accuracy = finetune(model, data, epochs, callbacks=callbacks, seed=seed, verbose=verbose)
+    return QatResult(model, covered, not_covered, val_accuracy)

@@ -1,0 +1,173 @@
+"""The compression frontier: every export variant of one distilled student, benched side by side.
+
+    .venv/bin/python benchmarks/frontier.py                  # myo5 rep 2 and isl50 s5 (about 40 minutes)
+    .venv/bin/python benchmarks/frontier.py --only myo5      # the real-data case alone
+    .venv/bin/python benchmarks/frontier.py --run "myo5 test rep 2=PATH/TO/RUN"   # reuse a finished run
+
+For each case: distil (spine.py's settings, or reuse --run), export float32/float16/dynamic/int8, int8 with
+QAT, pruning at 50% (with and without QAT), 75% and 90%, and low rank, bench them all on the held-out data, and
+check issue 4's targets. Writes the FRONTIER section of benchmarks/RESULTS.md, the raw numbers to
+benchmarks/out/frontier/<case>.json and a plot per case to benchmarks/figures/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from spine import OUT, cases, _slug  # noqa: F401  (sys.path set up by spine)
+
+from edgekd.compress.apply import CompressionOptions
+from edgekd.distill.run import DistillConfig, distill
+from edgekd.errors import UserError
+from edgekd.export.export import export_run
+from edgekd.io import write_json_atomic
+from edgekd.runtime import frontier
+from edgekd.runtime.bench import bench_model
+from results_md import write_section
+
+HERE = Path(__file__).resolve().parent
+FIGURES = HERE / "figures"
+CASE_NAMES = ("myo5 test rep 2", "isl50 synthetic, test subject s5")
+# (variant, compression): every row of the frontier.
+EXPORTS = [
+    ("float32", {}), ("float16", {}), ("dynamic", {}), ("int8", {}),
+    ("int8", {"qat": True}),
+    ("int8", {"prune": 0.5}), ("int8", {"prune": 0.5, "qat": True}), ("int8", {"prune": 0.75}), ("int8", {"prune": 0.9}),
+    ("float32", {"prune": 0.5}),
+    ("float32", {"low_rank": 1.0}),  # int8 would repeat the same rank search: only worth it if this one passes
+]
+
+
+def run_for(case, given: dict[str, str]) -> Path:
+    if case.name in given:
+        return Path(given[case.name])
+    run = OUT / "frontier" / _slug(case.name) / "run"
+    if not (run / "report.json").exists():
+        print(f"distilling {case.name} into {run}", flush=True)
+        distill(DistillConfig(dataset=case.dataset, out=str(run), verbose=0, **case.options))
+    return run
+
+
+def file_label(variant: str, compression: dict) -> str:
+    return "+".join([variant] + [f"prune{round(100 * v)}" if k == "prune" else k.replace("_", "")
+                                 for k, v in compression.items()])
+
+
+def export_all(run: Path, folder: Path, dataset: str, rows: list[str] | None, saved_failures: list[dict]) -> tuple[list, list[dict]]:
+    """Export the chosen rows (all by default), then bench every model in `folder` together: one bench run."""
+    failures = [f for f in saved_failures if rows is not None and f["label"] not in rows]
+    for variant, compression in EXPORTS:
+        label = file_label(variant, compression)
+        if rows is not None and label not in rows:
+            continue
+        print(f"\n== {label}", flush=True)
+        try:
+            export_run(run, variant, folder / f"{label}.tflite", compression=CompressionOptions(**compression),
+                       log=lambda m: print(m, flush=True))
+        except UserError as e:  # e.g. no rank within the low-rank budget: that is a measurement too
+            print(f"not exported: {e.message}", flush=True)
+            (folder / f"{label}.tflite").unlink(missing_ok=True)
+            failures.append({"label": label, "why": e.message})
+            continue
+    results = []
+    for variant, compression in EXPORTS:
+        path = folder / f"{file_label(variant, compression)}.tflite"
+        if path.exists():
+            print(f"benching {path.name}", flush=True)
+            result = bench_model(path, data=dataset, runs=500, warmup=50)
+            results.append(result)
+    return frontier.compare(results), failures
+
+
+def case_record(case, run: Path, results, failures) -> dict:
+    rows = [{"label": r.label, "accuracy": r.accuracy, "agreement_with_float": r.agreement_with_float,
+             "bytes": r.bytes, "gzip_bytes": r.gzip_bytes, "p50_ms": r.latency_ms["p50"], "p99_ms": r.latency_ms["p99"],
+             "peak_rss_kb": r.peak_rss_kb, "pareto": r.pareto, "compression": r.compression} for r in results]
+    report = json.loads((run / "report.json").read_text())
+    return {"case": case.name, "run": str(run), "rows": rows, "failures": failures, "runtime": results[0].runtime,
+            "keras_student_accuracy": report["test_accuracy"]["student_kd"], "measured_at": time.strftime("%Y-%m-%d %H:%M")}
+
+
+def targets(record: dict) -> list[str]:
+    by = {r["label"]: r for r in record["rows"]}
+    out = []
+    f32, i8 = by.get("float32"), by.get("int8")
+    if f32 and i8:
+        d = 100 * (i8["accuracy"] - f32["accuracy"])
+        out.append(f"int8 within 1 point of the float student: {d:+.1f} points ({'met' if d >= -1 else 'NOT met'})")
+    for pruned in ("int8+prune50", "int8+prune75", "int8+prune90"):
+        p = by.get(pruned)
+        if p and i8:
+            ratio, d = p["gzip_bytes"] / i8["gzip_bytes"], 100 * (p["accuracy"] - i8["accuracy"])
+            verdict = "met" if ratio <= 0.6 and d >= -1 else "NOT met"
+            tag = "" if pruned.endswith("50") else " (the target is set for 50%)"
+            out.append(f"{pruned}: gzip {ratio:.0%} of unpruned int8, accuracy {d:+.1f} points; target ≤ 60% and ≥ −1 "
+                       f"point: {verdict}{tag}")
+    q = by.get("int8+qat")
+    if q and i8:
+        d = 100 * (q["accuracy"] - i8["accuracy"])
+        out.append(f"QAT int8 ≥ PTQ int8: {d:+.1f} points ({'met' if d >= 0 else 'NOT met'})")
+    return out
+
+
+def markdown(records: list[dict]) -> str:
+    lines = ["## Compression frontier (`.venv/bin/python benchmarks/frontier.py`)", "",
+             "One distilled student per case, every export of it benched on the held-out windows (`edgekd bench`",
+             "with `--data`): accuracy, agreement with the float32 export, bytes, gzip -9 bytes, p50/p99 of one-window",
+             "latency (1 thread), peak RSS the model adds to the runtime. `*` = Pareto-optimal on accuracy, gzip bytes",
+             "and p50. Compressed variants are fine-tuned 10 epochs with the run's KD loss (seed 0, one run each:",
+             "differences of a point or two are within fine-tuning noise).", ""]
+    for rec in records:
+        run = Path(rec["run"])
+        run = run.relative_to(HERE.parent) if run.is_relative_to(HERE.parent) else run
+        reuse = "" if run == (OUT / "frontier" / _slug(rec["case"]) / "run").relative_to(HERE.parent) else f' --run "{rec["case"]}={run}"'
+        lines += [f"### {rec['case']}", "",
+                  f"Command: `.venv/bin/python benchmarks/frontier.py --only {rec['case'].split()[0]}{reuse}` "
+                  f"(a reused run is the spine benchmark's run of the same case). "
+                  f"Run `{run}`, "
+                  f"Keras student {100 * rec['keras_student_accuracy']:.1f}%; {rec['runtime']}; measured {rec['measured_at']}. "
+                  f"Plot: `benchmarks/figures/frontier-{_slug(rec['case'])}.png`.", "",
+                  "| model | accuracy % | agreement % | bytes | gzip | p50 ms | p99 ms | peak KB | pareto |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in rec["rows"]:
+            agreement = "-" if r["agreement_with_float"] is None else f"{100 * r['agreement_with_float']:.1f}"
+            peak = "-" if r["peak_rss_kb"] is None else f"{r['peak_rss_kb']:,}"
+            lines.append(f"| {r['label']} | {100 * r['accuracy']:.1f} | {agreement} | {r['bytes']:,} | {r['gzip_bytes']:,} | "
+                         f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {peak} | {'*' if r['pareto'] else ''} |")
+        for f in rec["failures"]:
+            lines.append(f"\n{f['label']}: not exported: {f['why']}")
+        lines += ["", "Targets (issue 4):", ""] + [f"- {t}" for t in targets(rec)] + [""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="cases whose name starts with this")
+    parser.add_argument("--run", action="append", default=[], help="CASE=RUN_DIR: reuse a finished run for a case")
+    parser.add_argument("--rows", help="re-export only these comma-separated rows (e.g. int8+qat,int8+prune50); "
+                                       "every model of the case is benched again")
+    parser.add_argument("--report-only", action="store_true", help="rebuild the section from saved numbers")
+    args = parser.parse_args()
+    given = dict(item.split("=", 1) for item in args.run)
+    saved = OUT / "frontier"
+    if not args.report_only:
+        for case in cases(args.only):
+            if case.name not in CASE_NAMES:
+                continue
+            run = run_for(case, given)
+            record_path = saved / f"{_slug(case.name)}.json"
+            old_failures = json.loads(record_path.read_text())["failures"] if record_path.exists() else []
+            rows = args.rows.split(",") if args.rows else None
+            results, failures = export_all(run, saved / _slug(case.name) / "models", case.dataset, rows, old_failures)
+            FIGURES.mkdir(exist_ok=True)
+            frontier.plot_frontier(results, FIGURES / f"frontier-{_slug(case.name)}.png")
+            write_json_atomic(record_path, case_record(case, run, results, failures))
+    records = [json.loads((saved / f"{_slug(n)}.json").read_text()) for n in CASE_NAMES if (saved / f"{_slug(n)}.json").exists()]
+    write_section("FRONTIER", markdown(records))
+    print(markdown(records))
+
+
+if __name__ == "__main__":
+    main()
