@@ -25,6 +25,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/spine.py
 	$(BIN)/python benchmarks/stream.py
+	$(BIN)/python benchmarks/frontier.py
+	$(BIN)/python benchmarks/kernels.py
 
 # The device profile on emulated 64-bit ARM Debian (Raspberry Pi OS's base): builds a bookworm arm64 root file
 # system once (cached in ~/.cache/edgekd/pi), installs edgekd there as README tells a Pi user, checks bench and

@@ -28,6 +28,12 @@ MYO5=$REPO/edgekd/datasets/myo5
 STREAM_RECORDINGS=14,10,11,13           # 14 and 13 are padding, see the stream phase; 10 and 11 are checked
 STREAM_CHECKED=10,11
 SIM_PID='' READER_PID=''
+# Set while a phase runs that only prepares this host (root, apt, binfmt_misc, the Debian rootfs). If one of
+# those fails, the machine cannot emulate arm64 and nothing about edgekd was checked: the script then exits
+# with ENVIRONMENT_UNAVAILABLE (EX_TEMPFAIL), which .ci/run reports as "not run" instead of a failure. Every
+# failure of edgekd itself (install, bench, outputs, stream) exits 1.
+ENVIRONMENT_PHASE=''
+ENVIRONMENT_UNAVAILABLE=75
 
 log() { printf '[pi-check %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
@@ -102,6 +108,10 @@ cleanup() {
     [ -d "$ROOTFS" ] && unmount_all
     if [ -n "$(mounts_below 2>/dev/null)" ]; then log "WARNING: still mounted: $(mounts_below | tr '\n' ' ')"; fi
     [ "$rc" = 0 ] || log "stopped (exit status $rc); background processes ended, chroot mounts removed"
+    if [ "$rc" != 0 ] && [ "$rc" != 130 ] && [ -n "$ENVIRONMENT_PHASE" ]; then
+        log "this host cannot run the emulated check ($ENVIRONMENT_PHASE failed); exit status $ENVIRONMENT_UNAVAILABLE"
+        rc=$ENVIRONMENT_UNAVAILABLE
+    fi
     exit "$rc"
 }
 
@@ -109,7 +119,6 @@ cleanup() {
 check_host() {
     [ "$(id -u)" = 0 ] || die "run as root (chroot, bind mounts and binfmt_misc need it)"
     case $ROOTFS in *[[:space:]]*) die "EDGEKD_PI_CACHE must not contain spaces: $CACHE" ;; esac
-    [ -x "$HOST_BIN/edgekd" ] || die "no $HOST_BIN/edgekd: run \`make test\` or \`make demo\` once (the host trains the model)"
     local missing=()
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     [ -x /usr/bin/qemu-aarch64-static ] || missing+=(qemu-user-static)
@@ -394,10 +403,15 @@ main() {
     local t0
     t0=$(now_us)
 
+    [ -x "$HOST_BIN/edgekd" ] || die "no $HOST_BIN/edgekd: run \`make test\` or \`make demo\` once (the host trains the model)"
+    ENVIRONMENT_PHASE="host setup (root, apt packages, binfmt_misc)"
     timed host-setup "apt packages, binfmt_misc" eval 'check_host; setup_binfmt'
+    ENVIRONMENT_PHASE=''
     unmount_all  # leftovers of a killed run
     timed host-models "" build_models
+    ENVIRONMENT_PHASE="building the Debian arm64 root file system (debootstrap)"
     timed rootfs "debootstrap, stage 2 emulated" build_rootfs
+    ENVIRONMENT_PHASE=''
     copy_interpreter_if_needed
     timed wheel "pip wheel on the host" build_wheel
     stage_files

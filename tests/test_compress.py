@@ -77,8 +77,12 @@ def test_export_pruned_int8_reports_sparsity_and_gzip_and_loads_without_tensorfl
     import gzip
 
     assert len(gzip.compress(out.read_bytes(), 9)) < len(gzip.compress(exported["int8"].read_bytes(), 9))
+    _runs_without_tensorflow(out)
+
+
+def _runs_without_tensorflow(model_path):
     code = ("import sys; from edgekd.runtime.interpreter import TFLiteModel; import numpy as np; "
-            f"m = TFLiteModel.load({str(out)!r}); m.predict_logits(np.zeros((1, *m.window_shape), np.float32)); "
+            f"m = TFLiteModel.load({str(model_path)!r}); m.predict_logits(np.zeros((1, *m.window_shape), np.float32)); "
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
@@ -91,6 +95,7 @@ def test_export_qat_int8_says_what_it_could_not_cover(tiny_run, tmp_path):
     model = TFLiteModel.load(out)
     assert model.metadata["compression"]["qat"]["covered"] == ["logits"]
     assert str(model.input_dtype) == "int8" and str(model.output_dtype) == "int8"
+    _runs_without_tensorflow(out)
 
 
 def test_export_low_rank_shrinks_the_student(tiny_run, tmp_path):
