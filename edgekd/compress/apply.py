@@ -38,13 +38,20 @@ class CompressionOptions:
             raise UserError("--finetune-epochs must be at least 1")
 
 
-def compress(student, run_dir: Path, run: dict, options: CompressionOptions, log=print) -> tuple[object, dict]:
-    """The compressed Keras model and what was done to it (recorded in the exported file's metadata)."""
+@dataclass
+class Compressed:
+    model: object  # the Keras model to convert
+    done: dict  # what was done to it (recorded in the exported file's metadata)
+    before_qat: object  # the model QAT started from: export converts it too and keeps the better on validation
+    data: object  # the DistillationData it was fine-tuned with (validation windows for that choice)
+
+
+def compress(student, run_dir: Path, run: dict, options: CompressionOptions, log=print) -> Compressed:
     from edgekd.compress.finetune import load_distillation_data
 
     data = load_distillation_data(run_dir, run, options.data, log=log)
     seed = run["config"].get("seed", 0)
-    model, done, masks = student, {}, None
+    model, done, masks, before_qat = student, {}, None, None
     if options.low_rank is not None:
         model, done["low_rank"] = _low_rank(model, data, options, seed, log)
     if options.prune is not None:
@@ -60,6 +67,7 @@ def compress(student, run_dir: Path, run: dict, options: CompressionOptions, log
         from edgekd.compress.prune import KeepZeros
         from edgekd.compress.qat import quantization_aware
 
+        before_qat = model
         log(f"quantization-aware fine-tuning, {options.finetune_epochs} KD epochs"
             + (", keeping the pruned zeros" if masks else ""))
         result = quantization_aware(model, data, options.finetune_epochs, callbacks=[KeepZeros(masks)] if masks else (),
@@ -68,7 +76,7 @@ def compress(student, run_dir: Path, run: dict, options: CompressionOptions, log
             log(f"  not quantization-aware: {name} ({why})")
         model = result.model
         done["qat"] = {"covered": result.covered, "calibrated": sorted(result.not_covered)}
-    return model, done
+    return Compressed(model, done, before_qat, data)
 
 
 def _low_rank(student, data, options: CompressionOptions, seed: int, log) -> tuple[object, dict]:

@@ -74,65 +74,113 @@ def export_run(run_dir: str | Path, variant: str, out: str | Path, min_agreement
     with np.load(run_dir / "windows.npz", allow_pickle=False) as w:
         representative, test_x, test_y = w["representative"], w["test_x"], w["test_y"]
     student_accuracy = float(np.mean(np.argmax(student(test_x, training=False).numpy(), 1) == test_y))
-    done = None
+    done, compressed = None, None
     if compression.any:
         from edgekd.compress.apply import compress
 
-        student, done = compress(student, run_dir, run, compression, log=log)
-    keras_logits = student(test_x, training=False).numpy()
-
-    quantizers = INT8_QUANTIZERS if variant == "int8" else (None,)
-    tried, best = {}, None
-    for quantizer in quantizers:
-        log(f"converting to {variant}" + (f" with the {quantizer} quantizer" if quantizer else ""))
-        try:
-            flat = convert(student, variant, representative, quantizer or "mlir")
-        except Exception as e:  # noqa: BLE001 - the converter raises many types; the other quantizer may succeed
-            tried[quantizer or variant] = 0.0
-            log(f"  the converter failed: {str(e).strip().splitlines()[-1][:200]}")
-            continue
-        metadata = _metadata(run, report, run_dir, variant, quantizer, done, student)
-        candidate = _write_candidate(embed_metadata(flat, metadata), out)
-        try:
-            tflite_logits = TFLiteModel.load(candidate).predict_logits(test_x)
-        except UserError as e:  # a degenerate quantization (a zero scale, say) that the runtime refuses
-            candidate.unlink(missing_ok=True)
-            tried[quantizer or variant] = 0.0
-            log(f"  the runtime cannot load this conversion: {e.message}")
-            continue
-        agreement = float(np.mean(np.argmax(tflite_logits, 1) == np.argmax(keras_logits, 1)))
-        tried[quantizer or variant] = agreement
-        log(f"  agreement with the Keras student on {len(test_y)} test windows: {agreement:.1%}"
-            + (f"; it predicts only {len(np.unique(np.argmax(tflite_logits, 1)))} class(es)" if agreement < threshold else ""))
-        if best is None or agreement > best[1]:
-            if best is not None:
-                best[0].unlink(missing_ok=True)
-            best = (candidate, agreement, quantizer, tflite_logits, metadata)
-        else:
-            candidate.unlink(missing_ok=True)
-        if agreement >= threshold:
-            break
-
-    if best is not None and best[1] < threshold:
-        best[0].unlink(missing_ok=True)
-    if best is None or best[1] < threshold:
-        agreement = 0.0 if best is None else best[1]
+        compressed = compress(student, run_dir, run, compression, log=log)
+        student, done = compressed.model, compressed.done
+    metadata_for = lambda quantizer, done: _metadata(run, report, run_dir, variant, quantizer, done, student)  # noqa: E731
+    tried = {}
+    best = _convert_checked(student, variant, representative, test_x, threshold, out, lambda q: metadata_for(q, done),
+                            tried, log)
+    if compressed is not None and compressed.before_qat is not None and best is not None:
+        best, done = _qat_or_post_training(best, compressed, representative, test_x, threshold, out,
+                                           lambda q, d: _metadata(run, report, run_dir, variant, q, d, compressed.before_qat),
+                                           log)
+    if best is not None and best.agreement < threshold:
+        best.path.unlink(missing_ok=True)
+    if best is None or best.agreement < threshold:
+        agreement = 0.0 if best is None else best.agreement
         attempts = ", ".join(f"{k} {v:.1%}" for k, v in tried.items())
         raise UserError(
             f"{out}: not written: the {variant} model agrees with the Keras student on only {agreement:.1%} of test "
             f"windows ({attempts}; needed {threshold:.0%}); export --float16 or --dynamic instead, or retrain with more data"
         )
-    candidate, agreement, quantizer, tflite_logits, metadata = best
-    keras_accuracy = float(np.mean(np.argmax(keras_logits, 1) == test_y))
-    tflite_accuracy = float(np.mean(np.argmax(tflite_logits, 1) == test_y))
-    final = embed_metadata(candidate.read_bytes(), {**metadata, "agreement": agreement, "test_accuracy": tflite_accuracy,
-                                                    "keras_test_accuracy": keras_accuracy})
-    candidate.write_bytes(final)
-    os.replace(candidate, out)
-    return ExportResult(out, variant, quantizer, len(final), agreement, keras_accuracy, tflite_accuracy, tried,
+    keras_accuracy = float(np.mean(np.argmax(best.keras_logits, 1) == test_y))
+    tflite_accuracy = float(np.mean(np.argmax(best.logits, 1) == test_y))
+    final = embed_metadata(best.path.read_bytes(), {**best.metadata, "agreement": best.agreement,
+                                                    "test_accuracy": tflite_accuracy, "keras_test_accuracy": keras_accuracy})
+    best.path.write_bytes(final)
+    os.replace(best.path, out)
+    return ExportResult(out, variant, best.quantizer, len(final), best.agreement, keras_accuracy, tflite_accuracy, tried,
                         builtin_op_names(final), time.perf_counter() - started,
                         gzip_bytes=len(gzip.compress(final, compresslevel=9, mtime=0)), compression=done,
                         student_accuracy=student_accuracy)
+
+
+@dataclass
+class _Conversion:
+    path: Path  # a candidate file next to the destination, not yet renamed into place
+    agreement: float  # with the Keras model it was converted from, on the test windows
+    quantizer: str | None
+    logits: np.ndarray  # TFLite, on the test windows
+    keras_logits: np.ndarray
+    metadata: dict
+
+
+def _convert_checked(model, variant: str, representative, test_x, threshold: float, out: Path, metadata_for, tried: dict,
+                     log) -> _Conversion | None:
+    """The conversion that agrees best with `model` (int8: the MLIR quantizer, then the legacy one if needed)."""
+    keras_logits = model(test_x, training=False).numpy()
+    best = None
+    for quantizer in INT8_QUANTIZERS if variant == "int8" else (None,):
+        log(f"converting to {variant}" + (f" with the {quantizer} quantizer" if quantizer else ""))
+        try:
+            flat = convert(model, variant, representative, quantizer or "mlir")
+        except Exception as e:  # noqa: BLE001 - the converter raises many types; the other quantizer may succeed
+            tried[quantizer or variant] = 0.0
+            log(f"  the converter failed: {str(e).strip().splitlines()[-1][:200]}")
+            continue
+        metadata = metadata_for(quantizer)
+        candidate = _write_candidate(embed_metadata(flat, metadata), out)
+        try:
+            logits = TFLiteModel.load(candidate).predict_logits(test_x)
+        except UserError as e:  # a degenerate quantization (a zero scale, say) that the runtime refuses
+            candidate.unlink(missing_ok=True)
+            tried[quantizer or variant] = 0.0
+            log(f"  the runtime cannot load this conversion: {e.message}")
+            continue
+        agreement = float(np.mean(np.argmax(logits, 1) == np.argmax(keras_logits, 1)))
+        tried[quantizer or variant] = agreement
+        log(f"  agreement with the Keras model on {len(test_x)} test windows: {agreement:.1%}"
+            + (f"; it predicts only {len(np.unique(np.argmax(logits, 1)))} class(es)" if agreement < threshold else ""))
+        if best is None or agreement > best.agreement:
+            if best is not None:
+                best.path.unlink(missing_ok=True)
+            best = _Conversion(candidate, agreement, quantizer, logits, keras_logits, metadata)
+        else:
+            candidate.unlink(missing_ok=True)
+        if agreement >= threshold:
+            break
+    return best
+
+
+def _qat_or_post_training(qat: _Conversion, compressed, representative, test_x, threshold: float, out: Path, metadata_for,
+                          log) -> tuple[_Conversion, dict]:
+    """QAT fine-tuning also moves the weights, and on a weak student that can cost more than quantization does.
+    The model QAT started from is converted post-training as well; the one with the better int8 validation
+    accuracy is kept, and the output says which and why."""
+    log("converting the model QAT started from post-training, to keep whichever int8 model validates better")
+    ptq_done = {**compressed.done, "qat": False}
+    ptq = _convert_checked(compressed.before_qat, "int8", representative, test_x, threshold, out,
+                           lambda q: metadata_for(q, ptq_done), {}, log)
+    val_x, val_y = compressed.data.val_x, compressed.data.val_y
+    accuracy = lambda c: float(np.mean(np.argmax(TFLiteModel.load(c.path).predict_logits(val_x), 1) == val_y))  # noqa: E731
+    qat_val = accuracy(qat)
+    ptq_val = accuracy(ptq) if ptq is not None and ptq.agreement >= threshold else -1.0
+    if ptq_val > qat_val:
+        log(f"kept post-training int8: validation accuracy {ptq_val:.1%} against {qat_val:.1%} with QAT")
+        qat.path.unlink(missing_ok=True)
+        ptq.metadata["notes"] = [f"--qat: post-training int8 kept; validation accuracy {ptq_val:.4f}, QAT int8 {qat_val:.4f}"]
+        return ptq, ptq_done
+    log(f"kept QAT int8: validation accuracy {qat_val:.1%}" + (f" against {ptq_val:.1%} post-training" if ptq_val >= 0 else ""))
+    if ptq is not None:
+        ptq.path.unlink(missing_ok=True)
+    done = {**compressed.done, "qat": {**compressed.done["qat"], "val_accuracy": qat_val,
+                                       "post_training_val_accuracy": None if ptq_val < 0 else ptq_val}}
+    qat.metadata["compression"] = done
+    return qat, done
 
 
 def _write_candidate(model_bytes: bytes, out: Path) -> Path:
