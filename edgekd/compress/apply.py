@@ -10,12 +10,14 @@ from pathlib import Path
 
 from edgekd.errors import UserError
 
+MAX_SPARSITY = 0.95  # higher leaves a handful of weights per kernel; RESULTS.md shows accuracy gone well before
+
 
 @dataclass
 class CompressionOptions:
     prune: float | None = None  # target sparsity of the kernels, in [0, MAX_SPARSITY]
     qat: bool = False
-    low_rank: float | None = None  # accuracy points the factorisation may cost on validation, before fine-tuning
+    low_rank: float | None = None  # accuracy points the factorisation may cost on validation, after fine-tuning
     finetune_epochs: int = 10
     data: str | Path | None = None  # the run's dataset, if it moved
 
@@ -24,8 +26,7 @@ class CompressionOptions:
         return self.prune is not None or self.qat or self.low_rank is not None
 
     def check(self, variant: str) -> None:
-        from edgekd.compress.prune import MAX_SPARSITY
-
+        """Before TensorFlow is imported: a bad option fails at once."""
         if self.prune is not None and not 0.0 <= self.prune <= MAX_SPARSITY:
             raise UserError(f"--prune {self.prune:g}: sparsity is the fraction of kernel weights set to zero and must "
                             f"lie in [0, {MAX_SPARSITY}], e.g. --prune 0.5")

@@ -18,7 +18,6 @@ import numpy as np
 from edgekd._tf import keras
 from edgekd.compress.finetune import DistillationData, clone_with_weights, finetune
 
-MAX_SPARSITY = 0.95
 # Share of the fine-tuning steps over which sparsity ramps up; the rest lets accuracy recover at full sparsity.
 RAMP_SHARE = 0.7
 _PRUNABLE = (keras.layers.Conv1D, keras.layers.LSTM, keras.layers.Dense)
