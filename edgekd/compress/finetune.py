@@ -37,6 +37,7 @@ class DistillationData:
     alpha: float
     batch_size: int
     learning_rate: float
+    kd_term: str = "kl"  # the run's --loss
 
     @property
     def steps_per_epoch(self) -> int:
@@ -61,7 +62,8 @@ _loaded: dict[tuple, DistillationData] = {}
 
 def _load(run_dir: Path, run: dict, dataset_path: Path, log) -> DistillationData:
     from edgekd._tf import keras
-    from edgekd.distill.losses import ensemble_soft_targets, pack_targets
+    from edgekd.distill.fusion import distillation_targets
+    from edgekd.distill.losses import pack_targets
     from edgekd.distill.train import predict_logits
 
     dataset = load_dataset(dataset_path)
@@ -81,11 +83,14 @@ def _load(run_dir: Path, run: dict, dataset_path: Path, log) -> DistillationData
         teacher = keras.models.load_model(path, compile=False)
         for part, windows in parts.items():
             logits[part].append(predict_logits(teacher, windows.x))
-    targets = {part: pack_targets(parts[part].y, ensemble_soft_targets(logits[part], cfg["temperature"])) for part in parts}
+    # The run's own fusion and loss (runs from before --fusion/--loss existed used mean and KL).
+    fusion, kd_term = cfg.get("fusion", "mean"), cfg.get("loss", "kl")
+    fused = distillation_targets(logits, parts["val"].y, fusion, kd_term, cfg["temperature"])
+    targets = {part: pack_targets(parts[part].y, fused[part]) for part in parts}
     return DistillationData(
         train_x=parts["train"].x, train_targets=targets["train"], val_x=parts["val"].x, val_y=parts["val"].y,
         val_targets=targets["val"], n_classes=len(run["classes"]), temperature=cfg["temperature"], alpha=cfg["alpha"],
-        batch_size=cfg["batch_size"], learning_rate=cfg["learning_rate"] * FINETUNE_LR_FACTOR,
+        batch_size=cfg["batch_size"], learning_rate=cfg["learning_rate"] * FINETUNE_LR_FACTOR, kd_term=kd_term,
     )
 
 
@@ -98,7 +103,7 @@ def finetune(model, data: DistillationData, epochs: int, callbacks=(), seed: int
     from edgekd.distill.losses import kd_loss, packed_accuracy
 
     model.compile(optimizer=keras.optimizers.Adam(data.learning_rate),
-                  loss=kd_loss(data.n_classes, data.temperature, data.alpha), metrics=[packed_accuracy(data.n_classes)])
+                  loss=kd_loss(data.n_classes, data.temperature, data.alpha, data.kd_term), metrics=[packed_accuracy(data.n_classes)])
     keep_best = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=epochs, restore_best_weights=True,
                                               start_from_epoch=min(best_from_epoch, epochs - 1))
     keras.utils.set_random_seed(seed)

@@ -6,7 +6,8 @@ The run folder holds everything export needs:
     student_kd.h5         the distilled student (what export converts)
     student_scratch.h5    the same architecture trained on labels only (the baseline)
     windows.npz              representative training windows and the test windows with labels
-    report.json              accuracies (with the classical LDA / random-forest baseline), sizes, timings
+    report.json              accuracies (with the classical LDA / random-forest baseline), teacher diversity,
+                             sizes, timings
                              (written last: its presence means the run finished)
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from edgekd.data.dataset import load_dataset
 from edgekd.data.prepare import prepare_windows
 from edgekd.data.splits import split_recordings
 from edgekd.data.windows import WindowSpec
+from edgekd.distill.fusion import FUSIONS, distillation_targets, fused_accuracy, teacher_diversity
 from edgekd.errors import UserError
 from edgekd.io import write_bytes_atomic, write_json_atomic
 from edgekd.models.classical import FEATURES, ZC_SSC_THRESHOLD, evaluate, fit_baselines, time_domain_features
@@ -49,6 +51,8 @@ class DistillConfig:
     val_on: list[str] = field(default_factory=list)
     temperature: float = 4.0
     alpha: float = 0.3
+    fusion: str = "mean"  # how the teachers become one target: a key of edgekd.distill.fusion.FUSIONS
+    loss: str = "kl"  # the KD term: "kl" on softened distributions, "mse" on logits
     seed: int = 0
     verbose: int = 1
 
@@ -61,6 +65,12 @@ class DistillConfig:
             raise UserError("--temperature must be positive, e.g. 4")
         if not 0.0 <= self.alpha <= 1.0:
             raise UserError("--alpha weighs cross-entropy against the KD term and must lie in [0, 1], e.g. 0.3")
+        if self.fusion not in FUSIONS:
+            raise UserError(f"--fusion must be one of {', '.join(FUSIONS)}, not {self.fusion!r}")
+        if self.loss not in ("kl", "mse"):
+            raise UserError(f"--loss must be kl or mse, not {self.loss!r}")
+        if self.loss == "mse" and self.fusion == "vote":
+            raise UserError("--fusion vote gives one-hot targets with no logits for --loss mse to match; use --loss kl or another --fusion")
 
 
 def _log(cfg: DistillConfig, message: str) -> None:
@@ -89,12 +99,12 @@ def distill(cfg: DistillConfig) -> dict:
               f"windows train/val/test {len(train.y)}/{len(val.y)}/{len(test.y)} of {window_len} x {channels}")
     out.mkdir(parents=True, exist_ok=True)
     # TensorFlow is imported only now, once the data has passed its checks: bad input fails within a second.
-    from edgekd.distill.losses import ensemble_soft_targets, pack_targets, softmax
+    from edgekd.distill.losses import pack_targets, softmax
     from edgekd.distill.train import accuracy, fit, predict_logits
     from edgekd.models.build import build_model, count_params
 
     fit_args = dict(n_classes=n_classes, temperature=cfg.temperature, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                    patience=cfg.patience, learning_rate=cfg.learning_rate, verbose=cfg.verbose)
+                    patience=cfg.patience, learning_rate=cfg.learning_rate, verbose=cfg.verbose, kd_term=cfg.loss)
     hard_val = pack_targets(val.y, np.eye(n_classes, dtype=np.float32)[val.y])
 
     # Teachers: different initialisations and bootstrap resamples of the training windows, for diversity.
@@ -116,7 +126,9 @@ def distill(cfg: DistillConfig) -> dict:
 
     # Soft targets once, before the student trains: no teacher runs inside the student's training loop.
     t0 = time.perf_counter()
-    soft = {part: ensemble_soft_targets(teacher_logits[part], cfg.temperature) for part in ("train", "val")}
+    targets = distillation_targets(teacher_logits, val.y, cfg.fusion, cfg.loss, cfg.temperature)
+    # The reported "ensemble" stays the plain mean of softmaxes whatever --fusion is, so runs compare across
+    # modes; "ensemble_<mode>" is what the chosen fusion's targets would decide on the test windows.
     ensemble_test = np.mean([softmax(z) for z in teacher_logits["test"]], axis=0)
     timings["soft_targets"] = time.perf_counter() - t0
 
@@ -125,7 +137,7 @@ def distill(cfg: DistillConfig) -> dict:
         _log(cfg, f"\n{kind.replace('_', ' ')} ({student_preset.name}{', T=%g alpha=%g' % (cfg.temperature, alpha) if alpha < 1 else ''})")
         t0 = time.perf_counter()
         student = build_model(student_preset, window_len, channels, n_classes, seed=cfg.seed, name=kind)
-        student_fits[kind] = fit(student, train.x, pack_targets(train.y, soft["train"]), val.x, pack_targets(val.y, soft["val"]),
+        student_fits[kind] = fit(student, train.x, pack_targets(train.y, targets["train"]), val.x, pack_targets(val.y, targets["val"]),
                                  alpha=alpha, seed=cfg.seed, **fit_args)
         timings[kind] = time.perf_counter() - t0
         students[kind] = student
@@ -140,6 +152,7 @@ def distill(cfg: DistillConfig) -> dict:
     test_accuracy = {
         "teachers": [accuracy(z, test.y) for z in teacher_logits["test"]],
         "ensemble": accuracy(ensemble_test, test.y),
+        f"ensemble_{cfg.fusion}": fused_accuracy(targets["test"], test.y),
         "student_scratch": accuracy(predict_logits(students["student_scratch"], test.x), test.y),
         "student_kd": accuracy(predict_logits(students["student_kd"], test.x), test.y),
         **baseline_accuracy["test"],
@@ -167,6 +180,7 @@ def distill(cfg: DistillConfig) -> dict:
         "params": {"teacher": teacher_params, "student": count_params(students["student_kd"])},
         "architectures": {"teacher": teacher_preset.name, "student": student_preset.name},
         "test_accuracy": test_accuracy,
+        "diversity": teacher_diversity(teacher_logits["test"], test_accuracy["teachers"], test_accuracy["ensemble"]),
         "val_accuracy": {"teachers": [f.best_val_accuracy for f in teacher_fits],
                          **{k: f.best_val_accuracy for k, f in student_fits.items()}, **baseline_accuracy["val"]},
         "epochs": {"teachers": [f.epochs_run for f in teacher_fits], **{k: f.epochs_run for k, f in student_fits.items()}},
@@ -176,6 +190,7 @@ def distill(cfg: DistillConfig) -> dict:
         "baselines": {"features": list(FEATURES), "feature_count": len(FEATURES) * channels,
                       "zc_ssc_threshold": ZC_SSC_THRESHOLD, "models": sorted(baseline_accuracy["test"])},
         "config": {"temperature": cfg.temperature, "alpha": cfg.alpha, "teachers": cfg.teachers, "seed": cfg.seed,
+                   "fusion": cfg.fusion, "loss": cfg.loss,
                    "window_s": cfg.window, "hop_s": cfg.hop, "model_rate_hz": rate},
     }
     write_json_atomic(out / "report.json", report)

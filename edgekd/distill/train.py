@@ -30,10 +30,11 @@ class _EpochTimer(keras.callbacks.Callback):
 
 
 def fit(model, x_train, y_train_packed, x_val, y_val_packed, *, n_classes: int, temperature: float, alpha: float,
-        epochs: int, batch_size: int, patience: int, learning_rate: float, seed: int, verbose: int) -> FitResult:
+        epochs: int, batch_size: int, patience: int, learning_rate: float, seed: int, verbose: int,
+        kd_term: str = "kl") -> FitResult:
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss=kd_loss(n_classes, temperature, alpha),
+        loss=kd_loss(n_classes, temperature, alpha, kd_term),
         metrics=[packed_accuracy(n_classes)],
     )
     timer = _EpochTimer()
