@@ -5,6 +5,7 @@
     edgekd distill DATASET          teachers -> ensemble -> distilled student, in a run folder
     edgekd export RUN --int8        the student as one self-describing .tflite file
     edgekd bench MODEL.tflite       size, latency and accuracy, without TensorFlow
+    edgekd compare RUN RUN          every model of every run in one table, and plots
     edgekd demo                     all of it on the bundled real sEMG recordings
 
 Training commands import TensorFlow when they run; bench never does (a Raspberry Pi has none).
@@ -145,6 +146,10 @@ def _load_config(ctx, param, value):
 @click.option("--val-on", callback=_comma_list, help="Subjects or repetitions to validate on. [default: the one before the test group]")
 @click.option("--temperature", default=4.0, show_default=True, type=float, help="KD temperature T.")
 @click.option("--alpha", default=0.3, show_default=True, type=float, help="Weight of cross-entropy; 1 - alpha weighs the KD term.")
+@click.option("--fusion", default="mean", show_default=True, type=click.Choice(["mean", "weighted", "confidence", "vote", "loss-mean"]),
+              help="How teachers become one target: mean, weighted by val accuracy, per-window confidence, majority vote, or mean of per-teacher losses.")
+@click.option("--loss", default="kl", show_default=True, type=click.Choice(["kl", "mse"]),
+              help="KD term: KL on T-softened distributions, or MSE between student and teacher logits.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def distill(dataset, quiet, **options):
@@ -312,6 +317,35 @@ def _bench_json(r) -> dict:
             "variant": d["variant"], "first_invoke_ms": d["first_invoke_ms"], "windows": d["windows"], "threads": d["threads"],
             "label": d["label"], "agreement_with_float": d["agreement_with_float"],
             "agreement_source": d["agreement_source"], "peak_rss_kb": d["peak_rss_kb"], "pareto": d["pareto"]}
+
+
+# ------------------------------------------------------------------------------------------- compare
+@main.command()
+@click.argument("runs", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for accuracy_vs_params.png and confusion_<run>.png (the best student). Needs `pip install 'edgekd[plot]'`.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the table's rows as JSON.")
+def compare(runs, out, json_out):
+    """Compare runs: one table of every model's held-out accuracy, size and training time, and with --out the plots.
+
+    RUNS are folders written by `edgekd distill`; everything but the confusion matrix comes from their report.json."""
+    from edgekd import compare as comparing
+    from edgekd.io import write_json_atomic
+
+    loaded = comparing.load_runs(runs)
+    if out:
+        comparing.require_matplotlib()  # now, not after the table
+    rows = comparing.compare_rows(loaded)
+    for line in [*map(comparing.run_summary, loaded), *comparing.comparability_notes(loaded)]:
+        click.echo(line)
+    click.echo("\n" + comparing.comparison_table(rows))
+    click.echo(comparing.TIME_NOTE)
+    if json_out:
+        write_json_atomic(json_out, rows)
+        click.echo(f"wrote {json_out}")
+    if out:
+        for line in comparing.write_plots(loaded, rows, out):
+            click.echo(line)
 
 
 # ------------------------------------------------------------------------------------------ simulate
