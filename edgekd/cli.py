@@ -173,6 +173,9 @@ def distill_table(report: dict) -> str:
     rows += [["ensemble", f"mean of {len(acc['teachers'])}", params["teacher"] * len(acc["teachers"]), acc["ensemble"]],
              ["student (scratch)", report["architectures"]["student"], params["student"], acc["student_scratch"]],
              ["student (KD)", report["architectures"]["student"], params["student"], acc["student_kd"]]]
+    fusion = report["config"].get("fusion", "mean")
+    if fusion != "mean" and f"ensemble_{fusion}" in acc:  # what the student was taught, when it is not the plain mean
+        rows.insert(len(acc["teachers"]) + 1, [f"ensemble ({fusion} fusion)", "KD targets", None, acc[f"ensemble_{fusion}"]])
     # The classical baseline the students must beat; reports written before it existed have none.
     # Its params show as "-" (None): a forest's node count is not comparable with network weights.
     if "baselines" in report:
@@ -187,7 +190,9 @@ def distill_table(report: dict) -> str:
             + f"\ntime: teachers {t['teachers']:.0f} s, scratch student {t['student_scratch']:.0f} s, "
               f"KD student {t['student_kd']:.0f} s, "
               + (f"baselines {t['baselines']:.0f} s, " if "baselines" in t else "")
-              + f"total {t['total']:.0f} s")
+              + f"total {t['total']:.0f} s"
+            + (f"\nteachers disagree on {report['diversity']['mean_disagreement']:.0%} of test windows; the ensemble gains "
+               f"{100 * report['diversity']['ensemble_gain']:+.1f} points over the mean teacher" if "diversity" in report else ""))
 
 
 # -------------------------------------------------------------------------------------------- export
