@@ -64,6 +64,7 @@ def _load(run_dir: Path, run: dict, dataset_path: Path, log) -> DistillationData
     from edgekd._tf import keras
     from edgekd.distill.fusion import distillation_targets
     from edgekd.distill.losses import pack_targets
+    from edgekd.distill.teachers import teacher_input
     from edgekd.distill.train import predict_logits
 
     dataset = load_dataset(dataset_path)
@@ -71,18 +72,24 @@ def _load(run_dir: Path, run: dict, dataset_path: Path, log) -> DistillationData
     check_dataset_fits(dataset, preprocessor, run["classes"], f"the run {run_dir}")
     parts = {part: recording_windows(dataset, split_indices_from_dict(dataset, run["split"], part), preprocessor)
              for part in ("train", "val")}
-    teacher_files = sorted(run_dir.glob("teacher_*.h5"))
+    # In index order (teacher_10 after teacher_9): run.json's teachers.channels[i] belongs to teacher_<i>.
+    teacher_files = sorted(run_dir.glob("teacher_*.h5"), key=lambda p: (len(p.stem), p.stem))
     if not teacher_files:
         raise UserError(f"{run_dir}: no teacher_<i>.h5 files; fine-tuning distils from the run's teachers, "
                         f"so run `edgekd distill` again")
     cfg = run["config"]
     log(f"fine-tuning data: {len(parts['train'].y)} training and {len(parts['val'].y)} validation windows, "
         f"soft targets of {len(teacher_files)} teachers at T={cfg['temperature']:g}")
+    # --teachers-from modalities: each teacher reads only its channel group (runs from before it: all channels).
+    teacher_channels = (run.get("teachers") or {}).get("channels") or [None] * len(teacher_files)
+    if len(teacher_channels) != len(teacher_files):
+        raise UserError(f"{run_dir}: run.json lists channels for {len(teacher_channels)} teachers but the folder holds "
+                        f"{len(teacher_files)} teacher_<i>.h5 files; run `edgekd distill` again")
     logits = {part: [] for part in parts}
-    for path in teacher_files:
+    for path, channels in zip(teacher_files, teacher_channels):
         teacher = keras.models.load_model(path, compile=False)
         for part, windows in parts.items():
-            logits[part].append(predict_logits(teacher, windows.x))
+            logits[part].append(predict_logits(teacher, teacher_input(windows.x, channels)))
     # The run's own fusion and loss (runs from before --fusion/--loss existed used mean and KL).
     fusion, kd_term = cfg.get("fusion", "mean"), cfg.get("loss", "kl")
     fused = distillation_targets(logits, parts["val"].y, fusion, kd_term, cfg["temperature"])

@@ -2,7 +2,7 @@
 
 The run folder holds everything export needs:
     run.json                 classes, preprocessing (streams, rates, window, normalisation), split, config
-    teacher_<i>.h5        each teacher
+    teacher_<i>.h5        each teacher (how they were made: run.json's "teachers" block, see distill/teachers.py)
     student_kd.h5         the distilled student (what export converts)
     student_scratch.h5    the same architecture trained on labels only (the baseline)
     windows.npz              representative training windows and the test windows with labels
@@ -24,6 +24,7 @@ from edgekd.data.prepare import prepare_windows
 from edgekd.data.splits import split_recordings
 from edgekd.data.windows import WindowSpec
 from edgekd.distill.fusion import FUSIONS, distillation_targets, fused_accuracy, teacher_diversity
+from edgekd.distill.teachers import MODES as TEACHER_MODES, STRATEGIES, TeacherJob, channel_groups, teacher_input
 from edgekd.errors import UserError
 from edgekd.io import write_bytes_atomic, write_json_atomic
 from edgekd.models.classical import FEATURES, ZC_SSC_THRESHOLD, evaluate, fit_baselines, time_domain_features
@@ -54,6 +55,9 @@ class DistillConfig:
     fusion: str = "mean"  # how the teachers become one target: a key of edgekd.distill.fusion.FUSIONS
     loss: str = "kl"  # the KD term: "kl" on softened distributions, "mse" on logits
     seed: int = 0
+    teachers_from: str = "bootstrap"  # where the teachers' diversity comes from: a key of distill.teachers.STRATEGIES
+    subset_min: float = 0.6  # teachers_from="subsets": smallest fraction of the training windows a teacher sees
+    repeats: int = 1  # students trained with seeds seed, seed+1, ...; the first seed's are saved
     verbose: int = 1
 
     def check(self) -> None:
@@ -69,6 +73,12 @@ class DistillConfig:
             raise UserError(f"--fusion must be one of {', '.join(FUSIONS)}, not {self.fusion!r}")
         if self.loss not in ("kl", "mse"):
             raise UserError(f"--loss must be kl or mse, not {self.loss!r}")
+        if self.teachers_from not in TEACHER_MODES:
+            raise UserError(f"--teachers-from must be one of {', '.join(TEACHER_MODES)}, not {self.teachers_from!r}")
+        if not 0.0 < self.subset_min <= 1.0:
+            raise UserError(f"--subset-min is the smallest fraction of the training windows a teacher sees and must lie in (0, 1], not {self.subset_min:g}")
+        if self.repeats < 1:
+            raise UserError("--repeats must be at least 1")
         if self.loss == "mse" and self.fusion == "vote":
             raise UserError("--fusion vote gives one-hot targets with no logits for --loss mse to match; use --loss kl or another --fusion")
 
@@ -93,6 +103,8 @@ def distill(cfg: DistillConfig) -> dict:
     preprocessor, parts = prepare_windows(dataset, split, WindowSpec(rate, cfg.window, cfg.hop))
     train, val, test = parts["train"], parts["val"], parts["test"]
     n_classes, window_len, channels = len(dataset.classes), preprocessor.spec.window_len, preprocessor.channels
+    if cfg.teachers_from == "modalities":
+        channel_groups(preprocessor.streams)  # a dataset with one group fails here, before TensorFlow loads
     timings["prepare"] = time.perf_counter() - started
     _log(cfg, f"{dataset.name}: {len(dataset.classes)} classes, split by {split.method} "
               f"(test {split.to_dict(dataset)['test'] if split.method != 'random' else 'random'}), "
@@ -105,24 +117,24 @@ def distill(cfg: DistillConfig) -> dict:
 
     fit_args = dict(n_classes=n_classes, temperature=cfg.temperature, epochs=cfg.epochs, batch_size=cfg.batch_size,
                     patience=cfg.patience, learning_rate=cfg.learning_rate, verbose=cfg.verbose, kd_term=cfg.loss)
-    hard_val = pack_targets(val.y, np.eye(n_classes, dtype=np.float32)[val.y])
 
-    # Teachers: different initialisations and bootstrap resamples of the training windows, for diversity.
+    # Teachers: where their diversity comes from is --teachers-from (distill/teachers.py); the default,
+    # "bootstrap", gives each its own initialisation and a bootstrap resample of the training windows.
     t0 = time.perf_counter()
+    job = TeacherJob(cfg, teacher_preset, train, val, n_classes, window_len, channels, preprocessor.streams, fit_args,
+                     log=lambda message: _log(cfg, message))
+    ensemble = STRATEGIES[cfg.teachers_from](job)
     teacher_logits = {"train": [], "val": [], "test": []}
-    teacher_fits = []
-    rng = np.random.default_rng(cfg.seed)
-    for i in range(cfg.teachers):
-        _log(cfg, f"\nteacher {i + 1}/{cfg.teachers} ({teacher_preset.name})")
-        boot = rng.integers(0, len(train.y), len(train.y)) if cfg.teachers > 1 else np.arange(len(train.y))
-        teacher = build_model(teacher_preset, window_len, channels, n_classes, seed=cfg.seed + 1000 * (i + 1), name=f"teacher_{i}")
-        y_boot = pack_targets(train.y[boot], np.eye(n_classes, dtype=np.float32)[train.y[boot]])
-        teacher_fits.append(fit(teacher, train.x[boot], y_boot, val.x, hard_val, alpha=1.0, seed=cfg.seed + i, **fit_args))
+    teacher_fits = [t.fit for t in ensemble.teachers]
+    teacher_channels = [t.channels for t in ensemble.teachers]
+    for i, t in enumerate(ensemble.teachers):
         for part, windows in (("train", train), ("val", val), ("test", test)):
-            teacher_logits[part].append(predict_logits(teacher, windows.x))
-        _save_model(teacher, out / f"teacher_{i}.h5")
+            teacher_logits[part].append(predict_logits(t.model, teacher_input(windows.x, t.channels)))
+        _save_model(t.model, out / f"teacher_{i}.h5")
     timings["teachers"] = time.perf_counter() - t0
-    teacher_params = count_params(teacher)
+    teacher_params = [count_params(t.model) for t in ensemble.teachers]
+    teachers_block = {"from": cfg.teachers_from, "count": len(ensemble.teachers),
+                      "channels": teacher_channels if cfg.teachers_from == "modalities" else None, **ensemble.details}
 
     # Soft targets once, before the student trains: no teacher runs inside the student's training loop.
     t0 = time.perf_counter()
@@ -133,15 +145,23 @@ def distill(cfg: DistillConfig) -> dict:
     timings["soft_targets"] = time.perf_counter() - t0
 
     students, student_fits = {}, {}
-    for kind, alpha in (("student_scratch", 1.0), ("student_kd", cfg.alpha)):
-        _log(cfg, f"\n{kind.replace('_', ' ')} ({student_preset.name}{', T=%g alpha=%g' % (cfg.temperature, alpha) if alpha < 1 else ''})")
-        t0 = time.perf_counter()
-        student = build_model(student_preset, window_len, channels, n_classes, seed=cfg.seed, name=kind)
-        student_fits[kind] = fit(student, train.x, pack_targets(train.y, targets["train"]), val.x, pack_targets(val.y, targets["val"]),
-                                 alpha=alpha, seed=cfg.seed, **fit_args)
-        timings[kind] = time.perf_counter() - t0
-        students[kind] = student
-        _save_model(student, out / f"{kind}.h5")
+    seeds = [cfg.seed + r for r in range(cfg.repeats)]
+    repeat_accuracy = {"student_kd": [], "student_scratch": []}
+    for r, seed in enumerate(seeds):
+        for kind, alpha in (("student_scratch", 1.0), ("student_kd", cfg.alpha)):
+            _log(cfg, f"\n{kind.replace('_', ' ')} ({student_preset.name}{', T=%g alpha=%g' % (cfg.temperature, alpha) if alpha < 1 else ''}"
+                      f"{', seed %d (%d/%d)' % (seed, r + 1, len(seeds)) if len(seeds) > 1 else ''})")
+            t0 = time.perf_counter()
+            student = build_model(student_preset, window_len, channels, n_classes, seed=seed, name=kind)
+            fitted = fit(student, train.x, pack_targets(train.y, targets["train"]), val.x, pack_targets(val.y, targets["val"]),
+                         alpha=alpha, seed=seed, **fit_args)
+            repeat_accuracy[kind].append(accuracy(predict_logits(student, test.x), test.y))
+            if r == 0:  # the first seed's students are the run's: saved, exported, reported as before
+                timings[kind] = time.perf_counter() - t0
+                students[kind], student_fits[kind] = student, fitted
+                _save_model(student, out / f"{kind}.h5")
+            else:
+                timings["repeats"] = timings.get("repeats", 0.0) + time.perf_counter() - t0
 
     # The classical baseline a practitioner would pick instead: the students must beat it to be worth it.
     _log(cfg, "\nbaselines (time-domain features: LDA, random forest)")
@@ -153,8 +173,8 @@ def distill(cfg: DistillConfig) -> dict:
         "teachers": [accuracy(z, test.y) for z in teacher_logits["test"]],
         "ensemble": accuracy(ensemble_test, test.y),
         f"ensemble_{cfg.fusion}": fused_accuracy(targets["test"], test.y),
-        "student_scratch": accuracy(predict_logits(students["student_scratch"], test.x), test.y),
-        "student_kd": accuracy(predict_logits(students["student_kd"], test.x), test.y),
+        "student_scratch": repeat_accuracy["student_scratch"][0],
+        "student_kd": repeat_accuracy["student_kd"][0],
         **baseline_accuracy["test"],
     }
     representative = np.random.default_rng(cfg.seed).permutation(len(train.y))[:REPRESENTATIVE_WINDOWS]
@@ -167,6 +187,7 @@ def distill(cfg: DistillConfig) -> dict:
         "preprocessing": preprocessor.to_dict(),
         "split": split_dict,
         "architectures": {"teacher": teacher_preset.name, "student": student_preset.name},
+        "teachers": teachers_block,  # channels[i]: the input channels teacher_<i>.h5 reads (modalities), else null
         "config": asdict(cfg),
     })
     timings["total"] = time.perf_counter() - started
@@ -177,9 +198,10 @@ def distill(cfg: DistillConfig) -> dict:
         "split": split_dict,
         "windows": {"train": int(len(train.y)), "val": int(len(val.y)), "test": int(len(test.y)),
                     "length": window_len, "channels": channels},
-        "params": {"teacher": teacher_params, "student": count_params(students["student_kd"])},
+        "params": {"teacher": teacher_params[0], "teachers": teacher_params, "student": count_params(students["student_kd"])},
         "architectures": {"teacher": teacher_preset.name, "student": student_preset.name},
         "test_accuracy": test_accuracy,
+        "repeats": {"seeds": seeds, **{kind: _spread(accs) for kind, accs in repeat_accuracy.items()}},
         "diversity": teacher_diversity(teacher_logits["test"], test_accuracy["teachers"], test_accuracy["ensemble"]),
         "val_accuracy": {"teachers": [f.best_val_accuracy for f in teacher_fits],
                          **{k: f.best_val_accuracy for k, f in student_fits.items()}, **baseline_accuracy["val"]},
@@ -189,12 +211,19 @@ def distill(cfg: DistillConfig) -> dict:
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "baselines": {"features": list(FEATURES), "feature_count": len(FEATURES) * channels,
                       "zc_ssc_threshold": ZC_SSC_THRESHOLD, "models": sorted(baseline_accuracy["test"])},
-        "config": {"temperature": cfg.temperature, "alpha": cfg.alpha, "teachers": cfg.teachers, "seed": cfg.seed,
-                   "fusion": cfg.fusion, "loss": cfg.loss,
+        "config": {"temperature": cfg.temperature, "alpha": cfg.alpha, "teachers": len(ensemble.teachers), "seed": cfg.seed,
+                   "fusion": cfg.fusion, "loss": cfg.loss, "teachers_from": cfg.teachers_from, "teacher_details": teachers_block,
+                   "repeats": cfg.repeats,
                    "window_s": cfg.window, "hop_s": cfg.hop, "model_rate_hz": rate},
     }
     write_json_atomic(out / "report.json", report)
     return report
+
+
+def _spread(accuracies: list[float]) -> dict:
+    """Per-seed test accuracies with their mean and sample standard deviation (None for one seed)."""
+    return {"test_accuracy": accuracies, "mean": float(np.mean(accuracies)),
+            "std": float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else None}
 
 
 def _classical_baselines(train, val, test, seed: int) -> dict[str, dict[str, float]]:

@@ -31,7 +31,8 @@ class _EpochTimer(keras.callbacks.Callback):
 
 def fit(model, x_train, y_train_packed, x_val, y_val_packed, *, n_classes: int, temperature: float, alpha: float,
         epochs: int, batch_size: int, patience: int, learning_rate: float, seed: int, verbose: int,
-        kd_term: str = "kl") -> FitResult:
+        kd_term: str = "kl", callbacks=(), early_stopping: bool = True) -> FitResult:
+    """`early_stopping=False` runs every epoch and keeps the last weights (snapshot teachers need each cycle)."""
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=kd_loss(n_classes, temperature, alpha, kd_term),
@@ -45,7 +46,7 @@ def fit(model, x_train, y_train_packed, x_val, y_val_packed, *, n_classes: int, 
     keras.utils.set_random_seed(seed)
     history = model.fit(
         x_train, y_train_packed, validation_data=(x_val, y_val_packed), epochs=epochs, batch_size=batch_size,
-        shuffle=True, callbacks=[timer, stopper], verbose=verbose,
+        shuffle=True, callbacks=[timer, *([stopper] if early_stopping else []), *callbacks], verbose=verbose,
     )
     val_acc = history.history["val_accuracy"]
     best = int(np.argmax(val_acc))
