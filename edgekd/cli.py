@@ -151,6 +151,14 @@ def _load_config(ctx, param, value):
 @click.option("--loss", default="kl", show_default=True, type=click.Choice(["kl", "mse"]),
               help="KD term: KL on T-softened distributions, or MSE between student and teacher logits.")
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--teachers-from", default="bootstrap", show_default=True,
+              type=click.Choice(["bootstrap", "seeds", "subsets", "snapshots", "modalities"]),
+              help="Teacher diversity: bootstrap resamples, seeds only, random subsets, snapshots of one cyclic-LR run, or one expert per stream (modalities; ignores --teachers).")
+@click.option("--subset-min", default=0.6, show_default=True, type=float,
+              help="--teachers-from subsets: each teacher's fraction of the training windows is drawn from [this, 1].")
+@click.option("--repeats", default=1, show_default=True, type=click.IntRange(1),
+              help="Train the students with this many seeds (seed, seed+1, ...) and report mean and std; the first seed's are saved.")
+@click.option("--cv", type=click.Choice(["loso"]), help="Cross-validate: leave-one-subject-out, one run per subject in OUT/fold-<subject>/, summary in OUT/cv_report.json (finished folds are reused).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def distill(dataset, quiet, **options):
     """Train teachers on DATASET, distil their ensemble into a student, and write the run folder.
@@ -162,6 +170,13 @@ def distill(dataset, quiet, **options):
     known = {f.name for f in fields(DistillConfig)}
     cfg = DistillConfig(dataset=str(dataset), verbose=0 if quiet else 1,
                         **{k: (str(v) if k == "out" else v) for k, v in options.items() if k in known})
+    if options.get("cv"):
+        from edgekd.distill.cv import cross_validate, cv_table
+
+        cv_report = cross_validate(cfg, options["cv"])
+        click.echo("\n" + cv_table(cv_report))
+        click.echo(f"\nfolds and cv_report.json written to {cfg.out}")
+        return
     report = run_distill(cfg)
     click.echo("\n" + distill_table(report))
     click.echo(f"\nrun written to {cfg.out}; next: edgekd export {cfg.out} --int8 --out student.tflite")
@@ -169,8 +184,9 @@ def distill(dataset, quiet, **options):
 
 def distill_table(report: dict) -> str:
     acc, params = report["test_accuracy"], report["params"]
-    rows = [[f"teacher {i + 1}", report["architectures"]["teacher"], params["teacher"], a] for i, a in enumerate(acc["teachers"])]
-    rows += [["ensemble", f"mean of {len(acc['teachers'])}", params["teacher"] * len(acc["teachers"]), acc["ensemble"]],
+    each_teacher = params.get("teachers") or [params["teacher"]] * len(acc["teachers"])  # modality experts differ
+    rows = [[f"teacher {i + 1}", report["architectures"]["teacher"], each_teacher[i], a] for i, a in enumerate(acc["teachers"])]
+    rows += [["ensemble", f"mean of {len(acc['teachers'])}", sum(each_teacher), acc["ensemble"]],
              ["student (scratch)", report["architectures"]["student"], params["student"], acc["student_scratch"]],
              ["student (KD)", report["architectures"]["student"], params["student"], acc["student_kd"]]]
     fusion = report["config"].get("fusion", "mean")
@@ -192,7 +208,16 @@ def distill_table(report: dict) -> str:
               + (f"baselines {t['baselines']:.0f} s, " if "baselines" in t else "")
               + f"total {t['total']:.0f} s"
             + (f"\nteachers disagree on {report['diversity']['mean_disagreement']:.0%} of test windows; the ensemble gains "
-               f"{100 * report['diversity']['ensemble_gain']:+.1f} points over the mean teacher" if "diversity" in report else ""))
+               f"{100 * report['diversity']['ensemble_gain']:+.1f} points over the mean teacher" if "diversity" in report else "")
+            + _repeats_line(report.get("repeats")))
+
+
+def _repeats_line(repeats: dict | None) -> str:
+    if not repeats or len(repeats.get("seeds", [])) < 2:
+        return ""
+    spread = lambda r: f"{r['mean']:.3f} ± {r['std']:.3f}"  # noqa: E731
+    return (f"\nover {len(repeats['seeds'])} student seeds: KD {spread(repeats['student_kd'])}, "
+            f"scratch {spread(repeats['student_scratch'])} (mean ± sd)")
 
 
 # -------------------------------------------------------------------------------------------- export

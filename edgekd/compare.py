@@ -83,12 +83,14 @@ def model_rows(run: Run) -> list[dict]:
                 "model": key, "label": label, "test_accuracy": test_accuracy, "params": n_params,
                 "train_time_s": None if train_s is None else round(train_s, 3)}
 
-    rows = [row(f"teacher_{i}", f"teacher {i + 1}", a, teacher_params, teachers_s / n_teachers if teachers_s else None)
+    # Per-teacher sizes where the report has them (modality experts differ in input width).
+    each_teacher = params.get("teachers") or [teacher_params] * n_teachers
+    rows = [row(f"teacher_{i}", f"teacher {i + 1}", a, each_teacher[i], teachers_s / n_teachers if teachers_s else None)
             for i, a in enumerate(teacher_accuracies)]
     if "ensemble" in accuracy:
         # The ensemble is the teachers together: their parameters and their training time, all of it.
         ensemble_s = teachers_s + timings.get("soft_targets", 0.0) if teachers_s is not None else None
-        ensemble_params = teacher_params * n_teachers if teacher_params is not None else None
+        ensemble_params = sum(each_teacher) if None not in each_teacher else None
         rows.append(row("ensemble", "ensemble", accuracy["ensemble"], ensemble_params, ensemble_s))
         rows += [row(key, f"ensemble ({key.removeprefix('ensemble_')} fusion)", accuracy[key], ensemble_params, ensemble_s)
                  for key in fused_ensemble_keys(accuracy)]
