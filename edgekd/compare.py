@@ -6,19 +6,17 @@ matplotlib is imported only when plots are asked for.
 """
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from edgekd import plots
 from edgekd.distill.run import load_run
 from edgekd.errors import UserError
-from edgekd.io import write_bytes_atomic
 from edgekd.table import format_table
 
-PLOT_INSTALL = "pip install 'edgekd[plot]'"
 STUDENTS = ("student_scratch", "student_kd")
 CLASSICAL = {"lda": "LDA", "random_forest": "random forest"}
 MODEL_LABELS = {"ensemble": "ensemble", "student_scratch": "student (scratch)", "student_kd": "student (KD)", **CLASSICAL}
@@ -156,25 +154,7 @@ def best_student(rows: Sequence[dict]) -> dict | None:
 # ---- plots ------------------------------------------------------------------------------------------
 
 def require_matplotlib():
-    """(Figure, FigureCanvasAgg); a UserError that says what to install when matplotlib is missing."""
-    try:
-        import matplotlib  # noqa: F401  (first, so a missing package fails here and not halfway)
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise UserError(f"--out needs matplotlib for the plots, which is not installed: {PLOT_INSTALL}, "
-                        f"or compare without --out") from None
-    return Figure, FigureCanvasAgg
-
-
-def _write_png(figure, path: Path) -> Path:
-    """Render to memory first, then write atomically: a killed run never leaves half a PNG."""
-    png = io.BytesIO()
-    figure.savefig(png, format="png", dpi=120)
-    try:
-        return write_bytes_atomic(path, png.getvalue())
-    except OSError as e:
-        raise UserError(f"{path}: cannot write the plot ({e.strerror or e}); pass a writable folder to --out") from None
+    return plots.require_matplotlib("--out", "compare without --out")
 
 
 def plot_accuracy_vs_params(rows: Sequence[dict], path: str | Path) -> Path:
@@ -208,7 +188,7 @@ def plot_accuracy_vs_params(rows: Sequence[dict], path: str | Path) -> Path:
     axes.set_ylim(min(axes.get_ylim()[0], 0.0), 1.05)  # the whole range: chance-level models stay in view
     axes.grid(alpha=0.3, which="both")
     axes.legend(fontsize=8, loc="best", title="run", title_fontsize=8)
-    return _write_png(figure, Path(path))
+    return plots.write_png(figure, path, "--out")
 
 
 def _classical_lines(run_rows: Sequence[dict]) -> dict[float, str]:
@@ -277,7 +257,7 @@ def plot_confusion(run: Run, row: dict, path: str | Path) -> Path:
                       color="white" if share > 0.5 else "black")
     axes.set_title(f"{run.name}: {row['label']}, test accuracy {row['test_accuracy']:.3f} ({len(y_true)} windows)",
                    fontsize=9)
-    return _write_png(figure, Path(path))
+    return plots.write_png(figure, path, "--out")
 
 
 def write_plots(runs: Sequence[Run], rows: Sequence[dict], out: str | Path) -> list[str]:

@@ -80,3 +80,18 @@ def exported(tiny_run, tmp_path_factory) -> dict[str, Path]:
 
 def random_windows(n, t, c, seed=0):
     return np.random.default_rng(seed).standard_normal((n, t, c)).astype(np.float32)
+
+
+@pytest.fixture
+def without_matplotlib(monkeypatch):
+    """Imports of matplotlib fail, as on an install without the [plot] extra."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.split(".")[0] == "matplotlib":
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)

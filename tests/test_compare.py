@@ -1,7 +1,6 @@
 """`edgekd compare`: one table of every model of every run, --json rows, --out plots, and bad input."""
 from __future__ import annotations
 
-import builtins
 import json
 import shutil
 from pathlib import Path
@@ -143,15 +142,7 @@ def test_a_run_given_twice(tiny_run):
     assert_user_error(run_cli(tiny_run, tiny_run), "given twice")
 
 
-def test_without_matplotlib(monkeypatch, tiny_run, tmp_path):
-    real_import = builtins.__import__
-
-    def no_matplotlib(name, *args, **kwargs):
-        if name.split(".")[0] == "matplotlib":
-            raise ImportError(f"No module named {name!r}")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+def test_without_matplotlib(without_matplotlib, tiny_run, tmp_path):
     assert_user_error(run_cli(tiny_run, "--out", tmp_path / "plots"), "pip install 'edgekd[plot]'")
     assert not (tmp_path / "plots").exists()
 

@@ -1,7 +1,6 @@
 """`edgekd bench --plot`: agreement with the float model, the Pareto front, peak memory, model labels, the plot."""
 from __future__ import annotations
 
-import builtins
 import json
 import subprocess
 import sys
@@ -156,15 +155,7 @@ def test_plot_replaces_the_old_file_only_when_complete(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["frontier.png"]
 
 
-def test_missing_matplotlib_is_a_one_line_user_error(monkeypatch, tmp_path):
-    real_import = builtins.__import__
-
-    def no_matplotlib(name, *args, **kwargs):
-        if name.split(".")[0] == "matplotlib":
-            raise ImportError(f"No module named {name!r}")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+def test_missing_matplotlib_is_a_one_line_user_error(without_matplotlib, tmp_path):
     with pytest.raises(UserError, match=r"pip install 'edgekd\[plot\]'") as info:
         frontier.require_matplotlib()
     assert info.value.exit_code == 2

@@ -6,7 +6,6 @@ Device side: no TensorFlow, and matplotlib only when a plot is asked for.
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -17,12 +16,11 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from edgekd.errors import UserError
-from edgekd.io import write_bytes_atomic
+from edgekd import plots
 
 if TYPE_CHECKING:
     from edgekd.runtime.bench import BenchResult
 
-PLOT_INSTALL = "pip install 'edgekd[plot]'"
 _MEMORY_WINDOWS = 4  # invokes are what allocate the arena's scratch; more windows add nothing
 _MEMORY_TIMEOUT_S = 60
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding edgekd/, for the child process
@@ -165,15 +163,7 @@ def peak_rss_kb() -> int | None:
 # ---- plot -------------------------------------------------------------------------------------------
 
 def require_matplotlib():
-    """(Figure, FigureCanvasAgg); a UserError that says what to install when matplotlib is missing."""
-    try:
-        import matplotlib  # noqa: F401  (first, so a missing package fails here and not halfway)
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise UserError(f"--plot needs matplotlib, which is not installed: {PLOT_INSTALL}, "
-                        f"or bench without --plot") from None
-    return Figure, FigureCanvasAgg
+    return plots.require_matplotlib("--plot", "bench without --plot")
 
 
 def plot_frontier(results: Sequence[BenchResult], path: str | Path) -> Path:
@@ -199,12 +189,7 @@ def plot_frontier(results: Sequence[BenchResult], path: str | Path) -> Path:
         axes.set_xlabel(xlabel)
         axes.set_ylabel(ylabel)
     figure.suptitle(f"{results[0].runtime}, {results[0].threads} thread(s)", fontsize=10)
-    png = io.BytesIO()
-    figure.savefig(png, format="png", dpi=120)
-    try:
-        return write_bytes_atomic(path, png.getvalue())
-    except OSError as e:
-        raise UserError(f"{path}: cannot write the plot ({e.strerror or e}); pass a writable path to --plot") from None
+    return plots.write_png(figure, path, "--plot")
 
 
 def point_names(results: Sequence[BenchResult]) -> list[str]:
