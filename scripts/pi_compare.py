@@ -80,12 +80,9 @@ def cmd_probs(args) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- compare
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def _pair(host: Path, arm: Path, stem: str, scale: float) -> dict:
+    from edgekd.runtime.interpreter import softmax
+
     a = np.load(host / f"{stem}.logits.npy")
     b = np.load(arm / f"{stem}.logits.npy")
     d = np.abs(a.astype(np.float64) - b.astype(np.float64))
@@ -93,7 +90,7 @@ def _pair(host: Path, arm: Path, stem: str, scale: float) -> dict:
         "windows": int(len(a)),
         "bit_identical_windows": int(np.sum(np.all(a.view(np.uint32) == b.view(np.uint32), axis=1))),
         "logits_max_abs_diff": float(d.max()),
-        "probs_max_abs_diff": float(np.abs(_softmax(a.astype(np.float64)) - _softmax(b.astype(np.float64))).max()),
+        "probs_max_abs_diff": float(np.abs(softmax(a.astype(np.float64)) - softmax(b.astype(np.float64))).max()),
         "argmax_agreement": float(np.mean(np.argmax(a, 1) == np.argmax(b, 1))),
     }
     if scale:  # int8 output: how many output quantization steps apart (dequantized logits are multiples of it)

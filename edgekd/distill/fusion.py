@@ -14,15 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgekd.runtime.interpreter import softmax
+
 
 KINDS = ("probabilities", "logits")
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = logits / temperature
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def teacher_accuracies(teacher_logits: list[np.ndarray], labels: np.ndarray) -> np.ndarray:

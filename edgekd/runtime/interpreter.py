@@ -52,8 +52,10 @@ def _first_line(e: Exception) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """The one numpy softmax: device-side here, and imported by training code (KD targets at temperature T)."""
+    z = logits / temperature
+    z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=-1, keepdims=True)
 
@@ -64,6 +66,7 @@ class TFLiteModel:
     def __init__(self, path: Path, model_bytes: bytes, metadata: dict | None, runtime: str,
                  interpreter, init_ms: float):
         self.path = path
+        self.model_bytes = model_bytes  # the file as loaded: bench sizes and compresses it without reading it again
         self.bytes = len(model_bytes)
         self.metadata = metadata
         self.runtime = runtime
@@ -154,7 +157,7 @@ class TFLiteModel:
 
     def predict_proba(self, windows) -> np.ndarray:
         """windows [N, T, C] -> class probabilities [N, K] (softmax of the logits)."""
-        return _softmax(self.predict_logits(windows))
+        return softmax(self.predict_logits(windows))
 
     def invoke_once(self, window) -> None:
         """Run one window (T, C) through the same path as predict_logits; for latency timing."""
