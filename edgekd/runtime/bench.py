@@ -6,6 +6,7 @@ as live inference does. How the models compare (agreement with float, Pareto fro
 from __future__ import annotations
 
 import gzip
+import json
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -57,10 +58,10 @@ def bench_model(path: str | Path, data: str | Path | None = None, runs: int = 20
     if runs < 1 or warmup < 0 or threads < 1:
         raise UserError("--runs and --threads must be at least 1, --warmup at least 0")
     model = TFLiteModel.load(path, num_threads=threads)
-    raw = Path(path).read_bytes()
+    raw = model.model_bytes
     accuracy = n_windows = predictions = None
     if data is not None:
-        x, y = held_out_windows(model, load_dataset(data))
+        x, y = _cached_held_out_windows(model, data)
         predictions = np.argmax(model.predict_logits(x), 1)
         accuracy, n_windows = float(np.mean(predictions == y)), len(y)
         timing_windows = x
@@ -88,6 +89,19 @@ def bench_model(path: str | Path, data: str | Path | None = None, runs: int = 20
         compression=meta.get("compression"), export_agreement=meta.get("agreement"),
         peak_rss_kb=measure_peak_rss_kb(path, threads) if measure_memory else None, predictions=predictions,
     )
+
+
+_held_out: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _cached_held_out_windows(model: TFLiteModel, data: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Models exported from one run share their test windows: a frontier of many variants windows them once."""
+    meta = model.metadata or {}
+    key = (str(Path(data).resolve()), json.dumps([meta.get(k) for k in ("preprocessing", "split", "classes")], sort_keys=True))
+    if key not in _held_out:
+        _held_out.clear()  # one dataset's windows at a time: they can be hundreds of MB
+        _held_out[key] = held_out_windows(model, load_dataset(data))
+    return _held_out[key]
 
 
 def held_out_windows(model: TFLiteModel, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
