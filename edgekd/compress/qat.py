@@ -1,13 +1,13 @@
 """Quantization-aware fine-tuning for full-int8 export, as far as the converter keeps the model whole.
 
-What is covered, and why no more (measured on the myo5 repetition-2 student: Keras 100%, post-training int8
-100%; README, "Compression"):
-- Dense layers (the head): tfmot's default 8-bit scheme, fake-quantised weights and outputs. Converted int8:
-  100%.
+What is covered, and why no more (one-off trials on the myo5 repetition-2 student, Keras and post-training
+int8 both 100%; benchmarks/frontier.py measures only what is built, the Dense-only QAT):
+- Dense layers (the head): tfmot's default 8-bit scheme, fake-quantised weights and outputs. Converts to
+  full int8 with the LSTM still fused (tests/test_compress.py).
 - Conv1D: not covered. `quantize_model` rejects it; tfmot's per-channel weight quantizer fails on 3-D kernels;
   a per-channel wrapper that reshapes the kernel does not convert ("tfl.reshape op requires output type ...
-  cast compatible"); per-tensor weight fake-quant converted at 91.5%, and fake-quantised Conv1D outputs made
-  the converted model collapse to one class (26.9%). Post-training calibration does better for it.
+  cast compatible"); per-tensor weight fake-quant converted less accurately, and fake-quantised Conv1D
+  outputs made the converted model collapse to one class. Post-training calibration does better for it.
 - LSTM: not covered. A custom QuantizeConfig trains, but the LSTM then converts to WHILE loops instead of the
   fused op (../shared/docs/STACK.md), which full-int8 conversion cannot handle.
 The uncovered layers get their int8 ranges from calibration windows during conversion, as in post-training
