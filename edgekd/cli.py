@@ -146,10 +146,14 @@ def _load_config(ctx, param, value):
 @click.option("--val-on", callback=_comma_list, help="Subjects or repetitions to validate on. [default: the one before the test group]")
 @click.option("--temperature", default=4.0, show_default=True, type=float, help="KD temperature T.")
 @click.option("--alpha", default=0.3, show_default=True, type=float, help="Weight of cross-entropy; 1 - alpha weighs the KD term.")
-@click.option("--fusion", default="mean", show_default=True, type=click.Choice(["mean", "weighted", "confidence", "vote", "loss-mean"]),
-              help="How teachers become one target: mean, weighted by val accuracy, per-window confidence, majority vote, or mean of per-teacher losses.")
-@click.option("--loss", default="kl", show_default=True, type=click.Choice(["kl", "mse"]),
-              help="KD term: KL on T-softened distributions, or MSE between student and teacher logits.")
+@click.option("--fusion", default="mean", show_default=True,
+              type=click.Choice(["mean", "weighted", "confidence", "vote", "loss-mean", "multi-head"]),
+              help="How teachers become one target: mean, weighted by val accuracy, per-window confidence, majority vote, "
+                   "mean of per-teacher losses, or one student head per teacher (folded into one head for export).")
+@click.option("--loss", default="kl", show_default=True, type=click.Choice(["kl", "mse", "hint"]),
+              help="KD term: KL on T-softened distributions, MSE between student and teacher logits, or KL plus "
+                   "feature hints (student penultimate features projected to each teacher's, 1 - cosine).")
+@click.option("--hint-weight", default=1.0, show_default=True, type=float, help="--loss hint: weight of the feature term beside KL.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--teachers-from", default="bootstrap", show_default=True,
               type=click.Choice(["bootstrap", "seeds", "subsets", "snapshots", "modalities"]),
@@ -164,7 +168,7 @@ def distill(dataset, quiet, **options):
     """Train teachers on DATASET, distil their ensemble into a student, and write the run folder.
 
     Reports each teacher, the ensemble, the student trained from scratch, and the distilled student
-    on held-out data; the loss is alpha*CE + (1-alpha)*T^2*KL on logits."""
+    on held-out data; the loss is alpha*CE + (1-alpha)*KD on logits (KD: T^2*KL by default, see --loss)."""
     from edgekd.distill.run import DistillConfig, distill as run_distill
 
     known = {f.name for f in fields(DistillConfig)}

@@ -48,6 +48,32 @@ def rewrite_index(root: Path, edit) -> None:
         writer.writerows(rows)
 
 
+TINY_CONV = """name = "tiny-conv"
+description = "Conv1D(4) -> avgpool -> Dense(8), for tests: an LSTM's graph alone costs seconds per model"
+
+[[layers]]
+type = "conv1d"
+filters = 4
+kernel_size = 3
+
+[[layers]]
+type = "avgpool"
+pool_size = 4
+
+[[layers]]
+type = "dense"
+units = 8
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_conv(tmp_path_factory) -> str:
+    """Path to a convolution-only preset for teachers and students of plumbing tests."""
+    path = tmp_path_factory.mktemp("presets") / "tiny-conv.toml"
+    path.write_text(TINY_CONV)
+    return str(path)
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, myo5) -> Path:
     """A real but tiny distill run on myo5 through the CLI (few epochs: tests the plumbing, not accuracy)."""

@@ -21,7 +21,7 @@ TEACHERS = [TEACHER_A, TEACHER_B]
 @pytest.mark.parametrize("mode", sorted(FUSIONS))
 def test_every_mode_gives_distributions_of_the_right_shape(mode):
     targets = FUSIONS[mode](TEACHERS, T, "probabilities", val_accuracy=np.array([0.6, 0.4]))
-    expected_shape = (3, 2, 3) if mode == "loss-mean" else (3, 3)
+    expected_shape = (3, 2, 3) if mode in ("loss-mean", "multi-head") else (3, 3)
     assert targets.shape == expected_shape and targets.dtype == np.float32
     np.testing.assert_allclose(targets.sum(axis=-1), 1.0, atol=1e-6)
 
@@ -160,9 +160,10 @@ def test_no_loss_applies_softmax_twice(kd_term):
 # --------------------------------------------------------------------------------------------- config and CLI
 def test_cli_choices_are_the_fusion_modes():
     from edgekd.cli import distill
+    from edgekd.distill.run import LOSSES
 
     choices = {p.name: p.type.choices for p in distill.params if p.name in ("fusion", "loss")}
-    assert list(choices["fusion"]) == list(FUSIONS) and list(choices["loss"]) == ["kl", "mse"]
+    assert list(choices["fusion"]) == list(FUSIONS) and list(choices["loss"]) == list(LOSSES)
 
 
 def test_vote_with_mse_is_a_user_error(myo5, tmp_path):

@@ -90,8 +90,11 @@ def _load(run_dir: Path, run: dict, dataset_path: Path, log) -> DistillationData
         teacher = keras.models.load_model(path, compile=False)
         for part, windows in parts.items():
             logits[part].append(predict_logits(teacher, teacher_input(windows.x, channels)))
-    # The run's own fusion and loss (runs from before --fusion/--loss existed used mean and KL).
-    fusion, kd_term = cfg.get("fusion", "mean"), cfg.get("loss", "kl")
+    # The run's own fusion and loss (runs from before --fusion/--loss existed used mean and KL). The exported
+    # student has no training-only outputs: a multi-head run's folded student fine-tunes on the mean of the
+    # per-teacher terms (its heads' targets), and a hint run's on the KL response term without the hints.
+    fusion, loss = cfg.get("fusion", "mean"), cfg.get("loss", "kl")
+    kd_term = "mse" if loss == "mse" else "kl"
     fused = distillation_targets(logits, parts["val"].y, fusion, kd_term, cfg["temperature"])
     targets = {part: pack_targets(parts[part].y, fused[part]) for part in parts}
     return DistillationData(

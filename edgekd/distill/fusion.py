@@ -6,8 +6,8 @@ the KD term compares the student with, computed once before the student trains:
     kind="probabilities"  temperature-softened distributions, for the KL term (`--loss kl`)
     kind="logits"         raw logits, for the logit-matching MSE term (`--loss mse`)
 
-The result is n x C, except for `loss-mean`, which keeps one block per teacher (n x k x C) so that the
-loss can average the per-teacher terms itself. NumPy only: `DistillConfig.check` imports this module
+The result is n x C, except for `loss-mean` and `multi-head`, which keep one block per teacher (n x k x C) so
+that the loss can average the per-teacher terms itself, or give each block to its own student head. NumPy only: `DistillConfig.check` imports this module
 before TensorFlow loads.
 """
 from __future__ import annotations
@@ -93,12 +93,19 @@ def fuse_loss_mean(teacher_logits, temperature, kind="probabilities", val_accura
     return np.transpose(_per_teacher(teacher_logits, temperature, kind), (1, 0, 2)).astype(np.float32)
 
 
+def fuse_multi_head(teacher_logits, temperature, kind="probabilities", val_accuracy=None) -> np.ndarray:
+    """n x k x C, as loss-mean: block i is the target of the student's head i (distill/student.py), which folds
+    the heads into one after training. Compression fine-tuning of the folded student averages the blocks' terms."""
+    return fuse_loss_mean(teacher_logits, temperature, kind)
+
+
 FUSIONS = {
     "mean": fuse_mean,
     "weighted": fuse_weighted,
     "confidence": fuse_confidence,
     "vote": fuse_vote,
     "loss-mean": fuse_loss_mean,
+    "multi-head": fuse_multi_head,
 }
 
 
@@ -106,8 +113,9 @@ def distillation_targets(teacher_logits: dict[str, list[np.ndarray]], val_labels
                          temperature: float) -> dict[str, np.ndarray]:
     """The student's KD targets for each part ("train", "val", ...): distill and compression fine-tuning share them.
 
-    KL compares distributions, MSE compares logits: the fusion rule is the same, applied to what the loss sees."""
-    kind = "probabilities" if loss == "kl" else "logits"
+    KL compares distributions, MSE compares logits: the fusion rule is the same, applied to what the loss sees.
+    `--loss hint`'s response term is KL."""
+    kind = "logits" if loss == "mse" else "probabilities"
     val_accuracy = teacher_accuracies(teacher_logits["val"], val_labels)
     return {part: FUSIONS[fusion](logits, temperature, kind, val_accuracy=val_accuracy)
             for part, logits in teacher_logits.items()}

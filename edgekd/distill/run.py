@@ -31,6 +31,7 @@ from edgekd.models.classical import FEATURES, ZC_SSC_THRESHOLD, evaluate, fit_ba
 from edgekd.models.presets import load_preset
 
 REPRESENTATIVE_WINDOWS = 500  # enough to calibrate int8 ranges; keeps the run folder small
+LOSSES = ("kl", "mse", "hint")
 
 
 @dataclass
@@ -53,7 +54,8 @@ class DistillConfig:
     temperature: float = 4.0
     alpha: float = 0.3
     fusion: str = "mean"  # how the teachers become one target: a key of edgekd.distill.fusion.FUSIONS
-    loss: str = "kl"  # the KD term: "kl" on softened distributions, "mse" on logits
+    loss: str = "kl"  # the KD term: "kl" on softened distributions, "mse" on logits, "hint" KL plus feature hints
+    hint_weight: float = 1.0  # loss="hint": weight of the mean (1 - cosine) feature term beside the KL term
     seed: int = 0
     teachers_from: str = "bootstrap"  # where the teachers' diversity comes from: a key of distill.teachers.STRATEGIES
     subset_min: float = 0.6  # teachers_from="subsets": smallest fraction of the training windows a teacher sees
@@ -71,8 +73,12 @@ class DistillConfig:
             raise UserError("--alpha weighs cross-entropy against the KD term and must lie in [0, 1], e.g. 0.3")
         if self.fusion not in FUSIONS:
             raise UserError(f"--fusion must be one of {', '.join(FUSIONS)}, not {self.fusion!r}")
-        if self.loss not in ("kl", "mse"):
-            raise UserError(f"--loss must be kl or mse, not {self.loss!r}")
+        if self.loss not in LOSSES:
+            raise UserError(f"--loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
+        if not self.hint_weight >= 0:
+            raise UserError(f"--hint-weight must be zero or more, not {self.hint_weight:g}")
+        if self.loss == "hint" and self.fusion == "multi-head":
+            raise UserError("--loss hint and --fusion multi-head each add their own outputs to the student; use one of them")
         if self.teachers_from not in TEACHER_MODES:
             raise UserError(f"--teachers-from must be one of {', '.join(TEACHER_MODES)}, not {self.teachers_from!r}")
         if not 0.0 < self.subset_min <= 1.0:
@@ -111,12 +117,14 @@ def distill(cfg: DistillConfig) -> dict:
               f"windows train/val/test {len(train.y)}/{len(val.y)}/{len(test.y)} of {window_len} x {channels}")
     out.mkdir(parents=True, exist_ok=True)
     # TensorFlow is imported only now, once the data has passed its checks: bad input fails within a second.
-    from edgekd.distill.losses import pack_targets, softmax
-    from edgekd.distill.train import accuracy, fit, predict_logits
-    from edgekd.models.build import build_model, count_params
+    from edgekd.distill.losses import softmax
+    from edgekd.distill.student import Objective, train_student
+    from edgekd.distill.train import accuracy, predict_logits
+    from edgekd.models.build import count_params
 
     fit_args = dict(n_classes=n_classes, temperature=cfg.temperature, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                    patience=cfg.patience, learning_rate=cfg.learning_rate, verbose=cfg.verbose, kd_term=cfg.loss)
+                    patience=cfg.patience, learning_rate=cfg.learning_rate, verbose=cfg.verbose,
+                    kd_term="mse" if cfg.loss == "mse" else "kl")
 
     # Teachers: where their diversity comes from is --teachers-from (distill/teachers.py); the default,
     # "bootstrap", gives each its own initialisation and a bootstrap resample of the training windows.
@@ -139,6 +147,9 @@ def distill(cfg: DistillConfig) -> dict:
     # Soft targets once, before the student trains: no teacher runs inside the student's training loop.
     t0 = time.perf_counter()
     targets = distillation_targets(teacher_logits, val.y, cfg.fusion, cfg.loss, cfg.temperature)
+    packed = student_targets(cfg, ensemble.teachers, {"train": train, "val": val}, targets, n_classes)
+    objective = Objective(heads=len(ensemble.teachers) if cfg.fusion == "multi-head" else 1,
+                          hint_dims=packed["hint_dims"], hint_weight=cfg.hint_weight)
     # The reported "ensemble" stays the plain mean of softmaxes whatever --fusion is, so runs compare across
     # modes; "ensemble_<mode>" is what the chosen fusion's targets would decide on the test windows.
     ensemble_test = np.mean([softmax(z) for z in teacher_logits["test"]], axis=0)
@@ -152,9 +163,10 @@ def distill(cfg: DistillConfig) -> dict:
             _log(cfg, f"\n{kind.replace('_', ' ')} ({student_preset.name}{', T=%g alpha=%g' % (cfg.temperature, alpha) if alpha < 1 else ''}"
                       f"{', seed %d (%d/%d)' % (seed, r + 1, len(seeds)) if len(seeds) > 1 else ''})")
             t0 = time.perf_counter()
-            student = build_model(student_preset, window_len, channels, n_classes, seed=seed, name=kind)
-            fitted = fit(student, train.x, pack_targets(train.y, targets["train"]), val.x, pack_targets(val.y, targets["val"]),
-                         alpha=alpha, seed=seed, **fit_args)
+            part = packed[kind]
+            student, fitted = train_student(student_preset, window_len, channels, n_classes, train.x, part["train"], val.x,
+                                            part["val"], objective=objective if kind == "student_kd" else Objective(),
+                                            alpha=alpha, seed=seed, name=kind, fit_args=fit_args)
             repeat_accuracy[kind].append(accuracy(predict_logits(student, test.x), test.y))
             if r == 0:  # the first seed's students are the run's: saved, exported, reported as before
                 timings[kind] = time.perf_counter() - t0
@@ -212,12 +224,34 @@ def distill(cfg: DistillConfig) -> dict:
         "baselines": {"features": list(FEATURES), "feature_count": len(FEATURES) * channels,
                       "zc_ssc_threshold": ZC_SSC_THRESHOLD, "models": sorted(baseline_accuracy["test"])},
         "config": {"temperature": cfg.temperature, "alpha": cfg.alpha, "teachers": len(ensemble.teachers), "seed": cfg.seed,
-                   "fusion": cfg.fusion, "loss": cfg.loss, "teachers_from": cfg.teachers_from, "teacher_details": teachers_block,
+                   "fusion": cfg.fusion, "loss": cfg.loss, "hint_weight": cfg.hint_weight if cfg.loss == "hint" else None, "teachers_from": cfg.teachers_from, "teacher_details": teachers_block,
                    "repeats": cfg.repeats,
                    "window_s": cfg.window, "hop_s": cfg.hop, "model_rate_hz": rate},
     }
     write_json_atomic(out / "report.json", report)
     return report
+
+
+def student_targets(cfg: DistillConfig, teachers, parts: dict, targets: dict, n_classes: int) -> dict:
+    """Packed targets per student kind and part: {"student_kd": {"train": ..., "val": ...}, "student_scratch": ...,
+    "hint_dims": (...)}. The scratch student sees labels only; `--loss hint` appends the teachers' penultimate
+    features (computed once, like the soft targets) and records each teacher's feature width."""
+    from edgekd.distill.losses import pack_targets
+    from edgekd.distill.student import penultimate
+    from edgekd.distill.train import predict_logits
+
+    features, hint_dims = {part: None for part in parts}, ()
+    if cfg.loss == "hint":
+        extractors = [penultimate(t.model) for t in teachers]
+        hint_dims = tuple(int(e.output_shape[-1]) for e in extractors)
+        features = {part: np.concatenate([predict_logits(e, teacher_input(w.x, t.channels)) for e, t in zip(extractors, teachers)], axis=1)
+                    for part, w in parts.items()}
+    one_hot = np.eye(n_classes, dtype=np.float32)
+    return {
+        "student_kd": {part: pack_targets(w.y, targets[part], features[part]) for part, w in parts.items()},
+        "student_scratch": {part: pack_targets(w.y, one_hot[w.y]) for part, w in parts.items()},
+        "hint_dims": hint_dims,
+    }
 
 
 def _spread(accuracies: list[float]) -> dict:

@@ -31,12 +31,14 @@ class _EpochTimer(keras.callbacks.Callback):
 
 def fit(model, x_train, y_train_packed, x_val, y_val_packed, *, n_classes: int, temperature: float, alpha: float,
         epochs: int, batch_size: int, patience: int, learning_rate: float, seed: int, verbose: int,
-        kd_term: str = "kl", callbacks=(), early_stopping: bool = True) -> FitResult:
-    """`early_stopping=False` runs every epoch and keeps the last weights (snapshot teachers need each cycle)."""
+        kd_term: str = "kl", callbacks=(), early_stopping: bool = True, objective=None) -> FitResult:
+    """`early_stopping=False` runs every epoch and keeps the last weights (snapshot teachers need each cycle).
+    `objective` (distill/student.py): the heads and hints a training model's output carries; None, plain logits."""
+    heads, hint_dims, hint_weight = (objective.heads, objective.hint_dims, objective.hint_weight) if objective else (1, (), 1.0)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss=kd_loss(n_classes, temperature, alpha, kd_term),
-        metrics=[packed_accuracy(n_classes)],
+        loss=kd_loss(n_classes, temperature, alpha, kd_term, heads=heads, hint_dims=hint_dims, hint_weight=hint_weight),
+        metrics=[packed_accuracy(n_classes, heads)],
     )
     timer = _EpochTimer()
     # Validation accuracy sits near chance for the first epochs on many-class data; stopping there kept a
