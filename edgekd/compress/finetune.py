@@ -1,10 +1,8 @@
 """Fine-tune a compressed student with the distillation loss of the run it came from.
 
 Pruning, quantization-aware training and low-rank factorisation each perturb the student; each is followed
-by a few epochs of the same KD loss, against the same teachers' soft targets, as `edgekd distill` used. The
-run folder keeps only test and calibration windows, so the training and validation windows are rebuilt from
-the dataset with the preprocessing and split recorded in run.json, and the teachers (teacher_<i>.h5) are
-run once on them.
+by a few epochs of the same KD loss, against the same teachers' soft targets, as `edgekd distill` used, on the
+training and validation windows distill/replay.py rebuilds from the run.
 """
 from __future__ import annotations
 
@@ -13,11 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.data.dataset import load_dataset
-from edgekd.data.prepare import check_dataset_fits, recording_windows
-from edgekd.data.splits import split_indices_from_dict
-from edgekd.data.windows import Preprocessor
-from edgekd.errors import UserError
+from edgekd.distill.replay import dataset_path_of, load_run_data
 
 # Fine-tuning starts from a trained student: a smaller step than training from scratch keeps it near its optimum.
 FINETUNE_LR_FACTOR = 0.25
@@ -46,10 +40,7 @@ class DistillationData:
 
 def load_distillation_data(run_dir: str | Path, run: dict, data: str | Path | None = None, log=print) -> DistillationData:
     run_dir = Path(run_dir)
-    dataset_path = Path(data or run["dataset"]["path"])
-    if not (dataset_path / "dataset.toml").is_file():
-        raise UserError(f"{dataset_path}: the run's dataset is not there any more (fine-tuning needs its training "
-                        f"windows); pass --data with the dataset {run_dir} was trained on")
+    dataset_path = dataset_path_of(run_dir, run, data, "fine-tuning needs its training windows")
     key = (str(run_dir.resolve()), str(dataset_path.resolve()), (run_dir / "run.json").stat().st_mtime_ns)
     if key not in _loaded:  # one export loads once; a benchmark exporting many variants of a run, once per run
         _loaded.clear()
@@ -61,45 +52,23 @@ _loaded: dict[tuple, DistillationData] = {}
 
 
 def _load(run_dir: Path, run: dict, dataset_path: Path, log) -> DistillationData:
-    from edgekd._tf import keras
     from edgekd.distill.fusion import distillation_targets
     from edgekd.distill.losses import pack_targets
-    from edgekd.distill.teachers import teacher_input
-    from edgekd.distill.train import predict_logits
 
-    dataset = load_dataset(dataset_path)
-    preprocessor = Preprocessor.from_dict(run["preprocessing"])
-    check_dataset_fits(dataset, preprocessor, run["classes"], f"the run {run_dir}")
-    parts = {part: recording_windows(dataset, split_indices_from_dict(dataset, run["split"], part), preprocessor)
-             for part in ("train", "val")}
-    # In index order (teacher_10 after teacher_9): run.json's teachers.channels[i] belongs to teacher_<i>.
-    teacher_files = sorted(run_dir.glob("teacher_*.h5"), key=lambda p: (len(p.stem), p.stem))
-    if not teacher_files:
-        raise UserError(f"{run_dir}: no teacher_<i>.h5 files; fine-tuning distils from the run's teachers, "
-                        f"so run `edgekd distill` again")
-    cfg = run["config"]
+    replayed = load_run_data(run_dir, run, dataset_path, parts=("train", "val"))
+    parts, cfg = replayed.parts, run["config"]
     log(f"fine-tuning data: {len(parts['train'].y)} training and {len(parts['val'].y)} validation windows, "
-        f"soft targets of {len(teacher_files)} teachers at T={cfg['temperature']:g}")
-    # --teachers-from modalities: each teacher reads only its channel group (runs from before it: all channels).
-    teacher_channels = (run.get("teachers") or {}).get("channels") or [None] * len(teacher_files)
-    if len(teacher_channels) != len(teacher_files):
-        raise UserError(f"{run_dir}: run.json lists channels for {len(teacher_channels)} teachers but the folder holds "
-                        f"{len(teacher_files)} teacher_<i>.h5 files; run `edgekd distill` again")
-    logits = {part: [] for part in parts}
-    for path, channels in zip(teacher_files, teacher_channels):
-        teacher = keras.models.load_model(path, compile=False)
-        for part, windows in parts.items():
-            logits[part].append(predict_logits(teacher, teacher_input(windows.x, channels)))
+        f"soft targets of {len(replayed.teachers)} teachers at T={cfg['temperature']:g}")
     # The run's own fusion and loss (runs from before --fusion/--loss existed used mean and KL). The exported
     # student has no training-only outputs: a multi-head run's folded student fine-tunes on the mean of the
     # per-teacher terms (its heads' targets), and a hint run's on the KL response term without the hints.
     fusion, loss = cfg.get("fusion", "mean"), cfg.get("loss", "kl")
     kd_term = "mse" if loss == "mse" else "kl"
-    fused = distillation_targets(logits, parts["val"].y, fusion, kd_term, cfg["temperature"])
+    fused = distillation_targets(replayed.teacher_logits, parts["val"].y, fusion, kd_term, cfg["temperature"])
     targets = {part: pack_targets(parts[part].y, fused[part]) for part in parts}
     return DistillationData(
         train_x=parts["train"].x, train_targets=targets["train"], val_x=parts["val"].x, val_y=parts["val"].y,
-        val_targets=targets["val"], n_classes=len(run["classes"]), temperature=cfg["temperature"], alpha=cfg["alpha"],
+        val_targets=targets["val"], n_classes=replayed.n_classes, temperature=cfg["temperature"], alpha=cfg["alpha"],
         batch_size=cfg["batch_size"], learning_rate=cfg["learning_rate"] * FINETUNE_LR_FACTOR, kd_term=kd_term,
     )
 

@@ -1,0 +1,66 @@
+"""A finished run's windows and teachers, rebuilt: what compression fine-tuning and method sweeps train against.
+
+The run folder keeps only test and calibration windows, so the windows of each part are rebuilt from the
+dataset with the preprocessing (normalisation included) and split recorded in run.json, and the teachers
+(teacher_<i>.h5) are run once on them: the same windows and teacher outputs `edgekd distill` trained with.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.data.dataset import load_dataset
+from edgekd.data.prepare import Windows, check_dataset_fits, recording_windows
+from edgekd.data.splits import split_indices_from_dict
+from edgekd.data.windows import Preprocessor
+from edgekd.errors import UserError
+
+
+@dataclass
+class RunTeacher:
+    model: object  # keras.Model
+    channels: list[int] | None  # the input channels it reads (--teachers-from modalities), None: all
+
+
+@dataclass
+class RunData:
+    parts: dict[str, Windows]
+    teachers: list[RunTeacher]
+    teacher_logits: dict[str, list[np.ndarray]]  # part -> one n x C array per teacher
+    n_classes: int
+
+
+def dataset_path_of(run_dir: Path, run: dict, data: str | Path | None, why: str) -> Path:
+    path = Path(data or run["dataset"]["path"])
+    if not (path / "dataset.toml").is_file():
+        raise UserError(f"{path}: the run's dataset is not there any more ({why}); pass --data with the dataset "
+                        f"{run_dir} was trained on")
+    return path
+
+
+def load_run_data(run_dir: Path, run: dict, dataset_path: Path, parts=("train", "val")) -> RunData:
+    from edgekd._tf import keras
+    from edgekd.distill.teachers import teacher_input
+    from edgekd.distill.train import predict_logits
+
+    dataset = load_dataset(dataset_path)
+    preprocessor = Preprocessor.from_dict(run["preprocessing"])
+    check_dataset_fits(dataset, preprocessor, run["classes"], f"the run {run_dir}")
+    windows = {part: recording_windows(dataset, split_indices_from_dict(dataset, run["split"], part), preprocessor)
+               for part in parts}
+    # In index order (teacher_10 after teacher_9): run.json's teachers.channels[i] belongs to teacher_<i>.
+    teacher_files = sorted(run_dir.glob("teacher_*.h5"), key=lambda p: (len(p.stem), p.stem))
+    if not teacher_files:
+        raise UserError(f"{run_dir}: no teacher_<i>.h5 files; distilling again needs the run's teachers, "
+                        f"so run `edgekd distill` again")
+    # --teachers-from modalities: each teacher reads only its channel group (runs from before it: all channels).
+    teacher_channels = (run.get("teachers") or {}).get("channels") or [None] * len(teacher_files)
+    if len(teacher_channels) != len(teacher_files):
+        raise UserError(f"{run_dir}: run.json lists channels for {len(teacher_channels)} teachers but the folder holds "
+                        f"{len(teacher_files)} teacher_<i>.h5 files; run `edgekd distill` again")
+    teachers = [RunTeacher(keras.models.load_model(path, compile=False), channels)
+                for path, channels in zip(teacher_files, teacher_channels)]
+    logits = {part: [predict_logits(t.model, teacher_input(w.x, t.channels)) for t in teachers] for part, w in windows.items()}
+    return RunData(windows, teachers, logits, len(run["classes"]))
