@@ -162,6 +162,9 @@ def _load_config(ctx, param, value):
               help="--teachers-from subsets: each teacher's fraction of the training windows is drawn from [this, 1].")
 @click.option("--repeats", default=1, show_default=True, type=click.IntRange(1),
               help="Train the students with this many seeds (seed, seed+1, ...) and report mean and std; the first seed's are saved.")
+@click.option("--students", callback=_comma_list,
+              help="Several student architectures, comma-separated (replaces --student): each distils from the same targets; the first is the run's student.")
+@click.option("--selector", is_flag=True, help="With --students: train a selector that routes each window to the student it expects to be right; export then writes the whole system.")
 @click.option("--cv", type=click.Choice(["loso"]), help="Cross-validate: leave-one-subject-out, one run per subject in OUT/fold-<subject>/, summary in OUT/cv_report.json (finished folds are reused).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def distill(dataset, quiet, **options):
@@ -196,6 +199,15 @@ def distill_table(report: dict) -> str:
     fusion = report["config"].get("fusion", "mean")
     if fusion != "mean" and f"ensemble_{fusion}" in acc:  # what the student was taught, when it is not the plain mean
         rows.insert(len(acc["teachers"]) + 1, [f"ensemble ({fusion} fusion)", "KD targets", None, acc[f"ensemble_{fusion}"]])
+    multi = report.get("multi_student")
+    if multi:  # --students: the other students, and with --selector the system and the oracle
+        test = multi["test"]
+        names = list(test["students"])
+        n_params = (test.get("params") or {}).get("students", {})
+        rows += [[f"student (KD) {j + 1}", name, n_params.get(name), test["students"][name]] for j, name in enumerate(names) if j > 0]
+        if "system" in test:
+            rows.append(["selector system", f"selector + {len(names)} students", test["params"]["system"], test["system"]])
+        rows.append(["oracle (best student per window)", "upper bound", None, test["oracle"]])
     # The classical baseline the students must beat; reports written before it existed have none.
     # Its params show as "-" (None): a forest's node count is not comparable with network weights.
     if "baselines" in report:
@@ -213,7 +225,9 @@ def distill_table(report: dict) -> str:
               + f"total {t['total']:.0f} s"
             + (f"\nteachers disagree on {report['diversity']['mean_disagreement']:.0%} of test windows; the ensemble gains "
                f"{100 * report['diversity']['ensemble_gain']:+.1f} points over the mean teacher" if "diversity" in report else "")
-            + _repeats_line(report.get("repeats")))
+            + _repeats_line(report.get("repeats"))
+            + (f"\nthe selector sends " + ", ".join(f"{share:.0%} to {name}" for name, share in multi["test"]["routing"].items())
+               + " of test windows" if multi and "routing" in multi["test"] else ""))
 
 
 def _repeats_line(repeats: dict | None) -> str:

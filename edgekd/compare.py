@@ -94,6 +94,14 @@ def model_rows(run: Run) -> list[dict]:
                  for key in fused_ensemble_keys(accuracy)]
     rows += [row(key, MODEL_LABELS[key], accuracy[key], student_params, timings.get(key))
              for key in STUDENTS if key in accuracy]
+    multi = (report.get("multi_student") or {}).get("test")
+    if multi:  # --students: the other students; --selector: the system (the first student is student_kd above)
+        n_params = (multi.get("params") or {}).get("students", {})
+        rows += [row(f"student_kd_{j}", f"student (KD) {name}", acc, n_params.get(name), None)
+                 for j, (name, acc) in enumerate(multi["students"].items()) if j > 0]
+        if "system" in multi:
+            rows.append(row("selector_system", "selector system", multi["system"], multi["params"]["system"],
+                            timings.get("students", 0.0) + timings.get("selector", 0.0) + timings.get("student_kd", 0.0)))
     # No params for the classical models: a forest's node count is not comparable with network weights.
     rows += [row(key, label, accuracy[key], None, timings.get("baselines"))
              for key, label in CLASSICAL.items() if key in accuracy]

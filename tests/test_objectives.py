@@ -123,3 +123,62 @@ def test_tiny_run_trains_exports_and_fine_tunes(myo5, tmp_path, tiny_conv, metho
     result = CliRunner().invoke(main, ["export", str(out), "--float32", "--prune", "0.5", "--finetune-epochs", "1",
                                        "--out", str(tmp_path / "s.tflite")])
     assert result.exit_code == 0, result.output + repr(result.exception)
+
+
+# ------------------------------------------------------------------------------ several students and a selector
+def test_selector_needs_two_distinct_students(myo5, tmp_path, tiny_conv):
+    for students, fragment in ((["edge-student"], "at least two"), (["edge-student", "edge-student"], "twice")):
+        with pytest.raises(UserError, match=fragment):
+            DistillConfig(dataset="x", out="y", students=students, selector=True).check()
+    result = CliRunner().invoke(main, ["distill", str(myo5), "--out", str(tmp_path / "r"), "--students", tiny_conv, "--selector"])
+    assert result.exit_code == 2 and "--selector" in result.output and not (tmp_path / "r").exists()
+    result = CliRunner().invoke(main, ["distill", str(myo5), "--out", str(tmp_path / "r"), "--students", f"{tiny_conv},nosuch"])
+    assert result.exit_code == 2 and "unknown architecture 'nosuch'" in result.output
+
+
+def test_system_routes_each_window_to_the_selected_student():
+    from edgekd.distill.selector import route, system_logits, system_model
+    from edgekd.models.build import build_model
+    from edgekd.models.presets import Preset, load_preset
+
+    conv = Preset("t", "", ({"type": "conv1d", "filters": 4, "kernel_size": 3},), "")
+    students = [build_model(conv, 16, 2, 3, seed=s, name=f"s{s}") for s in range(3)]
+    selector = build_model(load_preset("selector"), 16, 2, 3, seed=9, name="selector")
+    x = RNG.normal(size=(40, 16, 2)).astype(np.float32)
+    choice = route(selector(x).numpy())
+    expected = system_logits([s(x).numpy() for s in students], choice)
+    np.testing.assert_allclose(system_model(students, selector)(x).numpy(), expected, atol=1e-6)
+    assert np.all(expected == np.stack([s(x).numpy() for s in students], 1)[np.arange(40), choice])
+
+
+def test_tiny_selector_run_reports_students_system_and_oracle_and_exports_one_file(myo5, tmp_path, tiny_conv):
+    other = tmp_path / "tiny-conv-2.toml"
+    other.write_text(open(tiny_conv).read().replace('name = "tiny-conv"', 'name = "tiny-conv-2"').replace("filters = 4", "filters = 6"))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["distill", str(myo5), "--out", str(out), "--test-on", "2", "--val-on", "1",
+                                       "--teachers", "1", "--epochs", "3", "--patience", "3", "--window", "0.5", "--hop", "0.5",
+                                       "--teacher", tiny_conv, "--students", f"{tiny_conv},{other}", "--selector", "--quiet"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "selector system" in result.output and "oracle" in result.output
+    report = json.loads((out / "report.json").read_text())
+    test = report["multi_student"]["test"]
+    assert list(test["students"]) == ["tiny-conv", "tiny-conv-2"]
+    assert test["students"]["tiny-conv"] == report["test_accuracy"]["student_kd"]
+    assert test["oracle"] >= max(test["students"].values()) and test["oracle"] >= test["system"]
+    assert sum(test["routing"].values()) == pytest.approx(1.0)
+    assert (out / "student_kd_1.h5").is_file() and (out / "selector.h5").is_file()
+    # One file: the selector and both students; bench runs it as any model.
+    model = tmp_path / "system.tflite"
+    result = CliRunner().invoke(main, ["export", str(out), "--float32", "--out", str(model)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    from edgekd.runtime.interpreter import TFLiteModel
+
+    exported = TFLiteModel.load(model)
+    assert exported.metadata["architecture"] == "selector system (tiny-conv + tiny-conv-2)"
+    assert exported.metadata["params"] == test["params"]["system"]
+    result = CliRunner().invoke(main, ["export", str(out), "--float32", "--prune", "0.5", "--out", str(tmp_path / "p.tflite")])
+    assert result.exit_code == 2 and "selector system" in result.output
+    result = CliRunner().invoke(main, ["bench", str(model), "--runs", "5", "--warmup", "1"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    result = CliRunner().invoke(main, ["compare", str(out)])
+    assert result.exit_code == 0 and "selector system" in result.output and "student (KD) tiny-conv-2" in result.output

@@ -30,6 +30,8 @@ from edgekd.io import write_bytes_atomic, write_json_atomic
 from edgekd.models.classical import FEATURES, ZC_SSC_THRESHOLD, evaluate, fit_baselines, time_domain_features
 from edgekd.models.presets import load_preset
 
+SELECTOR_PRESET = "selector"  # models/selector.toml
+
 REPRESENTATIVE_WINDOWS = 500  # enough to calibrate int8 ranges; keeps the run folder small
 LOSSES = ("kl", "mse", "hint")
 
@@ -60,6 +62,8 @@ class DistillConfig:
     teachers_from: str = "bootstrap"  # where the teachers' diversity comes from: a key of distill.teachers.STRATEGIES
     subset_min: float = 0.6  # teachers_from="subsets": smallest fraction of the training windows a teacher sees
     repeats: int = 1  # students trained with seeds seed, seed+1, ...; the first seed's are saved
+    students: list[str] = field(default_factory=list)  # several KD student architectures; the first replaces `student`
+    selector: bool = False  # train a selector that routes each window to one of `students` (distill/selector.py)
     verbose: int = 1
 
     def check(self) -> None:
@@ -85,6 +89,11 @@ class DistillConfig:
             raise UserError(f"--subset-min is the smallest fraction of the training windows a teacher sees and must lie in (0, 1], not {self.subset_min:g}")
         if self.repeats < 1:
             raise UserError("--repeats must be at least 1")
+        if self.selector and len(self.students) < 2:
+            raise UserError(f"--selector routes windows between students and needs at least two in --students "
+                            f"(got {len(self.students)}), e.g. --students edge-student,isl-student")
+        if len(set(self.students)) != len(self.students):
+            raise UserError(f"--students lists an architecture twice ({', '.join(self.students)}); list each once")
         if self.loss == "mse" and self.fusion == "vote":
             raise UserError("--fusion vote gives one-hot targets with no logits for --loss mse to match; use --loss kl or another --fusion")
 
@@ -101,7 +110,10 @@ def distill(cfg: DistillConfig) -> dict:
     out = Path(cfg.out)
     if (out / "report.json").exists():
         raise UserError(f"{out}: already holds a finished run; choose another --out or delete it")
-    teacher_preset, student_preset = load_preset(cfg.teacher), load_preset(cfg.student)
+    teacher_preset = load_preset(cfg.teacher)
+    student_presets = [load_preset(name) for name in cfg.students or [cfg.student]]
+    student_preset = student_presets[0]
+    selector_preset = load_preset(SELECTOR_PRESET) if cfg.selector else None
 
     dataset = load_dataset(cfg.dataset)
     split = split_recordings(dataset, cfg.split, cfg.test_on or None, cfg.val_on or None, seed=cfg.seed)
@@ -175,6 +187,22 @@ def distill(cfg: DistillConfig) -> dict:
             else:
                 timings["repeats"] = timings.get("repeats", 0.0) + time.perf_counter() - t0
 
+    # --students: the other architectures distil from the same targets; --selector then learns to route between them.
+    multi_student = None
+    if len(student_presets) > 1:
+        t0 = time.perf_counter()
+        kd_students = [students["student_kd"]]
+        for j, preset in enumerate(student_presets[1:], 1):
+            _log(cfg, f"\nstudent {j + 1}/{len(student_presets)} (KD, {preset.name})")
+            model, _ = train_student(preset, window_len, channels, n_classes, train.x, packed["student_kd"]["train"], val.x,
+                                     packed["student_kd"]["val"], objective=objective, alpha=cfg.alpha, seed=cfg.seed,
+                                     name=f"student_kd_{j}", fit_args=fit_args)
+            _save_model(model, out / f"student_kd_{j}.h5")
+            kd_students.append(model)
+        timings["students"] = time.perf_counter() - t0
+        multi_student = _multi_student(cfg, kd_students, [p.name for p in student_presets], selector_preset,
+                                       {"train": train, "val": val, "test": test}, fit_args, out, timings)
+
     # The classical baseline a practitioner would pick instead: the students must beat it to be worth it.
     _log(cfg, "\nbaselines (time-domain features: LDA, random forest)")
     t0 = time.perf_counter()
@@ -199,6 +227,8 @@ def distill(cfg: DistillConfig) -> dict:
         "preprocessing": preprocessor.to_dict(),
         "split": split_dict,
         "architectures": {"teacher": teacher_preset.name, "student": student_preset.name},
+        # --students: student_kd.h5 is the first, student_kd_<j>.h5 the others; selector.h5 routes between them.
+        "students": [p.name for p in student_presets], "selector": cfg.selector,
         "teachers": teachers_block,  # channels[i]: the input channels teacher_<i>.h5 reads (modalities), else null
         "config": asdict(cfg),
     })
@@ -214,6 +244,7 @@ def distill(cfg: DistillConfig) -> dict:
         "architectures": {"teacher": teacher_preset.name, "student": student_preset.name},
         "test_accuracy": test_accuracy,
         "repeats": {"seeds": seeds, **{kind: _spread(accs) for kind, accs in repeat_accuracy.items()}},
+        **({"multi_student": multi_student} if multi_student else {}),
         "diversity": teacher_diversity(teacher_logits["test"], test_accuracy["teachers"], test_accuracy["ensemble"]),
         "val_accuracy": {"teachers": [f.best_val_accuracy for f in teacher_fits],
                          **{k: f.best_val_accuracy for k, f in student_fits.items()}, **baseline_accuracy["val"]},
@@ -252,6 +283,31 @@ def student_targets(cfg: DistillConfig, teachers, parts: dict, targets: dict, n_
         "student_scratch": {part: pack_targets(w.y, one_hot[w.y]) for part, w in parts.items()},
         "hint_dims": hint_dims,
     }
+
+
+def _multi_student(cfg: DistillConfig, students: list, names: list[str], selector_preset, parts: dict, fit_args: dict,
+                   out: Path, timings: dict) -> dict:
+    """Each student, and with --selector the selector system and the oracle, on the validation and test windows."""
+    from edgekd.distill.selector import correctness, oracle_accuracy, system_report, train_selector
+    from edgekd.distill.train import predict_logits
+    from edgekd.models.build import count_params
+
+    logits = {part: [predict_logits(s, w.x) for s in students] for part, w in parts.items()}
+    params = [count_params(s) for s in students]
+    if selector_preset is None:
+        return {part: {"students": {n: float(np.mean(np.argmax(z, -1) == parts[part].y)) for n, z in zip(names, logits[part])},
+                       "oracle": oracle_accuracy(logits[part], parts[part].y)} for part in ("val", "test")}
+    _log(cfg, f"\nselector ({selector_preset.name}, routes between {', '.join(names)})")
+    t0 = time.perf_counter()
+    fitted = train_selector(selector_preset, parts["train"].x, correctness(logits["train"], parts["train"].y), parts["val"].x,
+                            correctness(logits["val"], parts["val"].y), epochs=cfg.epochs, patience=cfg.patience,
+                            batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, seed=cfg.seed, verbose=cfg.verbose)
+    _save_model(fitted.model, out / "selector.h5")
+    timings["selector"] = time.perf_counter() - t0
+    result = {part: system_report(logits[part], predict_logits(fitted.model, parts[part].x), parts[part].y, names, params,
+                                  count_params(fitted.model)) for part in ("val", "test")}
+    result["selector_epochs"] = fitted.epochs_run
+    return result
 
 
 def _spread(accuracies: list[float]) -> dict:

@@ -64,13 +64,16 @@ def export_run(run_dir: str | Path, variant: str, out: str | Path, min_agreement
     run, report = load_run(run_dir)
     if not (run_dir / "student_kd.h5").is_file():
         raise UserError(f"{run_dir}: has no student_kd.h5; run `edgekd distill` to completion first")
+    if run.get("selector") and compression.any:
+        raise UserError(f"{run_dir}: is a selector system (--students ... --selector); --prune, --qat and --low-rank "
+                        f"compress one student and cannot be applied to it; export it without them")
     threshold = MIN_AGREEMENT[variant] if min_agreement is None else min_agreement
     if not 0.0 <= threshold <= 1.0:
         raise UserError("--min-agreement is a fraction of windows in [0, 1], e.g. 0.95")
 
     from edgekd._tf import keras
 
-    student = keras.models.load_model(run_dir / "student_kd.h5", compile=False)
+    student = _load_student(keras, run_dir, run)
     with np.load(run_dir / "windows.npz", allow_pickle=False) as w:
         representative, test_x, test_y = w["representative"], w["test_x"], w["test_y"]
     student_accuracy = float(np.mean(np.argmax(student(test_x, training=False).numpy(), 1) == test_y))
@@ -82,7 +85,7 @@ def export_run(run_dir: str | Path, variant: str, out: str | Path, min_agreement
         student, done = compressed.model, compressed.done
     metadata_for = lambda quantizer, done: _metadata(run, report, run_dir, variant, quantizer, done, student)  # noqa: E731
     tried = {}
-    best = _convert_checked(student, variant, representative, test_x, threshold, out, lambda q: metadata_for(q, done),
+    best = convert_checked(student, variant, representative, test_x, threshold, out, lambda q: metadata_for(q, done),
                             tried, log)
     if compressed is not None and compressed.before_qat is not None and best is not None:
         best, done = _qat_or_post_training(best, compressed, representative, test_x, threshold, out,
@@ -119,7 +122,7 @@ class _Conversion:
     metadata: dict
 
 
-def _convert_checked(model, variant: str, representative, test_x, threshold: float, out: Path, metadata_for, tried: dict,
+def convert_checked(model, variant: str, representative, test_x, threshold: float, out: Path, metadata_for, tried: dict,
                      log) -> _Conversion | None:
     """The conversion that agrees best with `model` (int8: the MLIR quantizer, then the legacy one if needed)."""
     keras_logits = model(test_x, training=False).numpy()
@@ -163,7 +166,7 @@ def _qat_or_post_training(qat: _Conversion, compressed, representative, test_x, 
     accuracy is kept, and the output says which and why."""
     log("converting the model QAT started from post-training, to keep whichever int8 model validates better")
     ptq_done = {**compressed.done, "qat": False}
-    ptq = _convert_checked(compressed.before_qat, "int8", representative, test_x, threshold, out,
+    ptq = convert_checked(compressed.before_qat, "int8", representative, test_x, threshold, out,
                            lambda q: metadata_for(q, ptq_done), {}, log)
     val_x, val_y = compressed.data.val_x, compressed.data.val_y
     accuracy = lambda c: float(np.mean(np.argmax(TFLiteModel.load(c.path).predict_logits(val_x), 1) == val_y))  # noqa: E731
@@ -192,6 +195,27 @@ def _write_candidate(model_bytes: bytes, out: Path) -> Path:
     return Path(tmp)
 
 
+def _load_student(keras, run_dir: Path, run: dict):
+    """The run's student, or for a --selector run the whole system: selector.h5 routing between its students."""
+    student = keras.models.load_model(run_dir / "student_kd.h5", compile=False)
+    if not run.get("selector"):
+        return student
+    from edgekd.distill.selector import system_model
+
+    paths = [run_dir / f"student_kd_{j}.h5" for j in range(1, len(run["students"]))] + [run_dir / "selector.h5"]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise UserError(f"{run_dir}: the selector system lacks {', '.join(missing)}; run `edgekd distill` again")
+    others = [keras.models.load_model(p, compile=False) for p in paths[:-1]]
+    return system_model([student, *others], keras.models.load_model(paths[-1], compile=False))
+
+
+def _architecture(run: dict) -> str:
+    if run.get("selector"):
+        return f"selector system ({' + '.join(run['students'])})"
+    return run["architectures"]["student"]
+
+
 def _metadata(run: dict, report: dict, run_dir: Path, variant: str, quantizer: str | None, compression: dict | None,
               model) -> dict:
     from edgekd.models.build import count_params
@@ -203,7 +227,7 @@ def _metadata(run: dict, report: dict, run_dir: Path, variant: str, quantizer: s
         "preprocessing": run["preprocessing"],
         "split": run["split"],
         "dataset": run["dataset"],
-        "architecture": run["architectures"]["student"],
+        "architecture": _architecture(run),
         "params": count_params(model),
         "variant": variant,
         "quantizer": quantizer,

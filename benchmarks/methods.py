@@ -1,0 +1,290 @@
+"""The method sweep: distillation methods side by side on the same teachers and held-out data, over student seeds.
+
+    .venv/bin/python benchmarks/methods.py                   # myo5 rep 2 and isl50 s5 (about 2 hours on 2 cores)
+    .venv/bin/python benchmarks/methods.py --only myo5       # the real-data case alone (about 15 minutes)
+    .venv/bin/python benchmarks/methods.py --run "myo5 test rep 2=PATH/TO/RUN"   # reuse a finished run's teachers
+
+For each case, one `edgekd distill` run (spine.py's settings, or --run) provides the teachers. distill/replay.py
+rebuilds the run's windows and the teachers' outputs; each method's student then trains with seeds 0..N-1
+through `train_student`, the function `edgekd distill` uses, and is converted to int8 as `edgekd export --int8`
+converts it. On myo5 the other teacher sources (--teachers-from seeds, subsets, snapshots) are trained too, and
+a student distilled from each. Results are saved after every student (benchmarks/out/methods/<case>.json), so
+an interrupted sweep resumes; the METHODS section of benchmarks/RESULTS.md is rebuilt from them.
+
+The spread is over student seeds: every method of a case distils from the same teachers, so the comparison
+between methods is paired, and a method "beats scratch" only if its worst seed beats scratch's best seed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from spine import OUT, _slug, cases  # noqa: F401  (sys.path set up by spine)
+
+from edgekd.distill.fusion import distillation_targets
+from edgekd.distill.replay import RunTeacher, load_run_data
+from edgekd.distill.run import REPRESENTATIVE_WINDOWS, DistillConfig, distill, load_run, student_targets
+from edgekd.io import write_json_atomic
+from edgekd.models.classical import evaluate, fit_baselines, time_domain_features
+from results_md import write_section
+
+SAVED = OUT / "methods"
+CASE_NAMES = ("myo5 test rep 2", "isl50 synthetic, test subject s5")
+# "<--fusion> <--loss>" -> (fusion, loss, alpha); alpha None: the run's own (--alpha's default, 0.3). "scratch" learns from labels.
+METHODS = {
+    "scratch": ("mean", "kl", 1.0),
+    "mean kl": ("mean", "kl", None),
+    "weighted kl": ("weighted", "kl", None),
+    "confidence kl": ("confidence", "kl", None),
+    "vote kl": ("vote", "kl", None),
+    "mean mse": ("mean", "mse", None),
+    "multi-head kl": ("multi-head", "kl", None),
+    "mean hint": ("mean", "hint", None),
+}
+# isl50's students take about 3.5 minutes each on two cores: the methods that differ most, not every one.
+# loss-mean is left out everywhere: its gradient equals mean's (tests/test_fusion.py proves it).
+CASE_METHODS = {
+    "myo5 test rep 2": list(METHODS),
+    "isl50 synthetic, test subject s5": ["scratch", "mean kl", "weighted kl", "mean mse", "multi-head kl", "mean hint"],
+}
+OTHER_TEACHERS = {"myo5 test rep 2": ["seeds", "subsets", "snapshots"]}  # the run's own teachers are "bootstrap"
+
+
+def run_for(case, given: dict[str, str]) -> Path:
+    if case.name in given:
+        return Path(given[case.name])
+    run = SAVED / _slug(case.name) / "run"
+    if not (run / "report.json").exists():
+        print(f"distilling {case.name} into {run}", flush=True)
+        distill(DistillConfig(dataset=case.dataset, out=str(run), verbose=0, **case.options))
+    return run
+
+
+class Sweep:
+    """One case: the run's windows and teachers, and every student trained on them so far (saved as they finish)."""
+
+    def __init__(self, case, run_dir: Path, seeds: int):
+        self.case, self.run_dir, self.seeds = case, run_dir, list(range(seeds))
+        self.run, _ = load_run(run_dir)
+        self.cfg = DistillConfig(**{**self.run["config"], "verbose": 0, "repeats": 1})
+        self.record_path = SAVED / f"{_slug(case.name)}.json"
+        self.record = json.loads(self.record_path.read_text()) if self.record_path.exists() else {"students": []}
+        print(f"\n== {case.name}: replaying {run_dir}", flush=True)
+        self.data = load_run_data(run_dir, self.run, Path(self.run["dataset"]["path"]), parts=("train", "val", "test"))
+        self.teacher_sets = {"bootstrap": (self.data.teachers, self.data.teacher_logits)}
+        train = self.data.parts["train"]
+        self.representative = train.x[np.random.default_rng(0).permutation(len(train.y))[:REPRESENTATIVE_WINDOWS]]
+
+    def save(self) -> None:
+        write_json_atomic(self.record_path, self.record)
+
+    def done(self, method: str, teachers: str, seed: int) -> bool:
+        return any(s["method"] == method and s["teachers"] == teachers and s["seed"] == seed for s in self.record["students"])
+
+    def baselines(self) -> None:
+        parts = self.data.parts
+        test_logits = self.data.teacher_logits["test"]
+        from edgekd.runtime.interpreter import softmax
+
+        ensemble = np.mean([softmax(z) for z in test_logits], axis=0)
+        fitted = fit_baselines(time_domain_features(parts["train"].x), parts["train"].y, seed=0)
+        self.record.update({
+            "case": self.case.name, "run": str(self.run_dir), "seeds": self.seeds,
+            "windows": {part: int(len(w.y)) for part, w in parts.items()},
+            "teacher_test_accuracy": [float(np.mean(np.argmax(z, 1) == parts["test"].y)) for z in test_logits],
+            "ensemble_test_accuracy": float(np.mean(np.argmax(ensemble, 1) == parts["test"].y)),
+            "baselines_test_accuracy": evaluate(fitted, time_domain_features(parts["test"].x), parts["test"].y),
+            "config": {k: self.run["config"][k] for k in ("temperature", "alpha", "epochs", "patience", "batch_size", "student", "teacher")},
+        })
+        self.save()
+
+    def train_teachers(self, source: str) -> None:
+        """Another --teachers-from source on the same windows, as distill trains it."""
+        from edgekd.data.windows import Preprocessor
+        from edgekd.distill.teachers import STRATEGIES, TeacherJob, teacher_input
+        from edgekd.distill.train import predict_logits
+        from edgekd.models.presets import load_preset
+
+        parts, cfg = self.data.parts, DistillConfig(**{**self.cfg.__dict__, "teachers_from": source})
+        _, window_len, channels = parts["train"].x.shape
+        job = TeacherJob(cfg, load_preset(cfg.teacher), parts["train"], parts["val"], self.data.n_classes, window_len, channels,
+                         Preprocessor.from_dict(self.run["preprocessing"]).streams, self._fit_args(), log=lambda m: None)
+        started = time.perf_counter()
+        teachers = [RunTeacher(t.model, t.channels) for t in STRATEGIES[source](job).teachers]
+        logits = {part: [predict_logits(t.model, teacher_input(w.x, t.channels)) for t in teachers] for part, w in parts.items()}
+        self.teacher_sets[source] = (teachers, logits)
+        self.record.setdefault("other_teachers", {})[source] = {
+            "test_accuracy": [float(np.mean(np.argmax(z, 1) == parts["test"].y)) for z in logits["test"]],
+            "train_s": round(time.perf_counter() - started, 1)}
+        print(f"  teachers from {source}: {self.record['other_teachers'][source]}", flush=True)
+
+    def _fit_args(self) -> dict:
+        cfg = self.cfg
+        return dict(n_classes=self.data.n_classes, temperature=cfg.temperature, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                    patience=cfg.patience, learning_rate=cfg.learning_rate, verbose=0)
+
+    def student(self, method: str, teachers: str, seed: int) -> None:
+        from edgekd.distill.student import Objective, train_student
+        from edgekd.models.presets import load_preset
+
+        fusion, loss, alpha = METHODS[method]
+        cfg = DistillConfig(**{**self.cfg.__dict__, "fusion": fusion, "loss": loss})
+        teacher_models, teacher_logits = self.teacher_sets[teachers]
+        parts = self.data.parts
+        targets = distillation_targets({p: teacher_logits[p] for p in ("train", "val")}, parts["val"].y, fusion, loss, cfg.temperature)
+        packed = student_targets(cfg, teacher_models, {p: parts[p] for p in ("train", "val")}, targets, self.data.n_classes)
+        kind = "student_scratch" if method == "scratch" else "student_kd"
+        objective = Objective() if method == "scratch" else Objective(
+            heads=len(teacher_models) if fusion == "multi-head" else 1, hint_dims=packed["hint_dims"], hint_weight=cfg.hint_weight)
+        _, window_len, channels = parts["train"].x.shape
+        started = time.perf_counter()
+        model, fitted = train_student(load_preset(cfg.student), window_len, channels, self.data.n_classes, parts["train"].x,
+                                      packed[kind]["train"], parts["val"].x, packed[kind]["val"], objective=objective,
+                                      alpha=cfg.alpha if alpha is None else alpha, seed=seed, name=kind,
+                                      fit_args={**self._fit_args(), "kd_term": "mse" if loss == "mse" else "kl"})
+        train_s = time.perf_counter() - started
+        entry = {"method": method, "teachers": teachers, "seed": seed, "val_accuracy": fitted.best_val_accuracy,
+                 "epochs": fitted.epochs_run, "train_s": round(train_s, 1), **self._test(model)}
+        self.record["students"].append(entry)
+        self.save()
+        print(f"  {method:<16} teachers {teachers:<9} seed {seed}: val {entry['val_accuracy']:.3f} test "
+              f"{entry['test_accuracy']:.3f} int8 {entry['int8_test_accuracy']:.3f} ({train_s:.0f} s)", flush=True)
+
+    def _test(self, model) -> dict:
+        """Keras and int8 test accuracy; int8 converted as `edgekd export --int8` converts (MLIR, then legacy)."""
+        from edgekd.export.export import MIN_AGREEMENT, convert_checked
+
+        test = self.data.parts["test"]
+        keras_accuracy = float(np.mean(np.argmax(model(test.x, training=False).numpy(), 1) == test.y))
+        with tempfile.TemporaryDirectory() as tmp:
+            best = convert_checked(model, "int8", self.representative, test.x, MIN_AGREEMENT["int8"], Path(tmp) / "s.tflite",
+                                   lambda quantizer: {}, {}, log=lambda m: None)
+            if best is None:
+                return {"test_accuracy": keras_accuracy, "int8_test_accuracy": None, "int8_agreement": None}
+            best.path.unlink(missing_ok=True)
+        return {"test_accuracy": keras_accuracy, "int8_test_accuracy": float(np.mean(np.argmax(best.logits, 1) == test.y)),
+                "int8_agreement": best.agreement, "int8_quantizer": best.quantizer}
+
+
+def summarise(record: dict) -> list[dict]:
+    """One row per (teachers, method): mean, sd, min and max over seeds of val, test and int8 test accuracy."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for s in record["students"]:
+        groups.setdefault((s["teachers"], s["method"]), []).append(s)
+    rows = []
+    for (teachers, method), entries in groups.items():
+        row = {"teachers": teachers, "method": method, "seeds": len(entries)}
+        for key in ("val_accuracy", "test_accuracy", "int8_test_accuracy"):
+            values = np.array([e[key] for e in entries if e[key] is not None], dtype=float)
+            row[key] = {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                        "min": float(values.min()), "max": float(values.max())} if len(values) else None
+        row["train_s"] = float(np.median([e["train_s"] for e in entries]))
+        rows.append(row)
+    return rows
+
+
+def _pct(stats: dict | None) -> str:
+    return "-" if stats is None else f"{100 * stats['mean']:.1f} ± {100 * stats['sd']:.1f}"
+
+
+def markdown(records: list[dict], seconds: dict[str, float]) -> str:
+    lines = ["## Distillation methods (`.venv/bin/python benchmarks/methods.py`)", "",
+             "Every student of a case distils from the same teachers (one `edgekd distill` run) on the same held-out data; "
+             "the spread (± sample sd, and the range) is over student seeds. int8: converted as `edgekd export --int8` does. "
+             "A method beats scratch only if its worst seed beats scratch's best. The best method is chosen by mean "
+             "validation accuracy, not by test.", ""]
+    for rec in records:
+        rows = summarise(rec)
+        base = rec["baselines_test_accuracy"]
+        lines += [f"### {rec['case']}", "",
+                  f"Command: `.venv/bin/python benchmarks/methods.py --only {rec['case'].split()[0]}` "
+                  f"(teachers: run `{rec['run']}`; {len(rec['seeds'])} student seeds; "
+                  f"windows train/val/test {rec['windows']['train']}/{rec['windows']['val']}/{rec['windows']['test']}; "
+                  f"{rec['config']['student']} student, T={rec['config']['temperature']:g}, alpha={rec['config']['alpha']:g}"
+                  + (f"; swept in {seconds[rec['case']] / 60:.0f} min" if rec["case"] in seconds else "") + ").", "",
+                  f"Teachers (bootstrap, the run's): {' / '.join(f'{100 * a:.1f}' for a in rec['teacher_test_accuracy'])}, "
+                  f"ensemble {100 * rec['ensemble_test_accuracy']:.1f}; classical baselines: LDA {100 * base['lda']:.1f}, "
+                  f"random forest {100 * base['random_forest']:.1f} (test %).", ""]
+        for source, info in rec.get("other_teachers", {}).items():
+            lines.append(f"- teachers from {source}: {' / '.join(f'{100 * a:.1f}' for a in info['test_accuracy'])} "
+                         f"(trained in {info['train_s']:.0f} s)")
+        lines += ["", "| teachers | method | seeds | val % | test % | test range | int8 test % | vs scratch | train s |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        scratch = next((r for r in rows if r["method"] == "scratch"), None)
+        for r in rows:
+            t = r["test_accuracy"]
+            lines.append(f"| {r['teachers']} | {r['method']} | {r['seeds']} | {_pct(r['val_accuracy'])} | {_pct(t)} | "
+                         f"{100 * t['min']:.1f}–{100 * t['max']:.1f} | {_pct(r['int8_test_accuracy'])} | "
+                         f"{_versus(r, scratch)} | {r['train_s']:.0f} |")
+        lines += ["", "Targets (issue 3):", ""] + [f"- {t}" for t in targets(rec, rows)] + [""]
+    return "\n".join(lines)
+
+
+def _versus(row: dict, scratch: dict | None) -> str:
+    if scratch is None or row is scratch:
+        return ""
+    a, b = row["test_accuracy"], scratch["test_accuracy"]
+    delta = 100 * (a["mean"] - b["mean"])
+    verdict = "beats" if a["min"] > b["max"] else "below" if a["max"] < b["min"] else "within spread"
+    return f"{delta:+.1f} ({verdict})"
+
+
+def targets(rec: dict, rows: list[dict]) -> list[str]:
+    kd = [r for r in rows if r["method"] != "scratch" and r["int8_test_accuracy"] is not None]
+    if not kd:
+        return ["no KD student yet"]
+    best = max(kd, key=lambda r: r["val_accuracy"]["mean"])
+    int8 = best["int8_test_accuracy"]["mean"]
+    ensemble, classical = rec["ensemble_test_accuracy"], max(rec["baselines_test_accuracy"].values())
+    met = lambda ok: "met" if ok else "NOT met"  # noqa: E731
+    return [f"best KD method by validation: {best['method']} (teachers {best['teachers']}), int8 test "
+            f"{100 * int8:.1f}% (mean of {best['seeds']} seeds)",
+            f"within 1 point of the teacher ensemble ({100 * ensemble:.1f}%): {100 * (int8 - ensemble):+.1f} points, "
+            f"{met(int8 >= ensemble - 0.01)}",
+            f"not below the best classical baseline ({100 * classical:.1f}%): {100 * (int8 - classical):+.1f} points, "
+            f"{met(int8 >= classical)}"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="cases whose name starts with this")
+    parser.add_argument("--run", action="append", default=[], help="CASE=RUN_DIR: distil from a finished run's teachers")
+    parser.add_argument("--seeds", type=int, default=3, help="student seeds per method (0..N-1)")
+    parser.add_argument("--methods", help="comma-separated methods to run (default: the case's list)")
+    parser.add_argument("--report-only", action="store_true", help="rebuild the section from saved numbers")
+    args = parser.parse_args()
+    given = dict(item.split("=", 1) for item in args.run)
+    seconds = {}
+    if not args.report_only:
+        for case in cases(args.only):
+            if case.name not in CASE_NAMES:
+                continue
+            started = time.perf_counter()
+            sweep = Sweep(case, run_for(case, given), args.seeds)
+            sweep.baselines()
+            methods = args.methods.split(",") if args.methods else CASE_METHODS[case.name]
+            for seed in sweep.seeds:  # seed-major: an interrupted sweep still has every method at some seeds
+                for method in methods:
+                    if not sweep.done(method, "bootstrap", seed):
+                        sweep.student(method, "bootstrap", seed)
+            for source in OTHER_TEACHERS.get(case.name, []) if not args.methods else []:
+                if all(sweep.done("mean kl", source, seed) for seed in sweep.seeds):
+                    continue
+                sweep.train_teachers(source)
+                for seed in sweep.seeds:
+                    if not sweep.done("mean kl", source, seed):
+                        sweep.student("mean kl", source, seed)
+            seconds[case.name] = time.perf_counter() - started
+            sweep.record.setdefault("sweep_s", {})[time.strftime("%Y-%m-%d %H:%M")] = round(seconds[case.name])
+            sweep.save()
+    records = [json.loads((SAVED / f"{_slug(n)}.json").read_text()) for n in CASE_NAMES if (SAVED / f"{_slug(n)}.json").exists()]
+    write_section("METHODS", markdown(records, seconds))
+    print(markdown(records, seconds))
+
+
+if __name__ == "__main__":
+    main()
