@@ -16,10 +16,9 @@ import json
 import time
 from pathlib import Path
 
-from spine import OUT, cases, _slug  # noqa: F401  (sys.path set up by spine)
+from spine import OUT, _slug, cases, run_for  # noqa: F401  (sys.path set up by spine)
 
 from edgekd.compress.apply import CompressionOptions
-from edgekd.distill.run import DistillConfig, distill
 from edgekd.errors import UserError
 from edgekd.export.export import export_run
 from edgekd.io import write_json_atomic
@@ -38,16 +37,6 @@ EXPORTS = [
     ("float32", {"prune": 0.5}),
     ("float32", {"low_rank": 1.0}),  # int8 would repeat the same rank search: only worth it if this one passes
 ]
-
-
-def run_for(case, given: dict[str, str]) -> Path:
-    if case.name in given:
-        return Path(given[case.name])
-    run = OUT / "frontier" / _slug(case.name) / "run"
-    if not (run / "report.json").exists():
-        print(f"distilling {case.name} into {run}", flush=True)
-        distill(DistillConfig(dataset=case.dataset, out=str(run), verbose=0, **case.options))
-    return run
 
 
 def file_label(variant: str, compression: dict) -> str:
@@ -182,7 +171,7 @@ def main() -> None:
         for case in cases(args.only):
             if case.name not in CASE_NAMES:
                 continue
-            run = run_for(case, given)
+            run = run_for(case, given, OUT / "frontier")
             record_path = saved / f"{_slug(case.name)}.json"
             old_failures = json.loads(record_path.read_text())["failures"] if record_path.exists() else []
             rows = args.rows.split(",") if args.rows else None

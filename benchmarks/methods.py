@@ -1,6 +1,6 @@
 """The method sweep: distillation methods side by side on the same teachers and held-out data, over student seeds.
 
-    .venv/bin/python benchmarks/methods.py                   # myo5 rep 2 and isl50 s5 (about 2 hours on 2 cores)
+    .venv/bin/python benchmarks/methods.py                   # myo5 rep 2 and isl50 s5 (about 2.5 hours on 2 cores)
     .venv/bin/python benchmarks/methods.py --only myo5       # the real-data case alone (about 15 minutes)
     .venv/bin/python benchmarks/methods.py --run "myo5 test rep 2=PATH/TO/RUN"   # reuse a finished run's teachers
 
@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from spine import OUT, _slug, cases  # noqa: F401  (sys.path set up by spine)
+from spine import OUT, _slug, cases, run_for  # noqa: F401  (sys.path set up by spine)
 
 from edgekd.distill.fusion import distillation_targets
 from edgekd.distill.replay import RunTeacher, load_run_data
-from edgekd.distill.run import REPRESENTATIVE_WINDOWS, DistillConfig, distill, load_run, student_targets
+from edgekd.distill.run import REPRESENTATIVE_WINDOWS, DistillConfig, load_run, student_targets
 from edgekd.io import write_json_atomic
 from edgekd.models.classical import evaluate, fit_baselines, time_domain_features
 from results_md import write_section
@@ -44,24 +44,17 @@ METHODS = {
     "mean mse": ("mean", "mse", None),
     "multi-head kl": ("multi-head", "kl", None),
     "mean hint": ("mean", "hint", None),
+    # --students edge-student,isl-student --selector, both students distilled with "mean kl"
+    "selector": ("mean", "kl", None),
 }
+SELECTOR_STUDENTS = ("edge-student", "isl-student")
 # isl50's students take about 3.5 minutes each on two cores: the methods that differ most, not every one.
 # loss-mean is left out everywhere: its gradient equals mean's (tests/test_fusion.py proves it).
 CASE_METHODS = {
-    "myo5 test rep 2": list(METHODS),
+    "myo5 test rep 2": list(METHODS),  # about 20 s per student
     "isl50 synthetic, test subject s5": ["scratch", "mean kl", "weighted kl", "mean mse", "multi-head kl", "mean hint"],
 }
 OTHER_TEACHERS = {"myo5 test rep 2": ["seeds", "subsets", "snapshots"]}  # the run's own teachers are "bootstrap"
-
-
-def run_for(case, given: dict[str, str]) -> Path:
-    if case.name in given:
-        return Path(given[case.name])
-    run = SAVED / _slug(case.name) / "run"
-    if not (run / "report.json").exists():
-        print(f"distilling {case.name} into {run}", flush=True)
-        distill(DistillConfig(dataset=case.dataset, out=str(run), verbose=0, **case.options))
-    return run
 
 
 class Sweep:
@@ -131,6 +124,8 @@ class Sweep:
         from edgekd.distill.student import Objective, train_student
         from edgekd.models.presets import load_preset
 
+        if method == "selector":
+            return self.selector_system(teachers, seed)
         fusion, loss, alpha = METHODS[method]
         cfg = DistillConfig(**{**self.cfg.__dict__, "fusion": fusion, "loss": loss})
         teacher_models, teacher_logits = self.teacher_sets[teachers]
@@ -153,6 +148,41 @@ class Sweep:
         self.save()
         print(f"  {method:<16} teachers {teachers:<9} seed {seed}: val {entry['val_accuracy']:.3f} test "
               f"{entry['test_accuracy']:.3f} int8 {entry['int8_test_accuracy']:.3f} ({train_s:.0f} s)", flush=True)
+
+    def selector_system(self, teachers: str, seed: int) -> None:
+        """SELECTOR_STUDENTS distilled with mean KL, a selector routing between them, and the system as one model."""
+        from edgekd.distill.selector import correctness, system_model, system_report, train_selector
+        from edgekd.distill.student import Objective, train_student
+        from edgekd.distill.train import predict_logits
+        from edgekd.models.build import count_params
+        from edgekd.models.presets import load_preset
+
+        teacher_models, teacher_logits = self.teacher_sets[teachers]
+        parts = self.data.parts
+        targets = distillation_targets({p: teacher_logits[p] for p in ("train", "val")}, parts["val"].y, "mean", "kl", self.cfg.temperature)
+        packed = student_targets(self.cfg, teacher_models, {p: parts[p] for p in ("train", "val")}, targets, self.data.n_classes)
+        _, window_len, channels = parts["train"].x.shape
+        started = time.perf_counter()
+        students = [train_student(load_preset(name), window_len, channels, self.data.n_classes, parts["train"].x,
+                                  packed["student_kd"]["train"], parts["val"].x, packed["student_kd"]["val"], objective=Objective(),
+                                  alpha=self.cfg.alpha, seed=seed, name=f"student_{j}", fit_args=self._fit_args())[0]
+                    for j, name in enumerate(SELECTOR_STUDENTS)]
+        logits = {part: [predict_logits(s, w.x) for s in students] for part, w in parts.items()}
+        fitted = train_selector(load_preset("selector"), parts["train"].x, correctness(logits["train"], parts["train"].y),
+                                parts["val"].x, correctness(logits["val"], parts["val"].y), epochs=self.cfg.epochs,
+                                patience=self.cfg.patience, batch_size=self.cfg.batch_size,
+                                learning_rate=self.cfg.learning_rate, seed=seed, verbose=0)
+        train_s = time.perf_counter() - started
+        reports = {part: system_report(logits[part], predict_logits(fitted.model, parts[part].x), parts[part].y, list(SELECTOR_STUDENTS),
+                                       [count_params(s) for s in students], count_params(fitted.model)) for part in ("val", "test")}
+        entry = {"method": "selector", "teachers": teachers, "seed": seed, "val_accuracy": reports["val"]["system"],
+                 "epochs": fitted.epochs_run, "train_s": round(train_s, 1), "system": reports["test"],
+                 **self._test(system_model(students, fitted.model))}
+        self.record["students"].append(entry)
+        self.save()
+        print(f"  selector         teachers {teachers:<9} seed {seed}: val {entry['val_accuracy']:.3f} test "
+              f"{entry['test_accuracy']:.3f} int8 {entry['int8_test_accuracy']} students {reports['test']['students']} "
+              f"oracle {reports['test']['oracle']:.3f} ({train_s:.0f} s)", flush=True)
 
     def _test(self, model) -> dict:
         """Keras and int8 test accuracy; int8 converted as `edgekd export --int8` converts (MLIR, then legacy)."""
@@ -220,8 +250,22 @@ def markdown(records: list[dict], seconds: dict[str, float]) -> str:
             lines.append(f"| {r['teachers']} | {r['method']} | {r['seeds']} | {_pct(r['val_accuracy'])} | {_pct(t)} | "
                          f"{100 * t['min']:.1f}–{100 * t['max']:.1f} | {_pct(r['int8_test_accuracy'])} | "
                          f"{_versus(r, scratch)} | {r['train_s']:.0f} |")
+        lines += _selector_lines(rec)
         lines += ["", "Targets (issue 3):", ""] + [f"- {t}" for t in targets(rec, rows)] + [""]
     return "\n".join(lines)
+
+
+def _selector_lines(rec: dict) -> list[str]:
+    systems = [s["system"] for s in rec["students"] if s["method"] == "selector"]
+    if not systems:
+        return []
+    mean = lambda values: f"{100 * np.mean(values):.1f}"  # noqa: E731
+    students = " / ".join(f"{name} {mean([s['students'][name] for s in systems])}" for name in SELECTOR_STUDENTS)
+    routing = ", ".join(f"{np.mean([s['routing'][name] for s in systems]):.0%} to {name}" for name in SELECTOR_STUDENTS)
+    return ["", f"Selector (mean over {len(systems)} seeds, test %): students {students}; system {mean([s['system'] for s in systems])}; "
+                f"oracle {mean([s['oracle'] for s in systems])}; it sends {routing}. The system file computes the selector "
+                f"and both students for every window: {systems[0]['params']['system']:,} parameters against "
+                f"{systems[0]['params']['students'][SELECTOR_STUDENTS[0]]:,} for {SELECTOR_STUDENTS[0]} alone."]
 
 
 def _versus(row: dict, scratch: dict | None) -> str:
@@ -264,7 +308,7 @@ def main() -> None:
             if case.name not in CASE_NAMES:
                 continue
             started = time.perf_counter()
-            sweep = Sweep(case, run_for(case, given), args.seeds)
+            sweep = Sweep(case, run_for(case, given, SAVED), args.seeds)
             sweep.baselines()
             methods = args.methods.split(",") if args.methods else CASE_METHODS[case.name]
             for seed in sweep.seeds:  # seed-major: an interrupted sweep still has every method at some seeds

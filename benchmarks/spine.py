@@ -61,6 +61,18 @@ def cases(only: str | None, generate: bool = True) -> list[Case]:
     return selected
 
 
+def run_for(case: Case, given: dict[str, str], folder: Path) -> Path:
+    """The run a later benchmark measures: the one given with --run "CASE=PATH", else folder/<case>/run,
+    distilled with the case's settings the first time."""
+    if case.name in given:
+        return Path(given[case.name])
+    run = folder / _slug(case.name) / "run"
+    if not (run / "report.json").exists():
+        print(f"distilling {case.name} into {run}", flush=True)
+        distill(DistillConfig(dataset=case.dataset, out=str(run), verbose=0, **case.options))
+    return run
+
+
 def run_case(case: Case, slot: Path) -> dict:
     print(f"\n== {case.name}", flush=True)
     report = distill(DistillConfig(dataset=case.dataset, out=str(slot / "run"), verbose=0, **case.options))
