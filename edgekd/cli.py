@@ -221,6 +221,8 @@ def distill_table(report: dict) -> str:
                          title=f"{report['dataset']}: test on {held_out} ({report['windows']['test']} windows)")
             + f"\ntime: teachers {t['teachers']:.0f} s, scratch student {t['student_scratch']:.0f} s, "
               f"KD student {t['student_kd']:.0f} s, "
+              + (f"other students {t['students']:.0f} s, " if "students" in t else "")
+              + (f"selector {t['selector']:.0f} s, " if "selector" in t else "")
               + (f"baselines {t['baselines']:.0f} s, " if "baselines" in t else "")
               + f"total {t['total']:.0f} s"
             + (f"\nteachers disagree on {report['diversity']['mean_disagreement']:.0%} of test windows; the ensemble gains "
