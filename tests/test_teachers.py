@@ -96,22 +96,25 @@ def test_cyclic_cosine_restarts():
     assert [round(lr(e), 3) for e in range(6)] == [1.0, 0.854, 0.5, 0.146, 1.0, 0.854]
 
 
-def test_modalities_one_expert_per_stream(two_stream_dataset, tmp_path, tiny_net):
+def test_modalities_one_expert_per_sensor_kind(two_stream_dataset, tmp_path, tiny_net):
     from edgekd._tf import keras
     from edgekd.compress.finetune import load_distillation_data
 
     out = tmp_path / "run"
     result = CliRunner().invoke(main, ["distill", str(two_stream_dataset), "--out", str(out), "--teachers-from", "modalities",
-                                       "--teachers", "3", "--epochs", "1", "--rate", "100", "--window", "0.4", "--hop", "0.4",
+                                       "--teachers", "2", "--epochs", "1", "--rate", "100", "--window", "0.4", "--hop", "0.4",
                                        "--test-on", "s3", *tiny_net])
     assert result.exit_code == 0, result.output + repr(result.exception)
-    assert "--teachers 3 is ignored" in result.output
+    assert "--teachers 2 is ignored" in result.output
     report = json.loads((out / "report.json").read_text())
-    assert teacher_files(out) == ["teacher_0.h5", "teacher_1.h5"] and report["config"]["teachers"] == 2
+    assert teacher_files(out) == ["teacher_0.h5", "teacher_1.h5", "teacher_2.h5"] and report["config"]["teachers"] == 3
     run = json.loads((out / "run.json").read_text())
-    assert run["teachers"]["groups"] == ["emg", "imu"]
-    assert run["teachers"]["channels"] == [list(range(6)), list(range(6, 42))]
-    for i, width in enumerate((6, 36)):  # each expert's model reads only its group's channels
+    # sEMG, accelerometer and gyroscope experts: the IMU stream (acc<i>_x.., gyr<i>_x..) splits by prefix.
+    assert run["teachers"]["groups"] == ["emg", "imu/acc", "imu/gyr"]
+    imu = list(range(6, 42))
+    acc = [c for c in imu if (c - 6) % 6 < 3]
+    assert run["teachers"]["channels"] == [list(range(6)), acc, sorted(set(imu) - set(acc))]
+    for i, width in enumerate((6, 18, 18)):  # each expert's model reads only its group's channels
         teacher = keras.models.load_model(out / f"teacher_{i}.h5", compile=False)
         assert teacher.input_shape[-1] == width
     # Compression fine-tuning reloads the teachers and slices the windows the same way.
@@ -119,9 +122,12 @@ def test_modalities_one_expert_per_stream(two_stream_dataset, tmp_path, tiny_net
     assert data.train_targets.shape == (len(data.train_x), 2 * 3)
 
 
-def test_channel_groups_by_prefix_in_one_stream():
+def test_channel_groups_by_prefix():
     stream = StreamSpec("imu", 100.0, ("acc_x", "acc_y", "gyro_x", "gyro_y", "emg0"))
     assert channel_groups((stream,)) == [("acc", [0, 1]), ("gyro", [2, 3]), ("emg", [4])]
+    two = (StreamSpec("emg", 200.0, ("emg0", "emg1")), StreamSpec("imu", 50.0, ("acc_x", "gyro_x")))
+    assert channel_groups(two) == [("emg", [0, 1]), ("imu/acc", [2]), ("imu/gyro", [3])]
+    assert channel_groups((StreamSpec("emg", 200.0, ("emg0",)), StreamSpec("imu", 50.0, ("acc_x",)))) == [("emg", [0]), ("imu", [1])]
     with pytest.raises(UserError, match="one stream 'emg'"):
         channel_groups((StreamSpec("emg", 200.0, ("emg0", "emg1")),))
 

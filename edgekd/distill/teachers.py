@@ -7,8 +7,8 @@
                 fraction drawn uniformly from [--subset-min, 1]
     snapshots   one training run with a cosine-annealed learning rate restarted every epochs // teachers
                 epochs; the weights at the end of each cycle are a teacher (one training's cost)
-    modalities  one expert per stream (or per channel-name prefix of a single stream), trained on that
-                group's channels only; --teachers is ignored
+    modalities  one expert per sensor kind (each stream split by channel-name prefix: emg, acc, gyr), trained
+                on that group's channels only; --teachers is ignored
 
 Every function returns an Ensemble: the trained teachers, each with the channel indices it reads (None:
 all), and `details`, what run.json and the report record about how they were made. A modalities teacher's
@@ -81,23 +81,26 @@ class TeacherJob:
 
 
 def channel_groups(streams) -> list[tuple[str, list[int]]]:
-    """[(group name, channel indices)] for `modalities`: one group per stream; a single stream is split by
-    channel-name prefix (the leading letters: acc_x, gyro_x -> acc, gyro). UserError if that gives one group."""
+    """[(group name, channel indices)] for `modalities`: one group per sensor kind. Each stream is split by
+    channel-name prefix (the leading letters: acc0_x, gyr0_x -> acc, gyr), so sEMG + IMU data gives an sEMG, an
+    accelerometer and a gyroscope expert; a stream whose channels share one prefix stays one group, named after
+    the stream. UserError if that gives one group in all."""
     groups, offset = [], 0
     for stream in streams:
-        groups.append((stream.name, list(range(offset, offset + len(stream.channels)))))
-        offset += len(stream.channels)
-    if len(groups) == 1:
-        name, indices = groups[0]
         by_prefix: dict[str, list[int]] = {}
-        for i, channel in zip(indices, streams[0].channels):
+        for i, channel in enumerate(stream.channels, offset):
             match = re.match(r"[A-Za-z]+", channel)
             by_prefix.setdefault(match.group().lower() if match else channel, []).append(i)
-        groups = list(by_prefix.items())
-        if len(groups) == 1:
-            raise UserError(f"--teachers-from modalities needs more than one stream, or channel names with more than one "
-                            f"prefix to group them by; this dataset has the one stream '{name}' whose channels all start "
-                            f"with '{groups[0][0]}'. Use another --teachers-from mode")
+        offset += len(stream.channels)
+        if len(by_prefix) <= 1:
+            groups.append((stream.name, next(iter(by_prefix.values()), [])))
+        else:
+            groups += [(prefix if len(streams) == 1 else f"{stream.name}/{prefix}", indices) for prefix, indices in by_prefix.items()]
+    if len(groups) == 1:
+        name = streams[0].name
+        raise UserError(f"--teachers-from modalities needs more than one stream, or channel names with more than one "
+                        f"prefix to group them by; this dataset has the one stream '{name}' whose channels all start "
+                        f"with the same letters. Use another --teachers-from mode")
     empty = [name for name, indices in groups if not indices]
     if empty:
         raise UserError(f"--teachers-from modalities: stream(s) {', '.join(empty)} have no channels, so their expert would see nothing")
