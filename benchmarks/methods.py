@@ -27,7 +27,7 @@ from spine import OUT, _slug, cases, run_for  # noqa: F401  (sys.path set up by 
 
 from edgekd.distill.fusion import distillation_targets
 from edgekd.distill.replay import RunTeacher, load_run_data
-from edgekd.distill.run import REPRESENTATIVE_WINDOWS, DistillConfig, load_run, student_targets
+from edgekd.distill.run import REPRESENTATIVE_WINDOWS, DistillConfig, kd_objective, load_run, student_targets
 from edgekd.io import write_json_atomic
 from edgekd.models.classical import evaluate, fit_baselines, time_domain_features
 from results_md import write_section
@@ -54,7 +54,9 @@ CASE_METHODS = {
     "myo5 test rep 2": list(METHODS),  # about 20 s per student
     "isl50 synthetic, test subject s5": ["scratch", "mean kl", "weighted kl", "mean mse", "multi-head kl", "mean hint"],
 }
-OTHER_TEACHERS = {"myo5 test rep 2": ["seeds", "subsets", "snapshots"]}  # the run's own teachers are "bootstrap"
+# The run's own teachers are "bootstrap". myo5 has one sEMG stream, so no modality experts there; isl50's
+# sEMG, accelerometer and gyroscope experts are its only other source (each isl50 teacher set costs ~15 minutes).
+OTHER_TEACHERS = {"myo5 test rep 2": ["seeds", "subsets", "snapshots"], "isl50 synthetic, test subject s5": ["modalities"]}
 
 
 class Sweep:
@@ -133,8 +135,7 @@ class Sweep:
         targets = distillation_targets({p: teacher_logits[p] for p in ("train", "val")}, parts["val"].y, fusion, loss, cfg.temperature)
         packed = student_targets(cfg, teacher_models, {p: parts[p] for p in ("train", "val")}, targets, self.data.n_classes)
         kind = "student_scratch" if method == "scratch" else "student_kd"
-        objective = Objective() if method == "scratch" else Objective(
-            heads=len(teacher_models) if fusion == "multi-head" else 1, hint_dims=packed["hint_dims"], hint_weight=cfg.hint_weight)
+        objective = Objective() if method == "scratch" else kd_objective(cfg, len(teacher_models), packed["hint_dims"])
         _, window_len, channels = parts["train"].x.shape
         started = time.perf_counter()
         model, fitted = train_student(load_preset(cfg.student), window_len, channels, self.data.n_classes, parts["train"].x,

@@ -160,8 +160,7 @@ def distill(cfg: DistillConfig) -> dict:
     t0 = time.perf_counter()
     targets = distillation_targets(teacher_logits, val.y, cfg.fusion, cfg.loss, cfg.temperature)
     packed = student_targets(cfg, ensemble.teachers, {"train": train, "val": val}, targets, n_classes)
-    objective = Objective(heads=len(ensemble.teachers) if cfg.fusion == "multi-head" else 1,
-                          hint_dims=packed["hint_dims"], hint_weight=cfg.hint_weight)
+    objective = kd_objective(cfg, len(ensemble.teachers), packed["hint_dims"])
     # The reported "ensemble" stays the plain mean of softmaxes whatever --fusion is, so runs compare across
     # modes; "ensemble_<mode>" is what the chosen fusion's targets would decide on the test windows.
     ensemble_test = np.mean([softmax(z) for z in teacher_logits["test"]], axis=0)
@@ -261,6 +260,13 @@ def distill(cfg: DistillConfig) -> dict:
     }
     write_json_atomic(out / "report.json", report)
     return report
+
+
+def kd_objective(cfg: DistillConfig, n_teachers: int, hint_dims: tuple[int, ...]):
+    """What the KD student's training model carries besides its logits: a head per teacher, or hint projections."""
+    from edgekd.distill.student import Objective
+
+    return Objective(heads=n_teachers if cfg.fusion == "multi-head" else 1, hint_dims=hint_dims, hint_weight=cfg.hint_weight)
 
 
 def student_targets(cfg: DistillConfig, teachers, parts: dict, targets: dict, n_classes: int) -> dict:
