@@ -254,8 +254,9 @@ def _repeats_line(repeats: dict | None) -> str:
 @click.option("--qat", is_flag=True, help="Quantization-aware KD fine-tuning before --int8 conversion.")
 @click.option("--low-rank", type=float, metavar="POINTS", help="Factorise Dense and LSTM input kernels by truncated SVD at the smallest rank that costs at most POINTS of validation accuracy, then fine-tune.")
 @click.option("--finetune-epochs", default=10, show_default=True, type=int, help="KD fine-tuning epochs for --prune, --qat and --low-rank.")
+@click.option("--finetune-seed", type=int, help="Seed of the KD fine-tuning (to see its spread). [default: the run's seed]")
 @click.option("--data", type=click.Path(path_type=Path), help="The run's dataset, if it moved (fine-tuning needs its training windows).")
-def export(run, variant, out, min_agreement, target, prune, qat, low_rank, finetune_epochs, data):
+def export(run, variant, out, min_agreement, target, prune, qat, low_rank, finetune_epochs, finetune_seed, data):
     """Convert RUN's distilled student to a TFLite file with its metadata inside, optionally compressed first.
 
     The file is written only if its decisions agree with the Keras model on the run's test windows;
@@ -271,7 +272,8 @@ def export(run, variant, out, min_agreement, target, prune, qat, low_rank, finet
         click.echo(f"--target {target} would pick {TARGETS[target][0]}; exporting {variant} as asked")
     if variant is None:
         raise UserError("choose a variant: --float32, --float16, --dynamic or --int8 (or --target x86|pi|mcu)")
-    options = CompressionOptions(prune=prune, qat=qat, low_rank=low_rank, finetune_epochs=finetune_epochs, data=data)
+    options = CompressionOptions(prune=prune, qat=qat, low_rank=low_rank, finetune_epochs=finetune_epochs, data=data,
+                                 seed=finetune_seed)
     options.check(variant)
     from edgekd.export.export import export_run
 

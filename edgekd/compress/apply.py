@@ -20,6 +20,7 @@ class CompressionOptions:
     low_rank: float | None = None  # accuracy points the factorisation may cost on validation, after fine-tuning
     finetune_epochs: int = 10
     data: str | Path | None = None  # the run's dataset, if it moved
+    seed: int | None = None  # of the fine-tuning; None: the run's own seed
 
     @property
     def any(self) -> bool:
@@ -51,7 +52,7 @@ def compress(student, run_dir: Path, run: dict, options: CompressionOptions, log
     from edgekd.compress.finetune import load_distillation_data
 
     data = load_distillation_data(run_dir, run, options.data, log=log)
-    seed = run["config"].get("seed", 0)
+    seed = run["config"].get("seed", 0) if options.seed is None else options.seed
     model, done, masks, before_qat = student, {}, None, None
     if options.low_rank is not None:
         model, done["low_rank"] = _low_rank(model, data, options, seed, log)
