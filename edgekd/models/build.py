@@ -37,6 +37,11 @@ def _layer(spec: dict, more_sequence_follows: bool):
         return keras.layers.Dense(spec["units"], activation=spec.get("activation", "relu"))
     if kind == "dropout":
         return keras.layers.Dropout(spec["rate"])
+    if kind == "spatial_dropout":
+        # Drops whole channels while training; as the first layer, whole sensor channels, so the model cannot
+        # lean on one electrode's or one axis' quirks of the training subjects. Inactive at inference and gone
+        # from the exported graph.
+        return keras.layers.SpatialDropout1D(spec["rate"])
     if kind == "batchnorm":
         return keras.layers.BatchNormalization()
     if kind == "layernorm":

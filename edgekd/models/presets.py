@@ -20,11 +20,13 @@ LAYER_KEYS = {
     "lstm": {"units": int},
     "dense": {"units": int, "activation": str},
     "dropout": {"rate": float},
+    "spatial_dropout": {"rate": float},
     "batchnorm": {},
     "layernorm": {},
 }
 REQUIRED_KEYS = {"conv1d": ("filters", "kernel_size"), "avgpool": ("pool_size",), "maxpool": ("pool_size",),
-                 "lstm": ("units",), "dense": ("units",), "dropout": ("rate",)}
+                 "lstm": ("units",), "dense": ("units",), "dropout": ("rate",),
+                 "spatial_dropout": ("rate",)}
 
 
 @dataclass(frozen=True)
