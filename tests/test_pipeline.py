@@ -151,3 +151,24 @@ def test_other_variants_export_agree_and_say_what_they_are(tiny_run, tmp_path, v
     model = TFLiteModel.load(out)
     assert model.metadata["variant"] == variant and model.metadata["agreement"] >= 0.95
     assert str(model.input_dtype) == "float32"
+
+
+def test_default_architectures_distil_and_export_int8_without_lstm_or_dropout(myo5, tmp_path):
+    """The defaults (conv-teacher, edge-conv): channel dropout trains, and is gone from the full-integer file."""
+    from edgekd.export.convert import builtin_op_names
+
+    out = tmp_path / "run"
+    args = ["distill", str(myo5), "--out", str(out), "--test-on", "2", "--val-on", "1", "--teachers", "1",
+            "--epochs", "2", "--patience", "2", "--window", "0.5", "--hop", "0.25", "--quiet"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    report = json.loads((out / "report.json").read_text())
+    assert report["architectures"] == {**report["architectures"], "teacher": "conv-teacher", "student": "edge-conv"}
+    path = tmp_path / "student-int8.tflite"
+    result = CliRunner().invoke(main, ["export", str(out), "--int8", "--out", str(path), "--min-agreement", "0.5"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    ops = set(builtin_op_names(path.read_bytes()))
+    assert "CONV_2D" in ops and "MEAN" in ops
+    assert not ops & {"UNIDIRECTIONAL_SEQUENCE_LSTM", "WHILE", "RANDOM_UNIFORM", "MULTINOMIAL"}
+    model = TFLiteModel.load(path)
+    assert str(model.input_dtype) == "int8" and str(model.output_dtype) == "int8"

@@ -41,8 +41,8 @@ class DistillConfig:
     dataset: str
     out: str
     teachers: int = 3
-    teacher: str = "isl-teacher"
-    student: str = "edge-student"
+    teacher: str = "conv-teacher"
+    student: str = "edge-conv"
     epochs: int = 60
     patience: int = 12
     batch_size: int = 32
