@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,10 +46,10 @@ METHODS = {
     "mean mse": ("mean", "mse", None),
     "multi-head kl": ("multi-head", "kl", None),
     "mean hint": ("mean", "hint", None),
-    # --students edge-student,isl-student --selector, both students distilled with "mean kl"
+    # --students edge-conv,edge-student --selector, both students distilled with "mean kl"
     "selector": ("mean", "kl", None),
 }
-SELECTOR_STUDENTS = ("edge-student", "isl-student")
+SELECTOR_STUDENTS = ("edge-conv", "edge-student")
 # isl50's students take about 3.5 minutes each on two cores: the methods that differ most, not every one.
 # loss-mean is left out everywhere: its gradient equals mean's (tests/test_fusion.py proves it).
 CASE_METHODS = {
@@ -232,7 +234,7 @@ def markdown(records: list[dict], seconds: dict[str, float]) -> str:
         rows = summarise(rec)
         base = rec["baselines_test_accuracy"]
         lines += [f"### {rec['case']}", "",
-                  f"Command: `.venv/bin/python benchmarks/methods.py --only {rec['case'].split()[0]}` "
+                  f"Command: `{rec.get('command') or '.venv/bin/python benchmarks/methods.py --only ' + rec['case'].split()[0]}` "
                   f"(teachers: run `{rec['run']}`; {len(rec['seeds'])} student seeds; "
                   f"windows train/val/test {rec['windows']['train']}/{rec['windows']['val']}/{rec['windows']['test']}; "
                   f"{rec['config']['student']} student, T={rec['config']['temperature']:g}, alpha={rec['config']['alpha']:g}"
@@ -283,11 +285,14 @@ def targets(rec: dict, rows: list[dict]) -> list[str]:
     if not kd:
         return ["no KD student yet"]
     best = max(kd, key=lambda r: r["val_accuracy"]["mean"])
+    tied = [r for r in kd if r is not best and r["val_accuracy"]["mean"] == best["val_accuracy"]["mean"]]
     int8 = best["int8_test_accuracy"]["mean"]
     ensemble, classical = rec["ensemble_test_accuracy"], max(rec["baselines_test_accuracy"].values())
     met = lambda ok: "met" if ok else "NOT met"  # noqa: E731
     return [f"best KD method by validation: {best['method']} (teachers {best['teachers']}), int8 test "
-            f"{100 * int8:.1f}% (mean of {best['seeds']} seeds)",
+            f"{100 * int8:.1f}% (mean of {best['seeds']} seeds)"
+            + (f"; validation cannot choose: {len(tied)} others tie at {100 * best['val_accuracy']['mean']:.1f}%, the first "
+               f"listed is taken" if tied else ""),
             f"within 1 point of the teacher ensemble ({100 * ensemble:.1f}%): {100 * (int8 - ensemble):+.1f} points, "
             f"{met(int8 >= ensemble - 0.01)}",
             f"not below the best classical baseline ({100 * classical:.1f}%): {100 * (int8 - classical):+.1f} points, "
@@ -311,6 +316,7 @@ def main() -> None:
             started = time.perf_counter()
             sweep = Sweep(case, run_for(case, given, SAVED), args.seeds)
             sweep.baselines()
+            sweep.record["command"] = shlex.join([".venv/bin/python", "benchmarks/methods.py", *sys.argv[1:]])
             methods = args.methods.split(",") if args.methods else CASE_METHODS[case.name]
             for seed in sweep.seeds:  # seed-major: an interrupted sweep still has every method at some seeds
                 for method in methods:
