@@ -5,10 +5,10 @@ Measured by benchmarks/kernels.py (benchmarks/RESULTS.md, "Kernels"); the reason
 from __future__ import annotations
 
 TARGETS = {
-    "x86": ("float16", "on x86 full int8 takes several times as long per window as float: about 7x for an LSTM student "
-                       "(XNNPACK runs no LSTM, and the integer LSTM's kernels have no x86 vector code), 2-4x for the "
-                       "convolutional default; float32, float16 and dynamic ran equally fast, and float16 is the smallest "
-                       "of them, with float accuracy; use 1 thread (2 were slower)"),
+    "x86": ("float32", "on x86 float32 runs a window fastest: for the convolutional default float16 took 1.6-2.1x and "
+                       "full int8 2-4x as long (RESULTS.md, frontier), for an LSTM student the float variants were equal and "
+                       "int8 about 7x (XNNPACK runs no LSTM, and the integer LSTM's kernels have no x86 vector code); a "
+                       "PC has room for the larger file; use 1 thread (2 were slower)"),
     "pi": ("float16", "the float kernels are vectorised on ARM as on x86 and float16 halves the file with float "
                       "accuracy; ARM builds do vectorise int8's LSTM (NEON), so int8 may be as fast on a Pi, but that is "
                       "not measured yet: bench both on the device (README, Raspberry Pi)"),
