@@ -50,7 +50,7 @@ METHODS = {
     "selector": ("mean", "kl", None),
 }
 SELECTOR_STUDENTS = ("edge-conv", "edge-student")
-# isl50's students take about 3.5 minutes each on two cores: the methods that differ most, not every one.
+# isl50's students take 2.5 (edge-conv) to 3.5 (edge-student) minutes each on two cores: the methods that differ most, not every one.
 # loss-mean is left out everywhere: its gradient equals mean's (tests/test_fusion.py proves it).
 CASE_METHODS = {
     "myo5 test rep 2": list(METHODS),  # about 20 s per student
