@@ -134,8 +134,8 @@ def main() -> None:
     count = max(1, int(args.seconds / 2.5))  # recordings of about 2 s plus the 0.5 s device pause between them
     recordings = list(range(0, 5000, 5000 // count))[:count]
     decoder = decoder_throughput(dataset, list(range(50)))
-    # The decoder phase leaves garbage that the cyclic collector otherwise reclaims during the live run, one pause of
-    # 5-20 ms in some windows (measured); a real `edgekd stream` process starts without it.
+    # The decoder phase leaves garbage that the cyclic collector otherwise reclaims during the live run, pausing
+    # some windows by several milliseconds; a real `edgekd stream` process starts without it.
     gc.collect()
     result = {"model": str(model.relative_to(HERE.parent) if model.is_relative_to(HERE.parent) else model),
               "measured_at": time.strftime("%Y-%m-%d %H:%M"), "decoder": decoder,

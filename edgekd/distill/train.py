@@ -34,7 +34,7 @@ class KeepBest(keras.callbacks.Callback):
 
     Better means higher validation accuracy, and at equal accuracy lower validation loss. On small validation
     sets accuracy saturates (every myo5 student reaches 100% within a few epochs); Keras' EarlyStopping then
-    keeps the first such epoch, often an undertrained model that scored 80% on test. Epochs before
+    keeps the first such epoch, which can be an undertrained model. Epochs before
     `start_from_epoch` are not candidates."""
 
     def __init__(self, patience: int, start_from_epoch: int = 0):
@@ -74,14 +74,14 @@ def fit(model, x_train, y_train_packed, x_val, y_val_packed, *, n_classes: int, 
     timer = _EpochTimer()
     # Validation accuracy sits near chance for the first epochs on many-class data; stopping there kept a
     # KD student from its first epoch on isl50. Early stopping may act only after a few epochs.
-    stopper = KeepBest(patience, start_from_epoch=min(10, epochs // 3))
+    stopper = KeepBest(patience, start_from_epoch=min(10, epochs // 3)) if early_stopping else None
     keras.utils.set_random_seed(seed)
     history = model.fit(
         x_train, y_train_packed, validation_data=(x_val, y_val_packed), epochs=epochs, batch_size=batch_size,
-        shuffle=True, callbacks=[timer, *([stopper] if early_stopping else []), *callbacks], verbose=verbose,
+        shuffle=True, callbacks=[timer, *([stopper] if stopper else []), *callbacks], verbose=verbose,
     )
     val_acc = history.history["val_accuracy"]
-    best = stopper.best_epoch if early_stopping and stopper.best_epoch is not None else len(val_acc) - 1  # the weights kept
+    best = stopper.best_epoch if stopper else len(val_acc) - 1  # the epoch whose weights the model keeps
     return FitResult(len(val_acc), best + 1, float(val_acc[best]), timer.seconds)
 
 
