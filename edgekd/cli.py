@@ -252,16 +252,17 @@ def _repeats_line(repeats: dict | None) -> str:
 @click.option("--target", type=click.Choice(["x86", "pi", "mcu"]), help="Pick the variant measured best for this kind of CPU (when no variant flag is given), and say why.")
 @click.option("--prune", type=float, metavar="SPARSITY", help="Magnitude-prune kernels to this fraction of zeros (0-0.95), fine-tuned with the run's KD loss.")
 @click.option("--qat", is_flag=True, help="Quantization-aware KD fine-tuning before --int8 conversion.")
+@click.option("--cluster", type=int, metavar="K", help="Share K values per kernel (weight clustering; keeps --prune's zeros), fine-tuned with the run's KD loss; int8 then uses one scale per tensor.")
 @click.option("--low-rank", type=float, metavar="POINTS", help="Factorise Dense and LSTM input kernels by truncated SVD at the smallest rank that costs at most POINTS of validation accuracy, then fine-tune.")
-@click.option("--finetune-epochs", default=10, show_default=True, type=int, help="KD fine-tuning epochs for --prune, --qat and --low-rank.")
+@click.option("--finetune-epochs", default=10, show_default=True, type=int, help="KD fine-tuning epochs for --prune, --cluster, --qat and --low-rank.")
 @click.option("--finetune-seed", type=int, help="Seed of the KD fine-tuning (to see its spread). [default: the run's seed]")
 @click.option("--data", type=click.Path(path_type=Path), help="The run's dataset, if it moved (fine-tuning needs its training windows).")
-def export(run, variant, out, min_agreement, target, prune, qat, low_rank, finetune_epochs, finetune_seed, data):
+def export(run, variant, out, min_agreement, target, prune, qat, cluster, low_rank, finetune_epochs, finetune_seed, data):
     """Convert RUN's distilled student to a TFLite file with its metadata inside, optionally compressed first.
 
     The file is written only if its decisions agree with the Keras model on the run's test windows;
     an int8 model that collapses with the default quantizer is retried with the legacy one.
-    --prune, --qat and --low-rank fine-tune with the distillation loss against the run's teachers."""
+    --prune, --cluster, --qat and --low-rank fine-tune with the distillation loss against the run's teachers."""
     from edgekd.compress.apply import CompressionOptions
     from edgekd.export.targets import TARGETS
 
@@ -272,8 +273,8 @@ def export(run, variant, out, min_agreement, target, prune, qat, low_rank, finet
         click.echo(f"--target {target} would pick {TARGETS[target][0]}; exporting {variant} as asked")
     if variant is None:
         raise UserError("choose a variant: --float32, --float16, --dynamic or --int8 (or --target x86|pi|mcu)")
-    options = CompressionOptions(prune=prune, qat=qat, low_rank=low_rank, finetune_epochs=finetune_epochs, data=data,
-                                 seed=finetune_seed)
+    options = CompressionOptions(prune=prune, qat=qat, cluster=cluster, low_rank=low_rank, finetune_epochs=finetune_epochs,
+                                 data=data, seed=finetune_seed)
     options.check(variant)
     from edgekd.export.export import export_run
 
@@ -284,6 +285,12 @@ def export(run, variant, out, min_agreement, target, prune, qat, low_rank, finet
         per_layer = r.compression["prune"]["per_layer"]
         click.echo(format_table(["kernel", "sparsity"], [[k, v] for k, v in per_layer.items()],
                                 title=f"pruning: asked {prune:.0%}, measured {r.compression['prune']['measured']:.1%} of kernel weights"))
+        click.echo()
+    if r.compression and "cluster" in r.compression:
+        distinct = r.compression["cluster"]["distinct"]
+        click.echo(format_table(["kernel", "distinct values"], [[k, v] for k, v in distinct.items()],
+                                title=f"clustering: at most {cluster} distinct values per kernel"
+                                      + (", the pruned zeros among them" if "prune" in r.compression else "")))
         click.echo()
     click.echo(format_table(
         ["model", "variant", "bytes", "gzip", "agreement", "student_acc", "keras_acc", "tflite_acc", "seconds"],

@@ -68,6 +68,42 @@ def test_qat_after_pruning_keeps_the_zeros_and_covers_the_head(tiny_run, run_and
     assert any(name.startswith("lstm") for name in done["qat"]["calibrated"])
 
 
+def test_cluster_after_pruning_keeps_k_values_and_the_zeros_and_leaves_the_source_untouched(tiny_run, run_and_data):
+    from edgekd.compress.cluster import cluster, distinct_values
+    from edgekd.compress.prune import kernel_sparsity, prune
+
+    pruned = prune(_student(tiny_run), run_and_data[1], 0.5, epochs=2).model
+    before = [w.copy() for w in pruned.get_weights()]
+    result = cluster(pruned, run_and_data[1], 4, epochs=2, preserve_sparsity=True)
+    assert result.distinct == distinct_values(result.model)
+    assert {k.split("/")[1] for k in result.distinct} == {"kernel", "recurrent_kernel"}  # the LSTMs' too
+    assert all(2 <= n <= 4 for n in result.distinct.values()), result.distinct  # zero is one of the four
+    assert all(s >= 0.49 for s in kernel_sparsity(result.model).values())
+    assert all(np.array_equal(a, b) for a, b in zip(before, pruned.get_weights()))
+    assert min(distinct_values(pruned).values()) > 4
+
+
+def test_export_clustered_int8_uses_one_scale_per_kernel_and_shrinks_gzip(tiny_run, exported, tmp_path):
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    out = tmp_path / "clustered-int8.tflite"
+    result = run_cli("export", tiny_run, "--int8", "--prune", "0.5", "--cluster", "4", "--out", out, *FAST)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "clustering: at most 4 distinct values per kernel, the pruned zeros among them" in result.output
+    assert "one scale per weight tensor" in result.output and "int8+prune50+cluster4" in result.output
+    meta = TFLiteModel.load(out).metadata
+    assert meta["compression"]["cluster"]["clusters"] == 4 and max(meta["compression"]["cluster"]["distinct"].values()) <= 4
+    graph = flatbuffer_utils.read_model_from_bytearray(bytearray(out.read_bytes()))
+    int8_weights = [t for t in graph.subgraphs[0].tensors
+                    if t.type == 9 and graph.buffers[t.buffer].data is not None and len(graph.buffers[t.buffer].data)]
+    assert int8_weights and all(len(t.quantization.scale) == 1 for t in int8_weights)
+    assert all(len(np.unique(graph.buffers[t.buffer].data)) <= 4 for t in int8_weights)
+    import gzip
+
+    assert len(gzip.compress(out.read_bytes(), 9)) < 0.8 * len(gzip.compress(exported["int8"].read_bytes(), 9))
+    _runs_without_tensorflow(out)
+
+
 def test_export_pruned_int8_reports_sparsity_and_gzip_and_loads_without_tensorflow(tiny_run, exported, tmp_path):
     out = tmp_path / "pruned-int8.tflite"
     result = run_cli("export", tiny_run, "--int8", "--prune", "0.5", "--out", out, *FAST)
@@ -125,6 +161,9 @@ def test_target_picks_a_variant_and_says_why(tiny_run, tmp_path):
     (["--int8", "--prune", "-0.1"], "--prune -0.1"),
     (["--float32", "--qat"], "--qat trains for full-integer inference and needs --int8"),
     (["--int8", "--finetune-epochs", "0", "--prune", "0.5"], "--finetune-epochs"),
+    (["--int8", "--cluster", "1"], "--cluster 1: the number of distinct values each kernel keeps must lie in [2, 256]"),
+    (["--int8", "--cluster", "300"], "--cluster 300"),
+    (["--int8", "--qat", "--cluster", "16"], "--cluster and --qat cannot be combined"),
 ])
 def test_bad_compression_options(tiny_run, tmp_path, args, fragment):
     assert_user_error(run_cli("export", tiny_run, *args, "--out", tmp_path / "m.tflite"), fragment)

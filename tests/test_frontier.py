@@ -39,6 +39,8 @@ def result(name, gzip_bytes, p50, accuracy=None, variant="int8", run="runs/a", p
     ({"variant": "float32", "compression": {"low_rank": {"fraction": 0.5}}}, "float32+lowrank50"),
     ({"variant": "int8", "compression": {"qat": True, "prune": {"sparsity": 0.5}}}, "int8+prune50+qat"),
     ({"variant": "int8", "compression": {"prune": {"measured": 0.125}, "qat": False}}, "int8+prune12.5"),
+    ({"variant": "int8", "compression": {"cluster": {"clusters": 8}, "prune": {"sparsity": 0.5}}}, "int8+prune50+cluster8"),
+    ({"variant": "float32", "compression": {"cluster": {"clusters": "many"}}}, "float32+cluster"),
     ({"variant": "dynamic", "compression": {"cluster_weights": {"clusters": 16}, "prune": "odd"}}, "dynamic+prune+clusterweights"),
     ({"variant": "float16", "compression": ["not", "a", "dict"]}, "float16"),
     ({}, "unknown"),

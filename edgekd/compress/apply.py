@@ -1,7 +1,8 @@
-"""The compression steps export applies before conversion, in order: low-rank -> pruning -> QAT.
+"""The compression steps export applies before conversion, in order: low-rank -> pruning -> clustering -> QAT.
 
-Each step fine-tunes with the run's distillation loss. Pruned zeros survive the later steps: QAT fine-tuning
-re-applies the pruning masks after every step (tfmot's own prune-preserving QAT needs layers it supports).
+Each step fine-tunes with the run's distillation loss. Pruned zeros survive the later steps: clustering keeps
+them as a cluster of their own, and QAT fine-tuning re-applies the pruning masks after every step (tfmot's own
+prune-preserving QAT needs layers it supports).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from edgekd.errors import UserError
 
+MAX_CLUSTERS = 256  # int8 has 256 levels: more clusters cannot be told apart after quantization
 MAX_SPARSITY = 0.95  # higher leaves a handful of weights per kernel; RESULTS.md shows accuracy gone well before
 
 
@@ -17,6 +19,7 @@ MAX_SPARSITY = 0.95  # higher leaves a handful of weights per kernel; RESULTS.md
 class CompressionOptions:
     prune: float | None = None  # target sparsity of the kernels, in [0, MAX_SPARSITY]
     qat: bool = False
+    cluster: int | None = None  # distinct values each kernel keeps
     low_rank: float | None = None  # accuracy points the factorisation may cost on validation, after fine-tuning
     finetune_epochs: int = 10
     data: str | Path | None = None  # the run's dataset, if it moved
@@ -24,7 +27,7 @@ class CompressionOptions:
 
     @property
     def any(self) -> bool:
-        return self.prune is not None or self.qat or self.low_rank is not None
+        return self.prune is not None or self.qat or self.low_rank is not None or self.cluster is not None
 
     def check(self, variant: str) -> None:
         """Before TensorFlow is imported: a bad option fails at once."""
@@ -33,6 +36,12 @@ class CompressionOptions:
                             f"lie in [0, {MAX_SPARSITY}], e.g. --prune 0.5")
         if self.qat and variant != "int8":
             raise UserError("--qat trains for full-integer inference and needs --int8 (e.g. export RUN --qat --int8)")
+        if self.cluster is not None and not 2 <= self.cluster <= MAX_CLUSTERS:
+            raise UserError(f"--cluster {self.cluster}: the number of distinct values each kernel keeps must lie in "
+                            f"[2, {MAX_CLUSTERS}] (int8 has {MAX_CLUSTERS} levels), e.g. --cluster 16")
+        if self.cluster is not None and self.qat:
+            raise UserError("--cluster and --qat cannot be combined: quantization-aware fine-tuning moves the weights off "
+                            "their shared values; export --cluster K --int8 (post-training int8 keeps them)")
         if self.low_rank is not None and not 0.0 <= self.low_rank <= 100.0:
             raise UserError(f"--low-rank {self.low_rank:g}: give the accuracy points the factorisation may cost, "
                             f"in [0, 100], e.g. --low-rank 1")
@@ -65,6 +74,15 @@ def compress(student, run_dir: Path, run: dict, options: CompressionOptions, log
         done["prune"] = {"sparsity": options.prune, "measured": round(result.sparsity, 4),
                          "per_layer": {k: round(v, 4) for k, v in result.per_layer.items()},
                          "val_accuracy": result.val_accuracy}
+    if options.cluster is not None:
+        from edgekd.compress.cluster import cluster
+
+        log(f"clustering each kernel to {options.cluster} shared values over {options.finetune_epochs} KD fine-tuning "
+            f"epochs" + (", keeping the pruned zeros" if masks else ""))
+        result = cluster(model, data, options.cluster, options.finetune_epochs, preserve_sparsity=masks is not None,
+                         seed=seed)
+        model = result.model
+        done["cluster"] = {"clusters": options.cluster, "distinct": result.distinct, "val_accuracy": result.val_accuracy}
     if options.qat:
         from edgekd.compress.prune import KeepZeros
         from edgekd.compress.qat import quantization_aware

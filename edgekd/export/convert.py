@@ -16,7 +16,10 @@ VARIANTS = ("float32", "float16", "dynamic", "int8")
 INT8_QUANTIZERS = ("mlir", "legacy")
 
 
-def convert(model, variant: str, representative: np.ndarray | None = None, quantizer: str = "mlir") -> bytes:
+def convert(model, variant: str, representative: np.ndarray | None = None, quantizer: str = "mlir",
+            per_channel: bool = True) -> bytes:
+    """`per_channel=False`: one quantization scale per weight tensor instead of one per output channel (for
+    clustered kernels, whose K shared values stay K int8 values only under a single scale)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}")
     _, window_len, channels = model.input_shape
@@ -26,6 +29,8 @@ def convert(model, variant: str, representative: np.ndarray | None = None, quant
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # no Flex ops: LiteRT cannot run them
     if variant != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    # The converter's only switch for this is private; measured with TF 2.21 (benchmarks/frontier.py, cluster rows).
+    converter._experimental_disable_per_channel = not per_channel
     if variant == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if variant == "int8":

@@ -85,8 +85,12 @@ def export_run(run_dir: str | Path, variant: str, out: str | Path, min_agreement
         student, done = compressed.model, compressed.done
     metadata_for = lambda quantizer, done: _metadata(run, report, run_dir, variant, quantizer, done, student)  # noqa: E731
     tried = {}
+    per_channel = not (done and "cluster" in done)
+    if not per_channel and variant in ("dynamic", "int8"):
+        log("quantizing with one scale per weight tensor: per-channel scales would turn each kernel's shared values "
+            "into as many per output channel")
     best = convert_checked(student, variant, representative, test_x, threshold, out, lambda q: metadata_for(q, done),
-                            tried, log)
+                            tried, log, per_channel=per_channel)
     if compressed is not None and compressed.before_qat is not None and best is not None:
         best, done = _qat_or_post_training(best, compressed, representative, test_x, threshold, out,
                                            lambda q, d: _metadata(run, report, run_dir, variant, q, d, compressed.before_qat),
@@ -123,14 +127,14 @@ class _Conversion:
 
 
 def convert_checked(model, variant: str, representative, test_x, threshold: float, out: Path, metadata_for, tried: dict,
-                     log) -> _Conversion | None:
+                     log, per_channel: bool = True) -> _Conversion | None:
     """The conversion that agrees best with `model` (int8: the MLIR quantizer, then the legacy one if needed)."""
     keras_logits = model(test_x, training=False).numpy()
     best = None
     for quantizer in INT8_QUANTIZERS if variant == "int8" else (None,):
         log(f"converting to {variant}" + (f" with the {quantizer} quantizer" if quantizer else ""))
         try:
-            flat = convert(model, variant, representative, quantizer or "mlir")
+            flat = convert(model, variant, representative, quantizer or "mlir", per_channel=per_channel)
         except Exception as e:  # noqa: BLE001 - the converter raises many types; the other quantizer may succeed
             tried[quantizer or variant] = 0.0
             log(f"  the converter failed: {str(e).strip().splitlines()[-1][:200]}")

@@ -150,11 +150,12 @@ class _Reader:
 
 
 # Compression techniques in the order a label names them; keys not listed here follow in their own order.
-_COMPRESSION_ORDER = ("prune", "low_rank", "qat")
+_COMPRESSION_ORDER = ("prune", "low_rank", "cluster", "qat")
 
 
 def model_label(metadata: dict | None) -> str:
-    """A short name of how a model was made: "int8", "int8+prune50", "float32+lowrank50", "int8+prune50+qat".
+    """A short name of how a model was made: "int8", "int8+prune50", "float32+lowrank50", "int8+prune50+qat",
+    "int8+prune50+cluster16".
 
     Reads the "variant" and the optional "compression" dict of edgekd's metadata. Metadata written by
     another edgekd version may hold techniques or shapes this one does not know: they become their key
@@ -177,6 +178,9 @@ def _compression_tag(key: str, value) -> str | None:
         return "prune" + _percent(value, "sparsity", "measured")
     if key == "low_rank":
         return "lowrank" + _percent(value, "fraction")
+    if key == "cluster":
+        clusters = value.get("clusters") if isinstance(value, dict) else value
+        return "cluster" + (str(clusters) if isinstance(clusters, int) and not isinstance(clusters, bool) else "")
     return str(key).replace("_", "")
 
 
