@@ -160,9 +160,9 @@ def markdown(records: list[dict]) -> str:
         run = run.relative_to(HERE.parent) if run.is_relative_to(HERE.parent) else run
         reuse = "" if run == (OUT / "frontier" / _slug(rec["case"]) / "run").relative_to(HERE.parent) else f' --run "{rec["case"]}={run}"'
         lines += [f"### {rec['case']}", "",
-                  f"Command: `.venv/bin/python benchmarks/frontier.py --only {rec['case'].split()[0]}{reuse}` "
-                  f"(a reused run is the spine benchmark's run of the same case). "
-                  f"Run `{run}`, "
+                  f"Command: `.venv/bin/python benchmarks/frontier.py --only {rec['case'].split()[0]}{reuse}`"
+                  + (" (a reused run is the spine benchmark's run of the same case). " if reuse else ". ")
+                  + f"Run `{run}`, "
                   f"Keras student {100 * rec['keras_student_accuracy']:.1f}%; {rec['runtime']}; measured {rec['measured_at']}. "
                   f"Plot: `benchmarks/figures/frontier-{_slug(rec['case'])}.png`.", "",
                   "| model | accuracy % | agreement % | bytes | gzip | p50 ms | p99 ms | peak KB | pareto |",
