@@ -65,7 +65,7 @@ def test_export_refuses_a_collapsed_int8_model_after_trying_both_quantizers(tiny
 
     tried = []
 
-    def collapsed_convert(model, variant, representative=None, quantizer="mlir"):
+    def collapsed_convert(model, variant, representative=None, quantizer="mlir", **options):
         tried.append(quantizer)
         from edgekd._tf import keras
 
@@ -73,7 +73,7 @@ def test_export_refuses_a_collapsed_int8_model_after_trying_both_quantizers(tiny
         weights = model.get_weights()
         weights[-1] = weights[-1] + np.eye(len(weights[-1]), dtype=np.float32)[0] * 1000.0  # logit bias: always class 0
         one_class.set_weights(weights)
-        return real_convert(one_class, variant, representative, quantizer)
+        return real_convert(one_class, variant, representative, quantizer, **options)
 
     monkeypatch.setattr(export_module, "convert", collapsed_convert)
     out = tmp_path / "never.tflite"
