@@ -98,8 +98,9 @@ def test_export_clustered_int8_uses_one_scale_per_kernel_and_shrinks_gzip(tiny_r
     meta = TFLiteModel.load(out).metadata
     assert meta["compression"]["cluster"]["clusters"] == 4 and max(meta["compression"]["cluster"]["distinct"].values()) <= 4
     graph = flatbuffer_utils.read_model_from_bytearray(bytearray(out.read_bytes()))
+    int8 = 9  # schema TensorType.INT8
     int8_weights = [t for t in graph.subgraphs[0].tensors
-                    if t.type == 9 and graph.buffers[t.buffer].data is not None and len(graph.buffers[t.buffer].data)]
+                    if t.type == int8 and graph.buffers[t.buffer].data is not None and len(graph.buffers[t.buffer].data)]
     assert int8_weights and all(len(t.quantization.scale) == 1 for t in int8_weights)
     assert all(len(np.unique(graph.buffers[t.buffer].data)) <= 4 for t in int8_weights)
     import gzip
