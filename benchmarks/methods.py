@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import sys
 import tempfile
@@ -32,7 +33,7 @@ from edgekd.distill.replay import RunTeacher, load_run_data
 from edgekd.distill.run import REPRESENTATIVE_WINDOWS, DistillConfig, kd_objective, load_run, student_targets
 from edgekd.io import write_json_atomic
 from edgekd.models.classical import evaluate, fit_baselines, time_domain_features
-from results_md import write_section
+from results_md import RESULTS, marked_sections, write_section
 
 SAVED = OUT / "methods"
 CASE_NAMES = ("myo5 test rep 2", "isl50 synthetic, test subject s5")
@@ -56,6 +57,9 @@ CASE_METHODS = {
     "myo5 test rep 2": list(METHODS),  # about 20 s per student
     "isl50 synthetic, test subject s5": ["scratch", "mean kl", "weighted kl", "mean mse", "multi-head kl", "mean hint"],
 }
+# Students other than the run's (edge-conv), each trained by these methods: on isl50 a teacher-sized student
+# distilled to the ensemble's accuracy in one run (README), so the sweep measures the size axis over seeds.
+OTHER_STUDENTS = {"isl50 synthetic, test subject s5": {"conv-teacher": ["scratch", "mean kl"]}}
 # The run's own teachers are "bootstrap". myo5 has one sEMG stream, so no modality experts there; isl50's
 # sEMG, accelerometer and gyroscope experts are its only other source (each isl50 teacher set costs ~15 minutes).
 OTHER_TEACHERS = {"myo5 test rep 2": ["seeds", "subsets", "snapshots"], "isl50 synthetic, test subject s5": ["modalities"]}
@@ -79,8 +83,10 @@ class Sweep:
     def save(self) -> None:
         write_json_atomic(self.record_path, self.record)
 
-    def done(self, method: str, teachers: str, seed: int) -> bool:
-        return any(s["method"] == method and s["teachers"] == teachers and s["seed"] == seed for s in self.record["students"])
+    def done(self, method: str, teachers: str, seed: int, student: str | None = None) -> bool:
+        student = student or self.cfg.student
+        return any(s["method"] == method and s["teachers"] == teachers and s["seed"] == seed
+                   and s.get("student", self.cfg.student) == student for s in self.record["students"])
 
     def baselines(self) -> None:
         parts = self.data.parts
@@ -124,14 +130,16 @@ class Sweep:
         return dict(n_classes=self.data.n_classes, temperature=cfg.temperature, epochs=cfg.epochs, batch_size=cfg.batch_size,
                     patience=cfg.patience, learning_rate=cfg.learning_rate, verbose=0)
 
-    def student(self, method: str, teachers: str, seed: int) -> None:
+    def student(self, method: str, teachers: str, seed: int, student: str | None = None) -> None:
+        """`student`: a preset other than the run's."""
         from edgekd.distill.student import Objective, train_student
+        from edgekd.models.build import count_params
         from edgekd.models.presets import load_preset
 
         if method == "selector":
             return self.selector_system(teachers, seed)
         fusion, loss, alpha = METHODS[method]
-        cfg = DistillConfig(**{**self.cfg.__dict__, "fusion": fusion, "loss": loss})
+        cfg = DistillConfig(**{**self.cfg.__dict__, "fusion": fusion, "loss": loss, "student": student or self.cfg.student})
         teacher_models, teacher_logits = self.teacher_sets[teachers]
         parts = self.data.parts
         targets = distillation_targets({p: teacher_logits[p] for p in ("train", "val")}, parts["val"].y, fusion, loss, cfg.temperature)
@@ -145,11 +153,12 @@ class Sweep:
                                       alpha=cfg.alpha if alpha is None else alpha, seed=seed, name=kind,
                                       fit_args={**self._fit_args(), "kd_term": "mse" if loss == "mse" else "kl"})
         train_s = time.perf_counter() - started
-        entry = {"method": method, "teachers": teachers, "seed": seed, "val_accuracy": fitted.best_val_accuracy,
-                 "epochs": fitted.epochs_run, "train_s": round(train_s, 1), **self._test(model)}
+        entry = {"method": method, "teachers": teachers, "student": cfg.student, "params": count_params(model), "seed": seed,
+                 "val_accuracy": fitted.best_val_accuracy, "val_log_loss": self._val_log_loss(model), "epochs": fitted.epochs_run, "train_s": round(train_s, 1),
+                 **self._test(model)}
         self.record["students"].append(entry)
         self.save()
-        print(f"  {method:<16} teachers {teachers:<9} seed {seed}: val {entry['val_accuracy']:.3f} test "
+        print(f"  {method:<16} teachers {teachers:<9} {cfg.student} seed {seed}: val {entry['val_accuracy']:.3f} test "
               f"{entry['test_accuracy']:.3f} int8 {entry['int8_test_accuracy']:.3f} ({train_s:.0f} s)", flush=True)
 
     def selector_system(self, teachers: str, seed: int) -> None:
@@ -178,14 +187,27 @@ class Sweep:
         train_s = time.perf_counter() - started
         reports = {part: system_report(logits[part], predict_logits(fitted.model, parts[part].x), parts[part].y, list(SELECTOR_STUDENTS),
                                        [count_params(s) for s in students], count_params(fitted.model)) for part in ("val", "test")}
-        entry = {"method": "selector", "teachers": teachers, "seed": seed, "val_accuracy": reports["val"]["system"],
-                 "epochs": fitted.epochs_run, "train_s": round(train_s, 1), "system": reports["test"],
-                 **self._test(system_model(students, fitted.model))}
+        system = system_model(students, fitted.model)
+        entry = {"method": "selector", "teachers": teachers, "student": "+".join(SELECTOR_STUDENTS),
+                 "params": reports["test"]["params"]["system"], "seed": seed, "val_accuracy": reports["val"]["system"],
+                 "val_log_loss": self._val_log_loss(system), "epochs": fitted.epochs_run, "train_s": round(train_s, 1), "system": reports["test"],
+                 **self._test(system)}
         self.record["students"].append(entry)
         self.save()
         print(f"  selector         teachers {teachers:<9} seed {seed}: val {entry['val_accuracy']:.3f} test "
               f"{entry['test_accuracy']:.3f} int8 {entry['int8_test_accuracy']} students {reports['test']['students']} "
               f"oracle {reports['test']['oracle']:.3f} ({train_s:.0f} s)", flush=True)
+
+    def _val_log_loss(self, model) -> float:
+        """Mean cross-entropy of the model's logits on the validation labels: it ranks students whose validation
+        accuracy ties (on myo5 most methods reach 100%)."""
+        from scipy.special import log_softmax
+
+        from edgekd.distill.train import predict_logits
+
+        val = self.data.parts["val"]
+        log_p = log_softmax(predict_logits(model, val.x).astype(np.float64), axis=1)
+        return float(-np.mean(log_p[np.arange(len(val.y)), val.y]))
 
     def _test(self, model) -> dict:
         """Keras and int8 test accuracy; int8 converted as `edgekd export --int8` converts (MLIR, then legacy)."""
@@ -204,15 +226,16 @@ class Sweep:
 
 
 def summarise(record: dict) -> list[dict]:
-    """One row per (teachers, method): mean, sd, min and max over seeds of val, test and int8 test accuracy."""
-    groups: dict[tuple[str, str], list[dict]] = {}
+    """One row per (teachers, student, method): mean, sd, min and max over seeds of val, test and int8 test accuracy."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
     for s in record["students"]:
-        groups.setdefault((s["teachers"], s["method"]), []).append(s)
+        groups.setdefault((s["teachers"], s.get("student", record["config"]["student"]), s["method"]), []).append(s)
     rows = []
-    for (teachers, method), entries in groups.items():
-        row = {"teachers": teachers, "method": method, "seeds": len(entries)}
-        for key in ("val_accuracy", "test_accuracy", "int8_test_accuracy"):
-            values = np.array([e[key] for e in entries if e[key] is not None], dtype=float)
+    for (teachers, student, method), entries in groups.items():
+        row = {"teachers": teachers, "student": student, "method": method, "seeds": len(entries),
+               "params": entries[0].get("params")}
+        for key in ("val_accuracy", "val_log_loss", "test_accuracy", "int8_test_accuracy"):
+            values = np.array([e[key] for e in entries if e.get(key) is not None], dtype=float)
             row[key] = {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
                         "min": float(values.min()), "max": float(values.max())} if len(values) else None
         row["train_s"] = float(np.median([e["train_s"] for e in entries]))
@@ -224,13 +247,19 @@ def _pct(stats: dict | None) -> str:
     return "-" if stats is None else f"{100 * stats['mean']:.1f} ± {100 * stats['sd']:.1f}"
 
 
-def markdown(records: list[dict], seconds: dict[str, float]) -> str:
+def markdown(records: list[dict], seconds: dict[str, float], kept: dict[str, str] | None = None) -> str:
+    """`kept`: case name -> its subsection as RESULTS.md has it, for cases whose saved numbers are not on this machine."""
     lines = ["## Distillation methods (`.venv/bin/python benchmarks/methods.py`)", "",
              "Every student of a case distils from the same teachers (one `edgekd distill` run) on the same held-out data; "
              "the spread (± sample sd, and the range) is over student seeds. int8: converted as `edgekd export --int8` does. "
-             "A method beats scratch only if its worst seed beats scratch's best. The best method is chosen by mean "
-             "validation accuracy, not by test.", ""]
-    for rec in records:
+             "A method beats scratch only if its worst seed beats scratch's best. The best method is chosen on validation, "
+             "not on test: the highest mean validation accuracy, ties broken by the lower mean validation log-loss.", ""]
+    by_case = {rec["case"]: rec for rec in records}
+    for name in CASE_NAMES:
+        if name not in by_case:
+            lines += [(kept or {}).get(name, "")] if (kept or {}).get(name) else []
+            continue
+        rec = by_case[name]
         rows = summarise(rec)
         base = rec["baselines_test_accuracy"]
         lines += [f"### {rec['case']}", "",
@@ -245,12 +274,15 @@ def markdown(records: list[dict], seconds: dict[str, float]) -> str:
         for source, info in rec.get("other_teachers", {}).items():
             lines.append(f"- teachers from {source}: {' / '.join(f'{100 * a:.1f}' for a in info['test_accuracy'])} "
                          f"(trained in {info['train_s']:.0f} s)")
-        lines += ["", "| teachers | method | seeds | val % | test % | test range | int8 test % | vs scratch | train s |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        scratch = next((r for r in rows if r["method"] == "scratch"), None)
+        lines += ["", "| teachers | student | params | method | seeds | val % | val log-loss | test % | test range | int8 test % "
+                      "| vs scratch | train s |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
+            scratch = next((s for s in rows if s["method"] == "scratch" and s["student"] == r["student"]), None)
             t = r["test_accuracy"]
-            lines.append(f"| {r['teachers']} | {r['method']} | {r['seeds']} | {_pct(r['val_accuracy'])} | {_pct(t)} | "
+            val_loss = "-" if r["val_log_loss"] is None else f"{r['val_log_loss']['mean']:.3g}"
+            params = "-" if r["params"] is None else f"{r['params']:,}"
+            lines.append(f"| {r['teachers']} | {r['student']} | {params} | {r['method']} | {r['seeds']} | {_pct(r['val_accuracy'])} | {val_loss} | {_pct(t)} | "
                          f"{100 * t['min']:.1f}–{100 * t['max']:.1f} | {_pct(r['int8_test_accuracy'])} | "
                          f"{_versus(r, scratch)} | {r['train_s']:.0f} |")
         lines += _selector_lines(rec)
@@ -284,15 +316,17 @@ def targets(rec: dict, rows: list[dict]) -> list[str]:
     kd = [r for r in rows if r["method"] != "scratch" and r["int8_test_accuracy"] is not None]
     if not kd:
         return ["no KD student yet"]
-    best = max(kd, key=lambda r: r["val_accuracy"]["mean"])
+    # As KeepBest chooses epochs: higher mean validation accuracy, then lower mean validation log-loss.
+    loss = lambda r: r["val_log_loss"]["mean"] if r.get("val_log_loss") else float("inf")  # noqa: E731
+    best = max(kd, key=lambda r: (r["val_accuracy"]["mean"], -loss(r)))
     tied = [r for r in kd if r is not best and r["val_accuracy"]["mean"] == best["val_accuracy"]["mean"]]
     int8 = best["int8_test_accuracy"]["mean"]
     ensemble, classical = rec["ensemble_test_accuracy"], max(rec["baselines_test_accuracy"].values())
     met = lambda ok: "met" if ok else "NOT met"  # noqa: E731
-    return [f"best KD method by validation: {best['method']} (teachers {best['teachers']}), int8 test "
+    return [f"best KD student by validation: {best['method']} (teachers {best['teachers']}, student {best['student']}), int8 test "
             f"{100 * int8:.1f}% (mean of {best['seeds']} seeds)"
-            + (f"; validation cannot choose: {len(tied)} others tie at {100 * best['val_accuracy']['mean']:.1f}%, the first "
-               f"listed is taken" if tied else ""),
+            + (f"; {len(tied)} others tie at {100 * best['val_accuracy']['mean']:.1f}% validation accuracy, and its "
+               f"validation log-loss ({loss(best):.3g}) is the lowest of them" if tied else ""),
             f"within 1 point of the teacher ensemble ({100 * ensemble:.1f}%): {100 * (int8 - ensemble):+.1f} points, "
             f"{met(int8 >= ensemble - 0.01)}",
             f"not below the best classical baseline ({100 * classical:.1f}%): {100 * (int8 - classical):+.1f} points, "
@@ -322,6 +356,11 @@ def main() -> None:
                 for method in methods:
                     if not sweep.done(method, "bootstrap", seed):
                         sweep.student(method, "bootstrap", seed)
+            for student, student_methods in OTHER_STUDENTS.get(case.name, {}).items() if not args.methods else []:
+                for seed in sweep.seeds:
+                    for method in student_methods:
+                        if not sweep.done(method, "bootstrap", seed, student):
+                            sweep.student(method, "bootstrap", seed, student)
             for source in OTHER_TEACHERS.get(case.name, []) if not args.methods else []:
                 if all(sweep.done("mean kl", source, seed) for seed in sweep.seeds):
                     continue
@@ -333,8 +372,24 @@ def main() -> None:
             sweep.record.setdefault("sweep_s", {})[time.strftime("%Y-%m-%d %H:%M")] = round(seconds[case.name])
             sweep.save()
     records = [json.loads((SAVED / f"{_slug(n)}.json").read_text()) for n in CASE_NAMES if (SAVED / f"{_slug(n)}.json").exists()]
-    write_section("METHODS", markdown(records, seconds))
-    print(markdown(records, seconds))
+    kept = {n: previous_subsection(n) for n in CASE_NAMES if not (SAVED / f"{_slug(n)}.json").exists()}
+    text = markdown(records, seconds, {n: t for n, t in kept.items() if t})
+    write_section("METHODS", text)
+    print(text)
+
+
+def previous_subsection(case_name: str) -> str | None:
+    """The case's subsection of RESULTS.md's METHODS section, marked as kept: sweeping one case must not erase
+    another case's numbers when that case's saved results (benchmarks/out, not in git) are not on this machine."""
+    sections = [m for m in marked_sections(RESULTS.read_text()) if m.startswith("<!-- METHODS BEGIN -->")] if RESULTS.exists() else []
+    if not sections:
+        return None
+    found = re.search(rf"^### {re.escape(case_name)}\n.*?(?=^### |<!-- METHODS END -->)", sections[0], re.S | re.M)
+    if not found:
+        return None
+    text = found.group(0).rstrip()
+    note = "(Kept from an earlier sweep whose saved results are not on this machine; the command above made them.)"
+    return text if note in text else f"{text}\n\n{note}"
 
 
 if __name__ == "__main__":
