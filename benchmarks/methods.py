@@ -352,15 +352,13 @@ def main() -> None:
             sweep.baselines()
             sweep.record["command"] = shlex.join([".venv/bin/python", "benchmarks/methods.py", *sys.argv[1:]])
             methods = args.methods.split(",") if args.methods else CASE_METHODS[case.name]
+            # --methods filters the other students' methods too
+            jobs = [(None, m) for m in methods] + [(student, m) for student, listed in OTHER_STUDENTS.get(case.name, {}).items()
+                                                   for m in listed if m in methods]
             for seed in sweep.seeds:  # seed-major: an interrupted sweep still has every method at some seeds
-                for method in methods:
-                    if not sweep.done(method, "bootstrap", seed):
-                        sweep.student(method, "bootstrap", seed)
-            for student, student_methods in OTHER_STUDENTS.get(case.name, {}).items() if not args.methods else []:
-                for seed in sweep.seeds:
-                    for method in student_methods:
-                        if not sweep.done(method, "bootstrap", seed, student):
-                            sweep.student(method, "bootstrap", seed, student)
+                for student, method in jobs:
+                    if not sweep.done(method, "bootstrap", seed, student):
+                        sweep.student(method, "bootstrap", seed, student)
             for source in OTHER_TEACHERS.get(case.name, []) if not args.methods else []:
                 if all(sweep.done("mean kl", source, seed) for seed in sweep.seeds):
                     continue
