@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/stream.py
 	$(BIN)/python benchmarks/frontier.py
 	$(BIN)/python benchmarks/methods.py
+	$(BIN)/python benchmarks/loso.py
 	$(BIN)/python benchmarks/kernels.py
 
 # The device profile on emulated 64-bit ARM Debian (Raspberry Pi OS's base): builds a bookworm arm64 root file

@@ -1,0 +1,101 @@
+"""Leave-one-subject-out on isl50: every subject held out once, the int8 student against the ensemble and LDA.
+
+    .venv/bin/python benchmarks/loso.py          # about an hour on 2 cores; finished folds are reused
+
+One held-out subject is one number: in the spine's isl50 run, LDA on time-domain features scores 62.7% on its test
+subject s5, above the teacher ensemble, and 48.0% on its validation subject s4, below every network. This runs
+`edgekd distill --cv loso` with spine.py's isl50 settings (benchmarks/out/loso/, folds reused when finished),
+exports every fold's KD student with `edgekd export --int8` and measures it on that fold's held-out subject with
+`edgekd bench`'s accuracy, then writes the LOSO section of benchmarks/RESULTS.md: one row per held-out subject,
+the mean ± sample sd over subjects, and issue 3's targets judged on the means.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from spine import OUT, _slug, cases  # noqa: F401  (sys.path set up by spine)
+
+from edgekd.distill.cv import cross_validate
+from edgekd.distill.run import DistillConfig
+from edgekd.export.export import export_run
+from edgekd.io import write_json_atomic
+from edgekd.runtime.bench import bench_model
+from results_md import write_section
+
+CASE = "isl50 synthetic, test subject s5"  # spine's isl50 case; --cv replaces its split
+FOLDER = OUT / "loso" / "isl50-synthetic"
+# (report key, column title); int8 is measured here, the others come from each fold's report.json
+COLUMNS = (("teachers", "teachers (mean)"), ("ensemble", "ensemble"), ("student_scratch", "scratch"),
+           ("student_kd", "KD student"), ("int8", "KD student int8"), ("lda", "LDA"), ("random_forest", "random forest"))
+
+
+def measure() -> dict:
+    case = next(c for c in cases("isl50") if c.name == CASE)
+    options = dict(case.options)
+    repo = Path(__file__).resolve().parents[1]
+    command = ["edgekd", "distill", os.path.relpath(case.dataset, repo), "--out", os.path.relpath(FOLDER / "run", repo),
+               "--cv", "loso", *[f"--{k.replace('_', '-')} {v:g}" for k, v in options.items()]]
+    started = time.perf_counter()
+    report = cross_validate(DistillConfig(dataset=case.dataset, out=str(FOLDER / "run"), verbose=0, **options))
+    for fold in report["folds"]:
+        exported = export_run(fold["run"], "int8", FOLDER / f"student-int8-{fold['subject']}.tflite", log=lambda m: None)
+        measured = bench_model(exported.path, data=case.dataset, runs=20, warmup=5, measure_memory=False)
+        fold["test_accuracy"]["int8"] = measured.accuracy
+        fold["int8_bytes"] = exported.bytes
+        print(f"{fold['subject']}: {json.dumps({k: round(v, 4) for k, v in fold['test_accuracy'].items()})}", flush=True)
+    result = {"command": " ".join(command), "folds": report["folds"], "config": report["config"],
+              "seconds": round(time.perf_counter() - started), "measured_at": time.strftime("%Y-%m-%d %H:%M")}
+    write_json_atomic(FOLDER / "loso.json", result)
+    return result
+
+
+def _stats(values: list[float]) -> tuple[float, float]:
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def markdown(result: dict) -> str:
+    folds = result["folds"]
+    lines = ["## Leave-one-subject-out on isl50 (`.venv/bin/python benchmarks/loso.py`)", "",
+             f"Command: `{result['command']}` (spine.py's isl50 settings; each fold tests on one subject and validates on "
+             f"the next), then `edgekd export RUN/fold-SUBJECT --int8` and its accuracy under `edgekd bench --data`. "
+             f"One student seed per fold; measured {result['measured_at']}.", "",
+             "| test subject | validated on | " + " | ".join(title for _, title in COLUMNS) + " |",
+             "|---|---|" + "---|" * len(COLUMNS)]
+    for f in folds:
+        lines.append(f"| {f['subject']} | {f['val_on']} | " + " | ".join(f"{100 * f['test_accuracy'][k]:.1f}" for k, _ in COLUMNS) + " |")
+    means = {k: _stats([f["test_accuracy"][k] for f in folds]) for k, _ in COLUMNS}
+    lines.append("| mean ± sd | | " + " | ".join(f"{100 * m:.1f} ± {100 * s:.1f}" for m, s in means.values()) + " |")
+    int8, ensemble = means["int8"][0], means["ensemble"][0]
+    classical_name = max(("lda", "random_forest"), key=lambda k: means[k][0])
+    classical = means[classical_name][0]
+    above = sum(f["test_accuracy"]["int8"] >= f["test_accuracy"][classical_name] for f in folds)
+    ensemble_above = sum(f["test_accuracy"]["ensemble"] >= f["test_accuracy"][classical_name] for f in folds)
+    met = lambda ok: "met" if ok else "NOT met"  # noqa: E731
+    lines += ["", "Targets (issue 3), on the mean over held-out subjects:", "",
+              f"- int8 KD student within 1 point of the teacher ensemble ({100 * ensemble:.1f}%): "
+              f"{100 * (int8 - ensemble):+.1f} points, {met(int8 >= ensemble - 0.01)}",
+              f"- not below the best classical baseline ({classical_name.replace('_', ' ')}, {100 * classical:.1f}%): "
+              f"{100 * (int8 - classical):+.1f} points, {met(int8 >= classical)}; the int8 student is at or above it on "
+              f"{above} of {len(folds)} subjects",
+              f"- for comparison, the teacher ensemble against {classical_name.replace('_', ' ')}: {100 * (ensemble - classical):+.1f} "
+              f"points, at or above it on {ensemble_above} of {len(folds)} subjects", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--report-only", action="store_true", help="rebuild the section from the saved loso.json")
+    args = parser.parse_args()
+    result = json.loads((FOLDER / "loso.json").read_text()) if args.report_only else measure()
+    text = markdown(result)
+    write_section("LOSO", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
