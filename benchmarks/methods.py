@@ -12,7 +12,9 @@ a student distilled from each. Results are saved after every student (benchmarks
 an interrupted sweep resumes; the METHODS section of benchmarks/RESULTS.md is rebuilt from them.
 
 The spread is over student seeds: every method of a case distils from the same teachers, so the comparison
-between methods is paired, and a method "beats scratch" only if its worst seed beats scratch's best seed.
+between methods is paired, and a method "beats scratch" only if its worst seed beats scratch's best seed. On isl50
+a second student preset (OTHER_STUDENTS: the teacher's shape) trains by scratch and mean kl too: the size axis.
+The best student is chosen on validation (accuracy, then log-loss), never on test.
 """
 from __future__ import annotations
 
@@ -154,8 +156,8 @@ class Sweep:
                                       fit_args={**self._fit_args(), "kd_term": "mse" if loss == "mse" else "kl"})
         train_s = time.perf_counter() - started
         entry = {"method": method, "teachers": teachers, "student": cfg.student, "params": count_params(model), "seed": seed,
-                 "val_accuracy": fitted.best_val_accuracy, "val_log_loss": self._val_log_loss(model), "epochs": fitted.epochs_run, "train_s": round(train_s, 1),
-                 **self._test(model)}
+                 "val_accuracy": fitted.best_val_accuracy, "val_log_loss": self._val_log_loss(model),
+                 "epochs": fitted.epochs_run, "train_s": round(train_s, 1), **self._test(model)}
         self.record["students"].append(entry)
         self.save()
         print(f"  {method:<16} teachers {teachers:<9} {cfg.student} seed {seed}: val {entry['val_accuracy']:.3f} test "
@@ -190,8 +192,8 @@ class Sweep:
         system = system_model(students, fitted.model)
         entry = {"method": "selector", "teachers": teachers, "student": "+".join(SELECTOR_STUDENTS),
                  "params": reports["test"]["params"]["system"], "seed": seed, "val_accuracy": reports["val"]["system"],
-                 "val_log_loss": self._val_log_loss(system), "epochs": fitted.epochs_run, "train_s": round(train_s, 1), "system": reports["test"],
-                 **self._test(system)}
+                 "val_log_loss": self._val_log_loss(system), "epochs": fitted.epochs_run, "train_s": round(train_s, 1),
+                 "system": reports["test"], **self._test(system)}
         self.record["students"].append(entry)
         self.save()
         print(f"  selector         teachers {teachers:<9} seed {seed}: val {entry['val_accuracy']:.3f} test "
@@ -254,20 +256,22 @@ def markdown(records: list[dict], seconds: dict[str, float], kept: dict[str, str
              "the spread (± sample sd, and the range) is over student seeds. int8: converted as `edgekd export --int8` does. "
              "A method beats scratch only if its worst seed beats scratch's best. The best method is chosen on validation, "
              "not on test: the highest mean validation accuracy, ties broken by the lower mean validation log-loss.", ""]
-    by_case = {rec["case"]: rec for rec in records}
+    by_case, kept = {rec["case"]: rec for rec in records}, kept or {}
     for name in CASE_NAMES:
         if name not in by_case:
-            lines += [(kept or {}).get(name, "")] if (kept or {}).get(name) else []
+            lines += [kept[name]] if name in kept else []
             continue
         rec = by_case[name]
         rows = summarise(rec)
         base = rec["baselines_test_accuracy"]
+        # this invocation's time, else the last sweep's (--report-only)
+        swept = seconds.get(name) or (list(rec.get("sweep_s", {}).values()) or [None])[-1]
         lines += [f"### {rec['case']}", "",
                   f"Command: `{rec.get('command') or '.venv/bin/python benchmarks/methods.py --only ' + rec['case'].split()[0]}` "
-                  f"(teachers: run `{rec['run']}`; {len(rec['seeds'])} student seeds; "
+                  f"(teachers: run `{_in_repo(rec['run'])}`; {len(rec['seeds'])} student seeds; "
                   f"windows train/val/test {rec['windows']['train']}/{rec['windows']['val']}/{rec['windows']['test']}; "
                   f"{rec['config']['student']} student, T={rec['config']['temperature']:g}, alpha={rec['config']['alpha']:g}"
-                  + (f"; swept in {seconds[rec['case']] / 60:.0f} min" if rec["case"] in seconds else "") + ").", "",
+                  + (f"; swept in {swept / 60:.0f} min" if swept else "") + ").", "",
                   f"Teachers (bootstrap, the run's): {' / '.join(f'{100 * a:.1f}' for a in rec['teacher_test_accuracy'])}, "
                   f"ensemble {100 * rec['ensemble_test_accuracy']:.1f}; classical baselines: LDA {100 * base['lda']:.1f}, "
                   f"random forest {100 * base['random_forest']:.1f} (test %).", ""]
@@ -282,12 +286,18 @@ def markdown(records: list[dict], seconds: dict[str, float], kept: dict[str, str
             t = r["test_accuracy"]
             val_loss = "-" if r["val_log_loss"] is None else f"{r['val_log_loss']['mean']:.3g}"
             params = "-" if r["params"] is None else f"{r['params']:,}"
-            lines.append(f"| {r['teachers']} | {r['student']} | {params} | {r['method']} | {r['seeds']} | {_pct(r['val_accuracy'])} | {val_loss} | {_pct(t)} | "
-                         f"{100 * t['min']:.1f}–{100 * t['max']:.1f} | {_pct(r['int8_test_accuracy'])} | "
+            lines.append(f"| {r['teachers']} | {r['student']} | {params} | {r['method']} | {r['seeds']} | {_pct(r['val_accuracy'])} | "
+                         f"{val_loss} | {_pct(t)} | {100 * t['min']:.1f}–{100 * t['max']:.1f} | {_pct(r['int8_test_accuracy'])} | "
                          f"{_versus(r, scratch)} | {r['train_s']:.0f} |")
         lines += _selector_lines(rec)
         lines += ["", "Targets (issue 3):", ""] + [f"- {t}" for t in targets(rec, rows)] + [""]
     return "\n".join(lines)
+
+
+def _in_repo(path: str) -> str:
+    """A path under the checkout as the commands above write it (relative to the repository root)."""
+    repo = Path(__file__).resolve().parents[1]
+    return str(Path(path).resolve().relative_to(repo)) if Path(path).resolve().is_relative_to(repo) else path
 
 
 def _selector_lines(rec: dict) -> list[str]:
