@@ -34,6 +34,9 @@ COLUMNS = (("teachers", "teachers (mean)"), ("ensemble", "ensemble"), ("student_
            ("student_kd", "KD student"), ("int8", "KD student int8"), ("lda", "LDA"), ("random_forest", "random forest"))
 
 
+TITLES = dict(COLUMNS)
+
+
 def measure() -> dict:
     case = next(c for c in cases("isl50") if c.name == CASE)
     options = dict(case.options)
@@ -79,10 +82,10 @@ def markdown(result: dict) -> str:
     lines += ["", "Targets (issue 3), on the mean over held-out subjects:", "",
               f"- int8 KD student within 1 point of the teacher ensemble ({100 * ensemble:.1f}%): "
               f"{100 * (int8 - ensemble):+.1f} points, {met(int8 >= ensemble - 0.01)}",
-              f"- not below the best classical baseline ({classical_name.replace('_', ' ')}, {100 * classical:.1f}%): "
+              f"- not below the best classical baseline ({TITLES[classical_name]}, {100 * classical:.1f}%): "
               f"{100 * (int8 - classical):+.1f} points, {met(int8 >= classical)}; the int8 student is at or above it on "
               f"{above} of {len(folds)} subjects",
-              f"- for comparison, the teacher ensemble against {classical_name.replace('_', ' ')}: {100 * (ensemble - classical):+.1f} "
+              f"- for comparison, the teacher ensemble against {TITLES[classical_name]}: {100 * (ensemble - classical):+.1f} "
               f"points, at or above it on {ensemble_above} of {len(folds)} subjects", ""]
     return "\n".join(lines)
 
