@@ -64,6 +64,8 @@ class DistillConfig:
     repeats: int = 1  # students trained with seeds seed, seed+1, ...; the first seed's are saved
     students: list[str] = field(default_factory=list)  # several KD student architectures; the first replaces `student`
     selector: bool = False  # train a selector that routes each window to one of `students` (distill/selector.py)
+    augment_gain: float = 0.0  # students: sd of a random log gain per window and channel (distill/augment.py); 0 off
+    augment_noise: float = 0.0  # students: sd of additive noise on the z-scored training windows; 0 off
     verbose: int = 1
 
     def check(self) -> None:
@@ -89,6 +91,9 @@ class DistillConfig:
             raise UserError(f"--subset-min is the smallest fraction of the training windows a teacher sees and must lie in (0, 1], not {self.subset_min:g}")
         if self.repeats < 1:
             raise UserError("--repeats must be at least 1")
+        for option, value in (("--augment-gain", self.augment_gain), ("--augment-noise", self.augment_noise)):
+            if not 0.0 <= value <= 5.0:
+                raise UserError(f"{option} is a standard deviation in z-scored units and must lie in [0, 5], not {value:g}; e.g. 0.3")
         if self.selector and len(self.students) < 2:
             raise UserError(f"--selector routes windows between students and needs at least two in --students "
                             f"(got {len(self.students)}), e.g. --students edge-student,isl-student")
@@ -167,6 +172,9 @@ def distill(cfg: DistillConfig) -> dict:
     timings["soft_targets"] = time.perf_counter() - t0
 
     students, student_fits = {}, {}
+    from edgekd.distill.augment import Augmentation  # TensorFlow: loaded by now, and not before check()
+
+    augmentation = Augmentation(cfg.augment_gain, cfg.augment_noise)
     seeds = [cfg.seed + r for r in range(cfg.repeats)]
     repeat_accuracy = {"student_kd": [], "student_scratch": []}
     for r, seed in enumerate(seeds):
@@ -177,7 +185,7 @@ def distill(cfg: DistillConfig) -> dict:
             part = packed[kind]
             student, fitted = train_student(student_preset, window_len, channels, n_classes, train.x, part["train"], val.x,
                                             part["val"], objective=objective if kind == "student_kd" else Objective(),
-                                            alpha=alpha, seed=seed, name=kind, fit_args=fit_args)
+                                            alpha=alpha, seed=seed, name=kind, fit_args=fit_args, augmentation=augmentation)
             repeat_accuracy[kind].append(accuracy(predict_logits(student, test.x), test.y))
             if r == 0:  # the first seed's students are the run's: saved, exported, reported as before
                 timings[kind] = time.perf_counter() - t0
@@ -195,7 +203,7 @@ def distill(cfg: DistillConfig) -> dict:
             _log(cfg, f"\nstudent {j + 1}/{len(student_presets)} (KD, {preset.name})")
             model, _ = train_student(preset, window_len, channels, n_classes, train.x, packed["student_kd"]["train"], val.x,
                                      packed["student_kd"]["val"], objective=objective, alpha=cfg.alpha, seed=cfg.seed,
-                                     name=f"student_kd_{j}", fit_args=fit_args)
+                                     name=f"student_kd_{j}", fit_args=fit_args, augmentation=augmentation)
             _save_model(model, out / f"student_kd_{j}.h5")
             kd_students.append(model)
         timings["students"] = time.perf_counter() - t0

@@ -58,13 +58,16 @@ def finish(student: keras.Model, trainer: keras.Model, objective: Objective) -> 
 
 
 def train_student(preset, window_len: int, channels: int, n_classes: int, train_x, train_packed, val_x, val_packed, *,
-                  objective: Objective, alpha: float, seed: int, name: str, fit_args: dict):
-    """(student, FitResult): a student of `preset` trained against packed targets (distill/losses.py's layout)."""
+                  objective: Objective, alpha: float, seed: int, name: str, fit_args: dict, augmentation=None):
+    """(student, FitResult): a student of `preset` trained against packed targets (distill/losses.py's layout).
+    `augmentation` (distill/augment.py): random gain and noise on the training windows, None for none."""
+    from edgekd.distill.augment import augmented
     from edgekd.distill.train import fit
     from edgekd.models.build import build_model
 
     student = build_model(preset, window_len, channels, n_classes, seed=seed, name=name)
     trainer = training_model(student, objective)
-    fitted = fit(trainer, train_x, train_packed, val_x, val_packed, alpha=alpha, seed=seed, objective=objective, **fit_args)
+    fitted = fit(augmented(trainer, augmentation), train_x, train_packed, val_x, val_packed, alpha=alpha, seed=seed,
+                 objective=objective, **fit_args)
     finish(student, trainer, objective)
     return student, fitted

@@ -1,0 +1,66 @@
+"""--augment-gain / --augment-noise: random gain per window and channel and additive noise, in training only."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.test_bad_input import assert_user_error, distill
+
+
+def _windows(n=64, length=20, channels=3):
+    return np.random.default_rng(0).normal(size=(n, length, channels)).astype(np.float32) + 2.0
+
+
+def test_identity_at_inference():
+    from edgekd.distill.augment import WindowAugmentation
+
+    x = _windows()
+    layer = WindowAugmentation(0.3, 0.2)
+    np.testing.assert_array_equal(layer(x, training=False).numpy(), x)
+    np.testing.assert_array_equal(layer(x).numpy(), x)
+
+
+def test_gain_is_one_factor_per_window_and_channel():
+    from edgekd.distill.augment import WindowAugmentation
+
+    x = _windows()
+    ratio = WindowAugmentation(0.3, 0.0)(x, training=True).numpy() / x
+    per_window_channel = ratio[:, :1, :]
+    np.testing.assert_allclose(ratio, np.broadcast_to(per_window_channel, ratio.shape), rtol=1e-5)
+    log_gain = np.log(per_window_channel).ravel()
+    assert 0.2 < log_gain.std() < 0.4 and abs(log_gain.mean()) < 0.1  # exp(N(0, 0.3^2)), 192 draws
+
+
+def test_noise_has_the_asked_spread():
+    from edgekd.distill.augment import WindowAugmentation
+
+    x = _windows()
+    noise = WindowAugmentation(0.0, 0.2)(x, training=True).numpy() - x
+    assert abs(noise.std() - 0.2) < 0.02 and abs(noise.mean()) < 0.02
+
+
+def test_training_model_shares_the_students_weights_and_the_student_stays_clean(tiny_conv):
+    from edgekd.distill.augment import Augmentation, augmented
+    from edgekd.distill.losses import pack_targets
+    from edgekd.distill.student import Objective, train_student
+    from edgekd.models.build import build_model
+    from edgekd.models.presets import load_preset
+
+    student = build_model(load_preset(tiny_conv), 20, 3, 2)
+    assert augmented(student, None) is student and augmented(student, Augmentation()) is student
+    trainer = augmented(student, Augmentation(0.3, 0.2))
+    assert {id(w) for w in trainer.trainable_weights} == {id(w) for w in student.trainable_weights}
+
+    x = _windows()
+    y = (x[:, :, 0].mean(axis=1) > 2.0).astype(np.int64)
+    packed = pack_targets(y, np.eye(2, dtype=np.float32)[y])
+    fit_args = dict(n_classes=2, temperature=4.0, epochs=2, batch_size=16, patience=2, learning_rate=1e-2, verbose=0)
+    trained, fitted = train_student(load_preset(tiny_conv), 20, 3, 2, x, packed, x, packed, objective=Objective(), alpha=1.0,
+                                    seed=0, name="s", fit_args=fit_args, augmentation=Augmentation(0.3, 0.2))
+    assert fitted.epochs_run == 2
+    assert not any("augment" in layer.name for layer in trained.layers)  # what export converts has no augmentation
+
+
+@pytest.mark.parametrize("option, value", [("--augment-gain", "-0.1"), ("--augment-noise", "7")])
+def test_bad_augmentation_is_refused(myo5, tmp_path, option, value):
+    assert_user_error(distill(myo5, tmp_path, option, value), option, "[0, 5]")
