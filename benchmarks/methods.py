@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from spine import OUT, _slug, cases, run_for  # noqa: F401  (sys.path set up by spine)
 
+from edgekd.distill.augment import Augmentation
 from edgekd.distill.fusion import distillation_targets
 from edgekd.distill.replay import RunTeacher, load_run_data
 from edgekd.distill.run import REPRESENTATIVE_WINDOWS, DistillConfig, kd_objective, load_run, student_targets
@@ -51,7 +52,10 @@ METHODS = {
     "mean hint": ("mean", "hint", None),
     # --students edge-conv,edge-student --selector, both students distilled with "mean kl"
     "selector": ("mean", "kl", None),
+    # --augment-gain 0.3 --augment-noise 0.2 (AUGMENTED): the student's training windows randomly scaled and noised
+    "mean kl + augment": ("mean", "kl", None),
 }
+AUGMENTED = {"mean kl + augment": Augmentation(gain_sd=0.3, noise_sd=0.2)}
 SELECTOR_STUDENTS = ("edge-conv", "edge-student")
 # isl50's students take 2.5 (edge-conv) to 3.5 (edge-student) minutes each on two cores: the methods that differ most, not every one.
 # loss-mean is left out everywhere: its gradient equals mean's (tests/test_fusion.py proves it).
@@ -153,7 +157,8 @@ class Sweep:
         model, fitted = train_student(load_preset(cfg.student), window_len, channels, self.data.n_classes, parts["train"].x,
                                       packed[kind]["train"], parts["val"].x, packed[kind]["val"], objective=objective,
                                       alpha=cfg.alpha if alpha is None else alpha, seed=seed, name=kind,
-                                      fit_args={**self._fit_args(), "kd_term": "mse" if loss == "mse" else "kl"})
+                                      fit_args={**self._fit_args(), "kd_term": "mse" if loss == "mse" else "kl"},
+                                      augmentation=AUGMENTED.get(method))
         train_s = time.perf_counter() - started
         entry = {"method": method, "teachers": teachers, "student": cfg.student, "params": count_params(model), "seed": seed,
                  "val_accuracy": fitted.best_val_accuracy, "val_log_loss": self._val_log_loss(model),
