@@ -17,10 +17,9 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
-from spine import OUT, _slug, cases  # noqa: F401  (sys.path set up by spine)
+from spine import OUT, cases  # spine puts the checkout on sys.path
 
-from edgekd.distill.cv import cross_validate
+from edgekd.distill.cv import cross_validate, summarise
 from edgekd.distill.run import DistillConfig
 from edgekd.export.export import export_run
 from edgekd.io import write_json_atomic
@@ -32,8 +31,6 @@ FOLDER = OUT / "loso" / "isl50-synthetic"
 # (report key, column title); int8 is measured here, the others come from each fold's report.json
 COLUMNS = (("teachers", "teachers (mean)"), ("ensemble", "ensemble"), ("student_scratch", "scratch"),
            ("student_kd", "KD student"), ("int8", "KD student int8"), ("lda", "LDA"), ("random_forest", "random forest"))
-
-
 TITLES = dict(COLUMNS)
 
 
@@ -57,10 +54,6 @@ def measure() -> dict:
     return result
 
 
-def _stats(values: list[float]) -> tuple[float, float]:
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-
-
 def markdown(result: dict) -> str:
     folds = result["folds"]
     lines = ["## Leave-one-subject-out on isl50 (`.venv/bin/python benchmarks/loso.py`)", "",
@@ -71,11 +64,12 @@ def markdown(result: dict) -> str:
              "|---|---|" + "---|" * len(COLUMNS)]
     for f in folds:
         lines.append(f"| {f['subject']} | {f['val_on']} | " + " | ".join(f"{100 * f['test_accuracy'][k]:.1f}" for k, _ in COLUMNS) + " |")
-    means = {k: _stats([f["test_accuracy"][k] for f in folds]) for k, _ in COLUMNS}
-    lines.append("| mean ± sd | | " + " | ".join(f"{100 * m:.1f} ± {100 * s:.1f}" for m, s in means.values()) + " |")
-    int8, ensemble = means["int8"][0], means["ensemble"][0]
-    classical_name = max(("lda", "random_forest"), key=lambda k: means[k][0])
-    classical = means[classical_name][0]
+    summary = summarise(folds)  # what `edgekd distill --cv` reports, int8 included
+    lines.append("| mean ± sd | | " + " | ".join(f"{100 * summary[k]['mean']:.1f} ± {100 * summary[k]['std']:.1f}"
+                                                   for k, _ in COLUMNS) + " |")
+    int8, ensemble = summary["int8"]["mean"], summary["ensemble"]["mean"]
+    classical_name = max(("lda", "random_forest"), key=lambda k: summary[k]["mean"])
+    classical = summary[classical_name]["mean"]
     above = sum(f["test_accuracy"]["int8"] >= f["test_accuracy"][classical_name] for f in folds)
     ensemble_above = sum(f["test_accuracy"]["ensemble"] >= f["test_accuracy"][classical_name] for f in folds)
     met = lambda ok: "met" if ok else "NOT met"  # noqa: E731

@@ -2,8 +2,8 @@
 
 Each training batch, every window gets its own random gain per channel, exp(N(0, G^2)) (electrode contact and
 amplifier gain differ between people and sessions), and additive Gaussian noise of standard deviation N, both in
-the z-scored units the model sees. Held-out subjects differ from the training subjects in exactly such ways, and
-a student distilled on isl50 fitted its three training subjects at 98% while validating near 55%.
+the z-scored units the model sees. Held-out subjects differ from the training subjects in such ways, and the
+students overfit their few training subjects (on isl50, benchmarks/RESULTS.md METHODS: augmentation's row).
 
 The layer sits in front of the student only in the training model (as the hint projection does in
 distill/student.py): at inference it is the identity, and the saved and exported student never contains it.

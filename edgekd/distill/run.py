@@ -134,6 +134,7 @@ def distill(cfg: DistillConfig) -> dict:
               f"windows train/val/test {len(train.y)}/{len(val.y)}/{len(test.y)} of {window_len} x {channels}")
     out.mkdir(parents=True, exist_ok=True)
     # TensorFlow is imported only now, once the data has passed its checks: bad input fails within a second.
+    from edgekd.distill.augment import Augmentation
     from edgekd.distill.losses import softmax
     from edgekd.distill.student import Objective, train_student
     from edgekd.distill.train import accuracy, predict_logits
@@ -172,8 +173,6 @@ def distill(cfg: DistillConfig) -> dict:
     timings["soft_targets"] = time.perf_counter() - t0
 
     students, student_fits = {}, {}
-    from edgekd.distill.augment import Augmentation  # TensorFlow: loaded by now, and not before check()
-
     augmentation = Augmentation(cfg.augment_gain, cfg.augment_noise)
     seeds = [cfg.seed + r for r in range(cfg.repeats)]
     repeat_accuracy = {"student_kd": [], "student_scratch": []}
