@@ -169,6 +169,7 @@ def _load_config(ctx, param, value):
               help="Students: random gain per training window and channel, exp(N(0, G^2)); 0 is off.")
 @click.option("--augment-noise", default=0.0, show_default=True, type=float,
               help="Students: sd of Gaussian noise added to the z-scored training windows; 0 is off.")
+@click.option("--augment-teachers", is_flag=True, help="Train the teachers on the augmented windows too (needs --augment-gain or --augment-noise).")
 @click.option("--cv", type=click.Choice(["loso"]), help="Cross-validate: leave-one-subject-out, one run per subject in OUT/fold-<subject>/, summary in OUT/cv_report.json (finished folds are reused).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def distill(dataset, quiet, **options):

@@ -64,6 +64,9 @@ def method_label(report: dict) -> str:
         text += f" T={config['temperature']:g}"
     if "alpha" in config:
         text += f" alpha={config['alpha']:g}"
+    if augmentation := config.get("augmentation"):
+        text += f", augment gain={augmentation['gain_sd']:g} noise={augmentation['noise_sd']:g}"
+        text += " (teachers too)" if augmentation["teachers"] else ""
     return text
 
 

@@ -64,3 +64,28 @@ def test_training_model_shares_the_students_weights_and_the_student_stays_clean(
 @pytest.mark.parametrize("option, value", [("--augment-gain", "-0.1"), ("--augment-noise", "7")])
 def test_bad_augmentation_is_refused(myo5, tmp_path, option, value):
     assert_user_error(distill(myo5, tmp_path, option, value), option, "[0, 5]")
+
+
+def _teacher_weights(run) -> list[np.ndarray]:
+    from edgekd._tf import keras
+
+    return keras.models.load_model(run / "teacher_0.h5", compile=False).get_weights()
+
+
+def test_augment_teachers_trains_the_teachers_on_augmented_windows(myo5, tmp_path, tiny_conv):
+    from tests.test_teachers import run_distill
+
+    common = ["--teacher", tiny_conv, "--student", tiny_conv, "--teachers", "1", "--epochs", "2", "--augment-gain", "0.3", "--augment-noise", "0.2"]
+    students_only = run_distill(myo5, tmp_path / "students", *common)
+    both = run_distill(myo5, tmp_path / "both", *common, "--augment-teachers")
+    plain = run_distill(myo5, tmp_path / "plain", *common[:-4])
+    assert students_only["config"]["augmentation"] == {"gain_sd": 0.3, "noise_sd": 0.2, "teachers": False}
+    assert both["config"]["augmentation"]["teachers"] and plain["config"]["augmentation"] is None
+    for clean, noisy in zip(_teacher_weights(tmp_path / "plain"), _teacher_weights(tmp_path / "students")):
+        np.testing.assert_array_equal(clean, noisy)  # students-only augmentation leaves the teachers alone
+    assert any(not np.array_equal(a, b) for a, b in zip(_teacher_weights(tmp_path / "plain"), _teacher_weights(tmp_path / "both")))
+    assert plain["test_accuracy"]["teachers"] == students_only["test_accuracy"]["teachers"]
+
+
+def test_augment_teachers_needs_an_augmentation(myo5, tmp_path):
+    assert_user_error(distill(myo5, tmp_path, "--augment-teachers"), "--augment-teachers", "--augment-gain")

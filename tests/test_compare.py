@@ -158,6 +158,8 @@ def test_older_report_without_config_fusion_or_baselines():
     assert comparing.best_student(rows)["model"] == "student_kd"
     report["config"] = {"fusion": "weighted", "loss": "mse", "teachers": 2, "temperature": 2.0, "alpha": 0.5}
     assert comparing.method_label(report) == "weighted of 2, mse T=2 alpha=0.5"
+    report["config"]["augmentation"] = {"gain_sd": 0.3, "noise_sd": 0.2, "teachers": True}
+    assert comparing.method_label(report) == "weighted of 2, mse T=2 alpha=0.5, augment gain=0.3 noise=0.2 (teachers too)"
     # newer reports add what the fused targets decide: a row of its own, sized as the ensemble
     report["test_accuracy"]["ensemble_weighted"] = 0.85
     fused = [r for r in comparing.model_rows(comparing.Run("new", Path("new"), report)) if r["model"] == "ensemble_weighted"]

@@ -1,4 +1,4 @@
-"""Training-time augmentation of the student's input windows: `edgekd distill --augment-gain G --augment-noise N`.
+"""Training-time augmentation of the input windows: `edgekd distill --augment-gain G --augment-noise N [--augment-teachers]`.
 
 Each training batch, every window gets its own random gain per channel, exp(N(0, G^2)) (electrode contact and
 amplifier gain differ between people and sessions), and additive Gaussian noise of standard deviation N, both in
@@ -8,7 +8,8 @@ students overfit their few training subjects (on isl50, benchmarks/RESULTS.md ME
 The layer sits in front of the student only in the training model (as the hint projection does in
 distill/student.py): at inference it is the identity, and the saved and exported student never contains it.
 The soft targets stay those of the clean windows. Scratch and KD students both get it, so the scratch row stays
-the fair baseline; teachers train without it.
+the fair baseline. Teachers train without it unless `--augment-teachers` (distill/teachers.py's TeacherJob.fit_on);
+their soft targets are still computed on the clean windows.
 """
 from __future__ import annotations
 

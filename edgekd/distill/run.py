@@ -66,6 +66,7 @@ class DistillConfig:
     selector: bool = False  # train a selector that routes each window to one of `students` (distill/selector.py)
     augment_gain: float = 0.0  # students: sd of a random log gain per window and channel (distill/augment.py); 0 off
     augment_noise: float = 0.0  # students: sd of additive noise on the z-scored training windows; 0 off
+    augment_teachers: bool = False  # the teachers train on augmented windows too
     verbose: int = 1
 
     def check(self) -> None:
@@ -94,6 +95,8 @@ class DistillConfig:
         for option, value in (("--augment-gain", self.augment_gain), ("--augment-noise", self.augment_noise)):
             if not 0.0 <= value <= 5.0:
                 raise UserError(f"{option} is a standard deviation in z-scored units and must lie in [0, 5], not {value:g}; e.g. 0.3")
+        if self.augment_teachers and not (self.augment_gain > 0 or self.augment_noise > 0):
+            raise UserError("--augment-teachers augments with --augment-gain and --augment-noise, both 0 here; give one, e.g. --augment-gain 0.3")
         if self.selector and len(self.students) < 2:
             raise UserError(f"--selector routes windows between students and needs at least two in --students "
                             f"(got {len(self.students)}), e.g. --students edge-student,isl-student")
@@ -147,8 +150,9 @@ def distill(cfg: DistillConfig) -> dict:
     # Teachers: where their diversity comes from is --teachers-from (distill/teachers.py); the default,
     # "bootstrap", gives each its own initialisation and a bootstrap resample of the training windows.
     t0 = time.perf_counter()
+    augmentation = Augmentation(cfg.augment_gain, cfg.augment_noise)
     job = TeacherJob(cfg, teacher_preset, train, val, n_classes, window_len, channels, preprocessor.streams, fit_args,
-                     log=lambda message: _log(cfg, message))
+                     log=lambda message: _log(cfg, message), augmentation=augmentation if cfg.augment_teachers else None)
     ensemble = STRATEGIES[cfg.teachers_from](job)
     teacher_logits = {"train": [], "val": [], "test": []}
     teacher_fits = [t.fit for t in ensemble.teachers]
@@ -173,7 +177,6 @@ def distill(cfg: DistillConfig) -> dict:
     timings["soft_targets"] = time.perf_counter() - t0
 
     students, student_fits = {}, {}
-    augmentation = Augmentation(cfg.augment_gain, cfg.augment_noise)
     seeds = [cfg.seed + r for r in range(cfg.repeats)]
     repeat_accuracy = {"student_kd": [], "student_scratch": []}
     for r, seed in enumerate(seeds):
@@ -263,6 +266,8 @@ def distill(cfg: DistillConfig) -> dict:
         "config": {"temperature": cfg.temperature, "alpha": cfg.alpha, "teachers": len(ensemble.teachers), "seed": cfg.seed,
                    "fusion": cfg.fusion, "loss": cfg.loss, "hint_weight": cfg.hint_weight if cfg.loss == "hint" else None, "teachers_from": cfg.teachers_from, "teacher_details": teachers_block,
                    "repeats": cfg.repeats,
+                   "augmentation": {"gain_sd": cfg.augment_gain, "noise_sd": cfg.augment_noise, "teachers": cfg.augment_teachers}
+                                   if augmentation.active else None,
                    "window_s": cfg.window, "hop_s": cfg.hop, "model_rate_hz": rate},
     }
     write_json_atomic(out / "report.json", report)

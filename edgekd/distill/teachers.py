@@ -57,6 +57,7 @@ class TeacherJob:
     streams: tuple  # StreamSpec, in the order their channels are stacked
     fit_args: dict
     log: object
+    augmentation: object = None  # distill/augment.py's Augmentation, or None: teachers train on clean windows
 
     def hard(self, y: np.ndarray) -> np.ndarray:
         from edgekd.distill.losses import pack_targets
@@ -70,6 +71,7 @@ class TeacherJob:
                            seed=self.cfg.seed + 1000 * (i + 1), name=f"teacher_{i}")
 
     def fit_on(self, model, rows: np.ndarray | None, seed: int, channels: list[int] | None = None, **extra):
+        from edgekd.distill.augment import augmented
         from edgekd.distill.train import fit
 
         x, y, val_x = self.train.x, self.train.y, self.val.x
@@ -77,7 +79,7 @@ class TeacherJob:
             x, y = x[rows], y[rows]
         if channels is not None:
             x, val_x = x[..., channels], val_x[..., channels]
-        return fit(model, x, self.hard(y), val_x, self.hard(self.val.y), alpha=1.0, seed=seed, **{**self.fit_args, **extra})
+        return fit(augmented(model, self.augmentation), x, self.hard(y), val_x, self.hard(self.val.y), alpha=1.0, seed=seed, **{**self.fit_args, **extra})
 
 
 def channel_groups(streams) -> list[tuple[str, list[int]]]:
