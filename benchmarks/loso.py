@@ -1,13 +1,16 @@
 """Leave-one-subject-out on isl50: every subject held out once, the int8 student against the ensemble and LDA.
 
-    .venv/bin/python benchmarks/loso.py          # about an hour on 2 cores; finished folds are reused
+    .venv/bin/python benchmarks/loso.py                       # both variants, about 1.5 hours on 2 cores
+    .venv/bin/python benchmarks/loso.py --variant augmented   # one of them (finished folds are reused)
 
 One held-out subject is one number: in the spine's isl50 run, LDA on time-domain features scores 62.7% on its test
 subject s5, above the teacher ensemble, and 48.0% on its validation subject s4, below every network. This runs
-`edgekd distill --cv loso` with spine.py's isl50 settings (benchmarks/out/loso/, folds reused when finished),
-exports every fold's KD student with `edgekd export --int8` and measures it on that fold's held-out subject with
-`edgekd bench`'s accuracy, then writes the LOSO section of benchmarks/RESULTS.md: one row per held-out subject,
-the mean ± sample sd over subjects, and issue 3's targets judged on the means.
+`edgekd distill --cv loso` with spine.py's isl50 settings (benchmarks/out/loso/, folds reused when finished), as
+they are and with augmented teachers and students (VARIANTS), exports every fold's KD student with
+`edgekd export --int8` and measures it on that fold's held-out subject with `edgekd bench`'s accuracy, then writes
+the LOSO section of benchmarks/RESULTS.md: per variant one row per held-out subject, the mean ± sample sd over
+subjects, and issue 3's targets judged on the means. Each variant's numbers are saved in
+benchmarks/records/loso/<variant>.json (in git), so `--report-only` rebuilds the section anywhere.
 """
 from __future__ import annotations
 
@@ -24,41 +27,65 @@ from edgekd.distill.run import DistillConfig
 from edgekd.export.export import export_run
 from edgekd.io import write_json_atomic
 from edgekd.runtime.bench import bench_model
-from results_md import write_section
+from results_md import kept_subsection, write_section
 
 CASE = "isl50 synthetic, test subject s5"  # spine's isl50 case; --cv replaces its split
-FOLDER = OUT / "loso" / "isl50-synthetic"
+RECORDS = Path(__file__).resolve().parent / "records" / "loso"
+# name -> (subsection heading, distill options on top of the case's)
+VARIANTS = {
+    "spine": ("spine settings", {}),
+    "augmented": ("augmented teachers and students",
+                  {"augment_gain": 0.3, "augment_noise": 0.2, "augment_teachers": True}),
+}
 # (report key, column title); int8 is measured here, the others come from each fold's report.json
 COLUMNS = (("teachers", "teachers (mean)"), ("ensemble", "ensemble"), ("student_scratch", "scratch"),
            ("student_kd", "KD student"), ("int8", "KD student int8"), ("lda", "LDA"), ("random_forest", "random forest"))
 TITLES = dict(COLUMNS)
 
 
-def measure() -> dict:
+def _flag(option: str, value) -> str:
+    name = "--" + option.replace("_", "-")
+    return name if value is True else f"{name} {value:g}"
+
+
+def measure(variant: str) -> dict:
     case = next(c for c in cases("isl50") if c.name == CASE)
-    options = dict(case.options)
+    options = {**case.options, **VARIANTS[variant][1]}
+    folder = OUT / "loso" / ("isl50-synthetic" if variant == "spine" else f"isl50-synthetic-{variant}")
     repo = Path(__file__).resolve().parents[1]
-    command = ["edgekd", "distill", os.path.relpath(case.dataset, repo), "--out", os.path.relpath(FOLDER / "run", repo),
-               "--cv", "loso", *[f"--{k.replace('_', '-')} {v:g}" for k, v in options.items()]]
+    command = ["edgekd", "distill", os.path.relpath(case.dataset, repo), "--out", os.path.relpath(folder / "run", repo),
+               "--cv", "loso", *[_flag(k, v) for k, v in options.items()]]
     started = time.perf_counter()
-    report = cross_validate(DistillConfig(dataset=case.dataset, out=str(FOLDER / "run"), verbose=0, **options))
+    report = cross_validate(DistillConfig(dataset=case.dataset, out=str(folder / "run"), verbose=0, **options))
     for fold in report["folds"]:
-        exported = export_run(fold["run"], "int8", FOLDER / f"student-int8-{fold['subject']}.tflite", log=lambda m: None)
+        fold["run"] = os.path.relpath(fold["run"], repo)
+        exported = export_run(repo / fold["run"], "int8", folder / f"student-int8-{fold['subject']}.tflite", log=lambda m: None)
         measured = bench_model(exported.path, data=case.dataset, runs=20, warmup=5, measure_memory=False)
         fold["test_accuracy"]["int8"] = measured.accuracy
         fold["int8_bytes"] = exported.bytes
         print(f"{fold['subject']}: {json.dumps({k: round(v, 4) for k, v in fold['test_accuracy'].items()})}", flush=True)
-    result = {"command": " ".join(command), "folds": report["folds"], "config": report["config"],
+    result = {"variant": variant, "command": " ".join(command), "folds": report["folds"], "config": report["config"],
               "seconds": round(time.perf_counter() - started), "measured_at": time.strftime("%Y-%m-%d %H:%M")}
-    write_json_atomic(FOLDER / "loso.json", result)
+    write_json_atomic(RECORDS / f"{variant}.json", result)
     return result
 
 
-def markdown(result: dict) -> str:
-    folds = result["folds"]
+def markdown(results: dict[str, dict]) -> str:
+    """`results`: variant -> its record; a variant without one keeps its subsection as RESULTS.md has it."""
     lines = ["## Leave-one-subject-out on isl50 (`.venv/bin/python benchmarks/loso.py`)", "",
-             f"Command: `{result['command']}` (spine.py's isl50 settings; each fold tests on one subject and validates on "
-             f"the next), then `edgekd export RUN/fold-SUBJECT --int8` and its accuracy under `edgekd bench --data`. "
+             "Each fold tests on one subject and validates on the next; spine.py's isl50 settings, edge-conv student.", ""]
+    for variant, (heading, _) in VARIANTS.items():
+        if variant in results:
+            lines += variant_markdown(heading, results[variant])
+        elif kept := kept_subsection("LOSO", heading):
+            lines += [kept, ""]
+    return "\n".join(lines)
+
+
+def variant_markdown(heading: str, result: dict) -> list[str]:
+    folds = result["folds"]
+    lines = [f"### {heading}", "",
+             f"Command: `{result['command']}` (`.venv/bin/python benchmarks/loso.py --variant {result.get('variant', 'spine')}`), then `edgekd export RUN/fold-SUBJECT --int8` and its accuracy under `edgekd bench --data`. "
              f"One student seed per fold; measured {result['measured_at']}.", "",
              "| test subject | validated on | " + " | ".join(title for _, title in COLUMNS) + " |",
              "|---|---|" + "---|" * len(COLUMNS)]
@@ -81,15 +108,19 @@ def markdown(result: dict) -> str:
               f"{above} of {len(folds)} subjects",
               f"- for comparison, the teacher ensemble against {TITLES[classical_name]}: {100 * (ensemble - classical):+.1f} "
               f"points, at or above it on {ensemble_above} of {len(folds)} subjects", ""]
-    return "\n".join(lines)
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--report-only", action="store_true", help="rebuild the section from the saved loso.json")
+    parser.add_argument("--variant", choices=list(VARIANTS), help="measure this variant only (default: all)")
+    parser.add_argument("--report-only", action="store_true", help="rebuild the section from the saved records")
     args = parser.parse_args()
-    result = json.loads((FOLDER / "loso.json").read_text()) if args.report_only else measure()
-    text = markdown(result)
+    if not args.report_only:
+        for variant in [args.variant] if args.variant else VARIANTS:
+            measure(variant)
+    results = {v: json.loads((RECORDS / f"{v}.json").read_text()) for v in VARIANTS if (RECORDS / f"{v}.json").exists()}
+    text = markdown(results)
     write_section("LOSO", text)
     print(text)
 

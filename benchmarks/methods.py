@@ -1,15 +1,18 @@
 """The method sweep: distillation methods side by side on the same teachers and held-out data, over student seeds.
 
     .venv/bin/python benchmarks/methods.py                   # myo5 rep 2 and isl50 s5 (about 2.5 hours on 2 cores)
-    .venv/bin/python benchmarks/methods.py --only myo5       # the real-data case alone (about 15 minutes)
+    .venv/bin/python benchmarks/methods.py --only myo5       # the real-data cases alone (about 25 minutes)
     .venv/bin/python benchmarks/methods.py --run "myo5 test rep 2=PATH/TO/RUN"   # reuse a finished run's teachers
+    .venv/bin/python benchmarks/methods.py --only "isl50 synthetic, test subject s5, augmented"   # one case (about 35 minutes)
 
 For each case, one `edgekd distill` run (spine.py's settings, or --run) provides the teachers. distill/replay.py
 rebuilds the run's windows and the teachers' outputs; each method's student then trains with seeds 0..N-1
 through `train_student`, the function `edgekd distill` uses, and is converted to int8 as `edgekd export --int8`
 converts it. On myo5 the other teacher sources (--teachers-from seeds, subsets, snapshots) are trained too, and
-a student distilled from each. Results are saved after every student (benchmarks/out/methods/<case>.json), so
-an interrupted sweep resumes; the METHODS section of benchmarks/RESULTS.md is rebuilt from them.
+a student distilled from each. The third case distils from teachers trained on augmented windows
+(`--augment-teachers`). Results are saved after every student (benchmarks/records/methods/<case>.json, kept in
+git so that RESULTS.md can be rebuilt anywhere), so an interrupted sweep resumes; the METHODS section of
+benchmarks/RESULTS.md is rebuilt from them.
 
 The spread is over student seeds: every method of a case distils from the same teachers, so the comparison
 between methods is paired, and a method "beats scratch" only if its worst seed beats scratch's best seed. On isl50
@@ -20,11 +23,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shlex
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -36,13 +39,19 @@ from edgekd.distill.replay import RunTeacher, load_run_data
 from edgekd.distill.run import REPRESENTATIVE_WINDOWS, DistillConfig, kd_objective, load_run, student_targets
 from edgekd.io import write_json_atomic
 from edgekd.models.classical import evaluate, fit_baselines, time_domain_features
-from results_md import RESULTS, marked_sections, write_section
+from results_md import kept_subsection, write_section
 
-SAVED = OUT / "methods"
-CASE_NAMES = ("myo5 test rep 2", "isl50 synthetic, test subject s5")
+SAVED = Path(__file__).resolve().parent / "records" / "methods"
+MYO5_SHIFTED, ISL50 = "myo5 test rep 3 (shifted armband)", "isl50 synthetic, test subject s5"
+AUGMENTED_SUFFIX = ", augmented teachers"
+CASE_NAMES = ("myo5 test rep 2", MYO5_SHIFTED, MYO5_SHIFTED + AUGMENTED_SUFFIX, ISL50, ISL50 + AUGMENTED_SUFFIX)
+# An augmented-teachers case is its spine case with the teachers (as well as the students of the "+ augment"
+# methods) trained on randomly scaled and noised windows.
+AUGMENTED_TEACHERS = {"augment_gain": 0.3, "augment_noise": 0.2, "augment_teachers": True}
 # "<--fusion> <--loss>" -> (fusion, loss, alpha); alpha None: the run's own (--alpha's default, 0.3). "scratch" learns from labels.
 METHODS = {
     "scratch": ("mean", "kl", 1.0),
+    "scratch + augment": ("mean", "kl", 1.0),
     "mean kl": ("mean", "kl", None),
     "weighted kl": ("weighted", "kl", None),
     "confidence kl": ("confidence", "kl", None),
@@ -55,20 +64,41 @@ METHODS = {
     # --augment-gain 0.3 --augment-noise 0.2 (AUGMENTED): the student's training windows randomly scaled and noised
     "mean kl + augment": ("mean", "kl", None),
 }
-AUGMENTED = {"mean kl + augment": Augmentation(gain_sd=0.3, noise_sd=0.2)}
+AUGMENTED = {method: Augmentation(gain_sd=0.3, noise_sd=0.2) for method in ("scratch + augment", "mean kl + augment")}
 SELECTOR_STUDENTS = ("edge-conv", "edge-student")
 # isl50's students take 2.5 (edge-conv) to 3.5 (edge-student) minutes each on two cores: the methods that differ most, not every one.
 # loss-mean is left out everywhere: its gradient equals mean's (tests/test_fusion.py proves it).
 CASE_METHODS = {
     "myo5 test rep 2": list(METHODS),  # about 20 s per student
-    "isl50 synthetic, test subject s5": ["scratch", "mean kl", "weighted kl", "mean mse", "multi-head kl", "mean hint"],
+    ISL50: ["scratch", "mean kl", "weighted kl", "mean mse", "multi-head kl", "mean hint"],
+    ISL50 + AUGMENTED_SUFFIX: ["scratch + augment", "mean kl + augment"],
+    MYO5_SHIFTED: ["scratch", "mean kl", "scratch + augment", "mean kl + augment"],
+    MYO5_SHIFTED + AUGMENTED_SUFFIX: ["scratch + augment", "mean kl + augment"],
 }
 # Students other than the run's (edge-conv), each trained by these methods: on isl50 a teacher-sized student
 # distilled to the ensemble's accuracy in one run (README), so the sweep measures the size axis over seeds.
-OTHER_STUDENTS = {"isl50 synthetic, test subject s5": {"conv-teacher": ["scratch", "mean kl"]}}
+OTHER_STUDENTS = {ISL50: {"conv-teacher": ["scratch", "mean kl"]},
+                  ISL50 + AUGMENTED_SUFFIX: {"conv-teacher": ["scratch + augment", "mean kl + augment"]}}
 # The run's own teachers are "bootstrap". myo5 has one sEMG stream, so no modality experts there; isl50's
 # sEMG, accelerometer and gyroscope experts are its only other source (each isl50 teacher set costs ~15 minutes).
-OTHER_TEACHERS = {"myo5 test rep 2": ["seeds", "subsets", "snapshots"], "isl50 synthetic, test subject s5": ["modalities"]}
+OTHER_TEACHERS = {"myo5 test rep 2": ["seeds", "subsets", "snapshots"], ISL50: ["modalities"]}
+
+
+def is_scratch(method: str) -> bool:
+    return METHODS[method][2] == 1.0
+
+
+def sweep_cases(only: str | None) -> list:
+    """The swept cases: spine.py's, and augmented-teachers variants of some of them."""
+    known = {c.name: c for c in cases(None, generate=False)}
+    for name in CASE_NAMES:
+        if name.endswith(AUGMENTED_SUFFIX):
+            base = known[name.removesuffix(AUGMENTED_SUFFIX)]
+            known[name] = replace(base, name=name, options={**base.options, **AUGMENTED_TEACHERS})
+    selected = [known[name] for name in CASE_NAMES if only is None or name.startswith(only)]
+    if any(c.dataset == known[ISL50].dataset for c in selected):
+        cases(ISL50)  # writes the isl50 synthetic dataset on first use
+    return selected
 
 
 class Sweep:
@@ -102,12 +132,13 @@ class Sweep:
         ensemble = np.mean([softmax(z) for z in test_logits], axis=0)
         fitted = fit_baselines(time_domain_features(parts["train"].x), parts["train"].y, seed=0)
         self.record.update({
-            "case": self.case.name, "run": str(self.run_dir), "seeds": self.seeds,
+            "case": self.case.name, "run": _in_repo(str(self.run_dir)), "seeds": self.seeds,
             "windows": {part: int(len(w.y)) for part, w in parts.items()},
             "teacher_test_accuracy": [float(np.mean(np.argmax(z, 1) == parts["test"].y)) for z in test_logits],
             "ensemble_test_accuracy": float(np.mean(np.argmax(ensemble, 1) == parts["test"].y)),
             "baselines_test_accuracy": evaluate(fitted, time_domain_features(parts["test"].x), parts["test"].y),
-            "config": {k: self.run["config"][k] for k in ("temperature", "alpha", "epochs", "patience", "batch_size", "student", "teacher")},
+            "config": {k: self.run["config"].get(k) for k in ("temperature", "alpha", "epochs", "patience", "batch_size", "student", "teacher",
+                                                            "augment_gain", "augment_noise", "augment_teachers")},
         })
         self.save()
 
@@ -150,8 +181,8 @@ class Sweep:
         parts = self.data.parts
         targets = distillation_targets({p: teacher_logits[p] for p in ("train", "val")}, parts["val"].y, fusion, loss, cfg.temperature)
         packed = student_targets(cfg, teacher_models, {p: parts[p] for p in ("train", "val")}, targets, self.data.n_classes)
-        kind = "student_scratch" if method == "scratch" else "student_kd"
-        objective = Objective() if method == "scratch" else kd_objective(cfg, len(teacher_models), packed["hint_dims"])
+        kind = "student_scratch" if is_scratch(method) else "student_kd"
+        objective = Objective() if is_scratch(method) else kd_objective(cfg, len(teacher_models), packed["hint_dims"])
         _, window_len, channels = parts["train"].x.shape
         started = time.perf_counter()
         model, fitted = train_student(load_preset(cfg.student), window_len, channels, self.data.n_classes, parts["train"].x,
@@ -271,13 +302,14 @@ def markdown(records: list[dict], seconds: dict[str, float], kept: dict[str, str
         base = rec["baselines_test_accuracy"]
         # this invocation's time, else the last sweep's (--report-only)
         swept = seconds.get(name) or (list(rec.get("sweep_s", {}).values()) or [None])[-1]
+        augmented = rec["config"].get("augment_teachers")
         lines += [f"### {rec['case']}", "",
                   f"Command: `{rec.get('command') or '.venv/bin/python benchmarks/methods.py --only ' + rec['case'].split()[0]}` "
                   f"(teachers: run `{_in_repo(rec['run'])}`; {len(rec['seeds'])} student seeds; "
                   f"windows train/val/test {rec['windows']['train']}/{rec['windows']['val']}/{rec['windows']['test']}; "
                   f"{rec['config']['student']} student, T={rec['config']['temperature']:g}, alpha={rec['config']['alpha']:g}"
                   + (f"; swept in {swept / 60:.0f} min" if swept else "") + ").", "",
-                  f"Teachers (bootstrap, the run's): {' / '.join(f'{100 * a:.1f}' for a in rec['teacher_test_accuracy'])}, "
+                  f"Teachers (bootstrap, the run's{', trained on augmented windows: `--augment-gain %g --augment-noise %g --augment-teachers`' % (rec['config']['augment_gain'], rec['config']['augment_noise']) if augmented else ''}): {' / '.join(f'{100 * a:.1f}' for a in rec['teacher_test_accuracy'])}, "
                   f"ensemble {100 * rec['ensemble_test_accuracy']:.1f}; classical baselines: LDA {100 * base['lda']:.1f}, "
                   f"random forest {100 * base['random_forest']:.1f} (test %).", ""]
         for source, info in rec.get("other_teachers", {}).items():
@@ -287,7 +319,7 @@ def markdown(records: list[dict], seconds: dict[str, float], kept: dict[str, str
                       "| vs scratch | train s |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
-            scratch = next((s for s in rows if s["method"] == "scratch" and s["student"] == r["student"]), None)
+            scratch = _scratch_for(r, rows)
             t = r["test_accuracy"]
             val_loss = "-" if r["val_log_loss"] is None else f"{r['val_log_loss']['mean']:.3g}"
             params = "-" if r["params"] is None else f"{r['params']:,}"
@@ -318,6 +350,14 @@ def _selector_lines(rec: dict) -> list[str]:
                 f"{systems[0]['params']['students'][SELECTOR_STUDENTS[0]]:,} for {SELECTOR_STUDENTS[0]} alone."]
 
 
+def _scratch_for(row: dict, rows: list[dict]) -> dict | None:
+    """What a student is compared with: scratch at the same size and with the same augmentation (plain scratch
+    when the case has no augmented scratch row)."""
+    same_size = {r["method"]: r for r in rows if r["student"] == row["student"] and is_scratch(r["method"])}
+    wanted = "scratch + augment" if row["method"] in AUGMENTED else "scratch"
+    return same_size.get(wanted) or same_size.get("scratch")
+
+
 def _versus(row: dict, scratch: dict | None) -> str:
     if scratch is None or row is scratch:
         return ""
@@ -328,7 +368,7 @@ def _versus(row: dict, scratch: dict | None) -> str:
 
 
 def targets(rec: dict, rows: list[dict]) -> list[str]:
-    kd = [r for r in rows if r["method"] != "scratch" and r["int8_test_accuracy"] is not None]
+    kd = [r for r in rows if not is_scratch(r["method"]) and r["int8_test_accuracy"] is not None]
     if not kd:
         return ["no KD student yet"]
     # As KeepBest chooses epochs: higher mean validation accuracy, then lower mean validation log-loss.
@@ -359,11 +399,9 @@ def main() -> None:
     given = dict(item.split("=", 1) for item in args.run)
     seconds = {}
     if not args.report_only:
-        for case in cases(args.only):
-            if case.name not in CASE_NAMES:
-                continue
+        for case in sweep_cases(args.only):
             started = time.perf_counter()
-            sweep = Sweep(case, run_for(case, given, SAVED), args.seeds)
+            sweep = Sweep(case, run_for(case, given, OUT / "methods"), args.seeds)
             sweep.baselines()
             sweep.record["command"] = shlex.join([".venv/bin/python", "benchmarks/methods.py", *sys.argv[1:]])
             methods = args.methods.split(",") if args.methods else CASE_METHODS[case.name]
@@ -385,24 +423,10 @@ def main() -> None:
             sweep.record.setdefault("sweep_s", {})[time.strftime("%Y-%m-%d %H:%M")] = round(seconds[case.name])
             sweep.save()
     records = [json.loads((SAVED / f"{_slug(n)}.json").read_text()) for n in CASE_NAMES if (SAVED / f"{_slug(n)}.json").exists()]
-    kept = {n: previous_subsection(n) for n in CASE_NAMES if not (SAVED / f"{_slug(n)}.json").exists()}
+    kept = {n: kept_subsection("METHODS", n) for n in CASE_NAMES if not (SAVED / f"{_slug(n)}.json").exists()}
     text = markdown(records, seconds, {n: t for n, t in kept.items() if t})
     write_section("METHODS", text)
     print(text)
-
-
-def previous_subsection(case_name: str) -> str | None:
-    """The case's subsection of RESULTS.md's METHODS section, marked as kept: sweeping one case must not erase
-    another case's numbers when that case's saved results (benchmarks/out, not in git) are not on this machine."""
-    sections = [m for m in marked_sections(RESULTS.read_text()) if m.startswith("<!-- METHODS BEGIN -->")] if RESULTS.exists() else []
-    if not sections:
-        return None
-    found = re.search(rf"^### {re.escape(case_name)}\n.*?(?=^### |<!-- METHODS END -->)", sections[0], re.S | re.M)
-    if not found:
-        return None
-    text = found.group(0).rstrip()
-    note = "(Kept from an earlier sweep whose saved results are not on this machine; the command above made them.)"
-    return text if note in text else f"{text}\n\n{note}"
 
 
 if __name__ == "__main__":

@@ -25,6 +25,22 @@ def write_section(name: str, body: str, path: Path = RESULTS) -> None:
     write_bytes_atomic(path, text.encode())
 
 
+KEPT_NOTE = "(Kept from an earlier run whose saved results are not on this machine; the command above made them.)"
+
+
+def kept_subsection(section: str, heading: str, path: Path = RESULTS) -> str | None:
+    """The `### heading` subsection of marked section `section` as the file has it now, marked as kept: a
+    benchmark that refreshes one of its subsections must not erase another whose saved numbers (benchmarks/out,
+    not in git) are not on this machine. None if there is no such subsection."""
+    begin = f"<!-- {section} BEGIN -->"
+    found = [m for m in marked_sections(path.read_text()) if m.startswith(begin)] if path.exists() else []
+    match = re.search(rf"^### {re.escape(heading)}\n.*?(?=^### |<!-- {section} END -->)", found[0], re.S | re.M) if found else None
+    if not match:
+        return None
+    text = match.group(0).rstrip()
+    return text if KEPT_NOTE in text else f"{text}\n\n{KEPT_NOTE}"
+
+
 def demote_headings(markdown: str) -> str:
     """A report's own '# Title' becomes '## Title' inside RESULTS.md (code blocks untouched)."""
     out, in_code = [], False
