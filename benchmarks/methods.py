@@ -70,14 +70,14 @@ SELECTOR_STUDENTS = ("edge-conv", "edge-student")
 # loss-mean is left out everywhere: its gradient equals mean's (tests/test_fusion.py proves it).
 CASE_METHODS = {
     "myo5 test rep 2": list(METHODS),  # about 20 s per student
-    ISL50: ["scratch", "mean kl", "weighted kl", "mean mse", "multi-head kl", "mean hint"],
+    ISL50: ["scratch", "mean kl", "vote kl", "scratch + augment", "mean kl + augment", "weighted kl", "mean mse", "multi-head kl", "mean hint"],
     ISL50 + AUGMENTED_SUFFIX: ["scratch + augment", "mean kl + augment"],
     MYO5_SHIFTED: ["scratch", "mean kl", "scratch + augment", "mean kl + augment"],
     MYO5_SHIFTED + AUGMENTED_SUFFIX: ["scratch + augment", "mean kl + augment"],
 }
 # Students other than the run's (edge-conv), each trained by these methods: on isl50 a teacher-sized student
 # distilled to the ensemble's accuracy in one run (README), so the sweep measures the size axis over seeds.
-OTHER_STUDENTS = {ISL50: {"conv-teacher": ["scratch", "mean kl"]},
+OTHER_STUDENTS = {ISL50: {"conv-teacher": ["scratch", "mean kl", "scratch + augment", "mean kl + augment"]},
                   ISL50 + AUGMENTED_SUFFIX: {"conv-teacher": ["scratch + augment", "mean kl + augment"]}}
 # The run's own teachers are "bootstrap". myo5 has one sEMG stream, so no modality experts there; isl50's
 # sEMG, accelerometer and gyroscope experts are its only other source (each isl50 teacher set costs ~15 minutes).
@@ -95,7 +95,8 @@ def sweep_cases(only: str | None) -> list:
         if name.endswith(AUGMENTED_SUFFIX):
             base = known[name.removesuffix(AUGMENTED_SUFFIX)]
             known[name] = replace(base, name=name, options={**base.options, **AUGMENTED_TEACHERS})
-    selected = [known[name] for name in CASE_NAMES if only is None or name.startswith(only)]
+    # --only: the case of exactly that name, else every case whose name starts with it
+    selected = [known[only]] if only in CASE_NAMES else [known[name] for name in CASE_NAMES if only is None or name.startswith(only)]
     if any(c.dataset == known[ISL50].dataset for c in selected):
         cases(ISL50)  # writes the isl50 synthetic dataset on first use
     return selected
@@ -390,7 +391,7 @@ def targets(rec: dict, rows: list[dict]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", help="cases whose name starts with this")
+    parser.add_argument("--only", help="the case of this name, else the cases whose name starts with this")
     parser.add_argument("--run", action="append", default=[], help="CASE=RUN_DIR: distil from a finished run's teachers")
     parser.add_argument("--seeds", type=int, default=3, help="student seeds per method (0..N-1)")
     parser.add_argument("--methods", help="comma-separated methods to run (default: the case's list)")

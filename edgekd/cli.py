@@ -166,9 +166,9 @@ def _load_config(ctx, param, value):
               help="Several student architectures, comma-separated (replaces --student): each distils from the same targets; the first is the run's student.")
 @click.option("--selector", is_flag=True, help="With --students: train a selector that routes each window to the student it expects to be right; export then writes the whole system.")
 @click.option("--augment-gain", default=0.0, show_default=True, type=float,
-              help="Students: random gain per training window and channel, exp(N(0, G^2)); 0 is off.")
+              help="Students (teachers too with --augment-teachers): random gain per training window and channel, exp(N(0, G^2)); 0 is off.")
 @click.option("--augment-noise", default=0.0, show_default=True, type=float,
-              help="Students: sd of Gaussian noise added to the z-scored training windows; 0 is off.")
+              help="Students (teachers too with --augment-teachers): sd of Gaussian noise added to the z-scored training windows; 0 is off.")
 @click.option("--augment-teachers", is_flag=True, help="Train the teachers on the augmented windows too (needs --augment-gain or --augment-noise).")
 @click.option("--cv", type=click.Choice(["loso"]), help="Cross-validate: leave-one-subject-out, one run per subject in OUT/fold-<subject>/, summary in OUT/cv_report.json (finished folds are reused).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")

@@ -64,8 +64,8 @@ class DistillConfig:
     repeats: int = 1  # students trained with seeds seed, seed+1, ...; the first seed's are saved
     students: list[str] = field(default_factory=list)  # several KD student architectures; the first replaces `student`
     selector: bool = False  # train a selector that routes each window to one of `students` (distill/selector.py)
-    augment_gain: float = 0.0  # students: sd of a random log gain per window and channel (distill/augment.py); 0 off
-    augment_noise: float = 0.0  # students: sd of additive noise on the z-scored training windows; 0 off
+    augment_gain: float = 0.0  # students (and teachers, augment_teachers): sd of a random log gain per window and channel (distill/augment.py); 0 off
+    augment_noise: float = 0.0  # the same: sd of additive noise on the z-scored training windows; 0 off
     augment_teachers: bool = False  # the teachers train on augmented windows too
     verbose: int = 1
 
