@@ -79,7 +79,26 @@ def markdown(results: dict[str, dict]) -> str:
             lines += variant_markdown(heading, results[variant])
         elif kept := kept_subsection("LOSO", heading):
             lines += [kept, ""]
+    if {"spine", "augmented"} <= results.keys():
+        lines += paired_markdown(results["spine"], results["augmented"])
     return "\n".join(lines)
+
+
+def paired_markdown(plain: dict, augmented: dict) -> list[str]:
+    """Augmented minus spine settings, subject by subject: each fold's two runs share the split and the seeds."""
+    keys = [k for k, _ in COLUMNS if k not in ("lda", "random_forest")]  # the baselines see no augmentation
+    by_subject = {f["subject"]: f for f in plain["folds"]}
+    pairs = [(by_subject[f["subject"]], f) for f in augmented["folds"] if f["subject"] in by_subject]
+    lines = [f"### {VARIANTS['augmented'][0]} against spine settings", "",
+             "Points gained by augmentation (augmented minus spine settings) on each held-out subject.", "",
+             "| test subject | " + " | ".join(TITLES[k] for k in keys) + " |", "|---|" + "---|" * len(keys)]
+    for a, b in pairs:
+        lines.append(f"| {a['subject']} | " + " | ".join(f"{100 * (b['test_accuracy'][k] - a['test_accuracy'][k]):+.1f}" for k in keys) + " |")
+    gains = {k: [b['test_accuracy'][k] - a['test_accuracy'][k] for a, b in pairs] for k in keys}
+    lines.append("| mean | " + " | ".join(f"{100 * sum(g) / len(g):+.1f}" for g in gains.values()) + " |")
+    lines += ["", "Higher with augmentation on: " + "; ".join(f"{TITLES[k]} {sum(d > 0 for d in g)} of {len(g)} subjects"
+                                                       for k, g in gains.items()) + ".", ""]
+    return lines
 
 
 def variant_markdown(heading: str, result: dict) -> list[str]:

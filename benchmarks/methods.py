@@ -296,7 +296,7 @@ def markdown(records: list[dict], seconds: dict[str, float], kept: dict[str, str
     by_case, kept = {rec["case"]: rec for rec in records}, kept or {}
     for name in CASE_NAMES:
         if name not in by_case:
-            lines += [kept[name]] if name in kept else []
+            lines += [kept[name], ""] if name in kept else []
             continue
         rec = by_case[name]
         rows = summarise(rec)
