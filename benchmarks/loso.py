@@ -1,6 +1,6 @@
 """Leave-one-subject-out on isl50: every subject held out once, the int8 student against the ensemble and LDA.
 
-    .venv/bin/python benchmarks/loso.py                       # both variants, about 1.5 hours on 2 cores
+    .venv/bin/python benchmarks/loso.py                       # both variants, about an hour on 2 cores
     .venv/bin/python benchmarks/loso.py --variant augmented   # one of them (finished folds are reused)
 
 One held-out subject is one number: in the spine's isl50 run, LDA on time-domain features scores 62.7% on its test
