@@ -63,21 +63,29 @@ METHODS = {
     "selector": ("mean", "kl", None),
     # --augment-gain 0.3 --augment-noise 0.2 (AUGMENTED): the student's training windows randomly scaled and noised
     "mean kl + augment": ("mean", "kl", None),
+    # ... and --mixup 0.4 (MIXED): windows mixed pairwise, labels alike; with --consistent (CONSISTENT) the
+    # teachers compute the targets in each step on the student's augmented, mixed windows
+    "scratch + augment + mixup": ("mean", "kl", 1.0),
+    "mean kl + consistent": ("mean", "kl", None),
 }
-AUGMENTED = {method: Augmentation(gain_sd=0.3, noise_sd=0.2) for method in ("scratch + augment", "mean kl + augment")}
+MIXED = {"scratch + augment + mixup": 0.4, "mean kl + consistent": 0.4}
+CONSISTENT = ("mean kl + consistent",)
+AUGMENTED = {method: Augmentation(gain_sd=0.3, noise_sd=0.2)
+             for method in ("scratch + augment", "mean kl + augment", *MIXED)}
 SELECTOR_STUDENTS = ("edge-conv", "edge-student")
 # isl50's students take 2.5 (edge-conv) to 3.5 (edge-student) minutes each on two cores: the methods that differ most, not every one.
 # loss-mean is left out everywhere: its gradient equals mean's (tests/test_fusion.py proves it).
 CASE_METHODS = {
     "myo5 test rep 2": list(METHODS),  # about 20 s per student
-    ISL50: ["scratch", "mean kl", "vote kl", "scratch + augment", "mean kl + augment", "weighted kl", "mean mse", "multi-head kl", "mean hint"],
+    ISL50: ["scratch", "mean kl", "vote kl", "scratch + augment", "mean kl + augment", "scratch + augment + mixup", "mean kl + consistent", "weighted kl", "mean mse", "multi-head kl", "mean hint"],
     ISL50 + AUGMENTED_SUFFIX: ["scratch + augment", "mean kl + augment"],
     MYO5_SHIFTED: ["scratch", "mean kl", "scratch + augment", "mean kl + augment"],
     MYO5_SHIFTED + AUGMENTED_SUFFIX: ["scratch + augment", "mean kl + augment"],
 }
 # Students other than the run's (edge-conv), each trained by these methods: on isl50 a teacher-sized student
 # distilled to the ensemble's accuracy in one run (README), so the sweep measures the size axis over seeds.
-OTHER_STUDENTS = {ISL50: {"conv-teacher": ["scratch", "mean kl", "scratch + augment", "mean kl + augment"]},
+OTHER_STUDENTS = {ISL50: {"conv-teacher": ["scratch", "mean kl", "scratch + augment", "mean kl + augment",
+                                           "scratch + augment + mixup", "mean kl + consistent"]},
                   ISL50 + AUGMENTED_SUFFIX: {"conv-teacher": ["scratch + augment", "mean kl + augment"]}}
 # The run's own teachers are "bootstrap". myo5 has one sEMG stream, so no modality experts there; isl50's
 # sEMG, accelerometer and gyroscope experts are its only other source (each isl50 teacher set costs ~15 minutes).
@@ -190,7 +198,8 @@ class Sweep:
                                       packed[kind]["train"], parts["val"].x, packed[kind]["val"], objective=objective,
                                       alpha=cfg.alpha if alpha is None else alpha, seed=seed, name=kind,
                                       fit_args={**self._fit_args(), "kd_term": "mse" if loss == "mse" else "kl"},
-                                      augmentation=AUGMENTED.get(method))
+                                      augmentation=AUGMENTED.get(method), mixup=MIXED.get(method, 0.0),
+                                      online=self._online(teacher_models, teacher_logits) if method in CONSISTENT else None)
         train_s = time.perf_counter() - started
         entry = {"method": method, "teachers": teachers, "student": cfg.student, "params": count_params(model), "seed": seed,
                  "val_accuracy": fitted.best_val_accuracy, "val_log_loss": self._val_log_loss(model),
@@ -199,6 +208,13 @@ class Sweep:
         self.save()
         print(f"  {method:<16} teachers {teachers:<9} {cfg.student} seed {seed}: val {entry['val_accuracy']:.3f} test "
               f"{entry['test_accuracy']:.3f} int8 {entry['int8_test_accuracy']:.3f} ({train_s:.0f} s)", flush=True)
+
+    def _online(self, teacher_models, teacher_logits):
+        from edgekd.distill.consistent import online_teachers
+        from edgekd.distill.fusion import teacher_accuracies
+
+        val = self.data.parts["val"]
+        return online_teachers(teacher_models, "mean", "kl", self.cfg.temperature, teacher_accuracies(teacher_logits["val"], val.y))
 
     def selector_system(self, teachers: str, seed: int) -> None:
         """SELECTOR_STUDENTS distilled with mean KL, a selector routing between them, and the system as one model."""
@@ -352,10 +368,10 @@ def _selector_lines(rec: dict) -> list[str]:
 
 
 def _scratch_for(row: dict, rows: list[dict]) -> dict | None:
-    """What a student is compared with: scratch at the same size and with the same augmentation (plain scratch
-    when the case has no augmented scratch row)."""
+    """What a student is compared with: scratch at the same size with the same augmentation and mixup (plain
+    scratch when the case has no such scratch row)."""
     same_size = {r["method"]: r for r in rows if r["student"] == row["student"] and is_scratch(r["method"])}
-    wanted = "scratch + augment" if row["method"] in AUGMENTED else "scratch"
+    wanted = "scratch + augment + mixup" if row["method"] in MIXED else "scratch + augment" if row["method"] in AUGMENTED else "scratch"
     return same_size.get(wanted) or same_size.get("scratch")
 
 

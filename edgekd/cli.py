@@ -170,6 +170,10 @@ def _load_config(ctx, param, value):
 @click.option("--augment-noise", default=0.0, show_default=True, type=float,
               help="Students (teachers too with --augment-teachers): sd of Gaussian noise added to the z-scored training windows; 0 is off.")
 @click.option("--augment-teachers", is_flag=True, help="Train the teachers on the augmented windows too (needs --augment-gain or --augment-noise).")
+@click.option("--consistent", is_flag=True,
+              help="The teachers compute the KD targets in every training step, on the windows the student sees (augmented, mixed); --fusion mean or weighted.")
+@click.option("--mixup", default=0.0, show_default=True, type=float,
+              help="Mix each training window with another of its batch, share ~ Beta(A, A), labels and targets alike; 0 is off.")
 @click.option("--cv", type=click.Choice(["loso"]), help="Cross-validate: leave-one-subject-out, one run per subject in OUT/fold-<subject>/, summary in OUT/cv_report.json (finished folds are reused).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def distill(dataset, quiet, **options):

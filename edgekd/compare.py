@@ -67,6 +67,10 @@ def method_label(report: dict) -> str:
     if augmentation := config.get("augmentation"):
         text += f", augment gain={augmentation['gain_sd']:g} noise={augmentation['noise_sd']:g}"
         text += " (teachers too)" if augmentation["teachers"] else ""
+    if config.get("mixup"):
+        text += f", mixup={config['mixup']:g}"
+    if config.get("consistent"):
+        text += ", consistent"
     return text
 
 

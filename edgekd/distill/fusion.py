@@ -99,6 +99,10 @@ def fuse_multi_head(teacher_logits, temperature, kind="probabilities", val_accur
     return fuse_loss_mean(teacher_logits, temperature, kind)
 
 
+# The modes whose target is a fixed weighted average of the teachers' outputs: the ones `--consistent`
+# (distill/consistent.py) can compute inside the training step, on windows no one saw before.
+AVERAGING = ("mean", "weighted")
+
 FUSIONS = {
     "mean": fuse_mean,
     "weighted": fuse_weighted,

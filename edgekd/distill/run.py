@@ -23,7 +23,7 @@ from edgekd.data.dataset import load_dataset
 from edgekd.data.prepare import prepare_windows
 from edgekd.data.splits import split_recordings
 from edgekd.data.windows import WindowSpec
-from edgekd.distill.fusion import FUSIONS, distillation_targets, fused_accuracy, teacher_diversity
+from edgekd.distill.fusion import AVERAGING, FUSIONS, distillation_targets, fused_accuracy, teacher_accuracies, teacher_diversity
 from edgekd.distill.teachers import MODES as TEACHER_MODES, STRATEGIES, TeacherJob, channel_groups, teacher_input
 from edgekd.errors import UserError
 from edgekd.io import write_bytes_atomic, write_json_atomic
@@ -67,6 +67,8 @@ class DistillConfig:
     augment_gain: float = 0.0  # students (and teachers, augment_teachers): sd of a random log gain per window and channel (distill/augment.py); 0 off
     augment_noise: float = 0.0  # the same: sd of additive noise on the z-scored training windows; 0 off
     augment_teachers: bool = False  # the teachers train on augmented windows too
+    consistent: bool = False  # the teachers compute the KD targets in each training step, on the student's windows (distill/consistent.py)
+    mixup: float = 0.0  # Beta(a, a) share for mixing each training window with another of its batch; 0 off
     verbose: int = 1
 
     def check(self) -> None:
@@ -97,6 +99,11 @@ class DistillConfig:
                 raise UserError(f"{option} is a standard deviation in z-scored units and must lie in [0, 5], not {value:g}; e.g. 0.3")
         if self.augment_teachers and not (self.augment_gain > 0 or self.augment_noise > 0):
             raise UserError("--augment-teachers augments with --augment-gain and --augment-noise, both 0 here; give one, e.g. --augment-gain 0.3")
+        if not 0.0 <= self.mixup <= 10.0:
+            raise UserError(f"--mixup is the Beta(a, a) parameter of the mixing share and must lie in [0, 10], not {self.mixup:g}; e.g. 0.4")
+        if self.consistent and (self.fusion not in AVERAGING or self.loss == "hint"):
+            raise UserError(f"--consistent computes the targets in the training step, which --fusion {self.fusion} --loss {self.loss} "
+                            f"cannot do; use --fusion {' or '.join(AVERAGING)} with --loss kl or mse")
         if self.selector and len(self.students) < 2:
             raise UserError(f"--selector routes windows between students and needs at least two in --students "
                             f"(got {len(self.students)}), e.g. --students edge-student,isl-student")
@@ -138,6 +145,7 @@ def distill(cfg: DistillConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     # TensorFlow is imported only now, once the data has passed its checks: bad input fails within a second.
     from edgekd.distill.augment import Augmentation
+    from edgekd.distill.consistent import online_teachers
     from edgekd.distill.losses import softmax
     from edgekd.distill.student import Objective, train_student
     from edgekd.distill.train import accuracy, predict_logits
@@ -166,11 +174,15 @@ def distill(cfg: DistillConfig) -> dict:
     teachers_block = {"from": cfg.teachers_from, "count": len(ensemble.teachers),
                       "channels": teacher_channels if cfg.teachers_from == "modalities" else None, **ensemble.details}
 
-    # Soft targets once, before the student trains: no teacher runs inside the student's training loop.
+    # Soft targets once, before the student trains (and for validation with --consistent too).
     t0 = time.perf_counter()
     targets = distillation_targets(teacher_logits, val.y, cfg.fusion, cfg.loss, cfg.temperature)
     packed = student_targets(cfg, ensemble.teachers, {"train": train, "val": val}, targets, n_classes)
     objective = kd_objective(cfg, len(ensemble.teachers), packed["hint_dims"])
+    # --consistent: the teachers compute the targets again in every training step, on the student's own windows.
+    online = online_teachers(ensemble.teachers, cfg.fusion, cfg.loss, cfg.temperature,
+                             teacher_accuracies(teacher_logits["val"], val.y)) if cfg.consistent else None
+    presented = dict(augmentation=augmentation, mixup=cfg.mixup, online=online)
     # The reported "ensemble" stays the plain mean of softmaxes whatever --fusion is, so runs compare across
     # modes; "ensemble_<mode>" is what the chosen fusion's targets would decide on the test windows.
     ensemble_test = np.mean([softmax(z) for z in teacher_logits["test"]], axis=0)
@@ -187,7 +199,7 @@ def distill(cfg: DistillConfig) -> dict:
             part = packed[kind]
             student, fitted = train_student(student_preset, window_len, channels, n_classes, train.x, part["train"], val.x,
                                             part["val"], objective=objective if kind == "student_kd" else Objective(),
-                                            alpha=alpha, seed=seed, name=kind, fit_args=fit_args, augmentation=augmentation)
+                                            alpha=alpha, seed=seed, name=kind, fit_args=fit_args, **presented)
             repeat_accuracy[kind].append(accuracy(predict_logits(student, test.x), test.y))
             if r == 0:  # the first seed's students are the run's: saved, exported, reported as before
                 timings[kind] = time.perf_counter() - t0
@@ -205,7 +217,7 @@ def distill(cfg: DistillConfig) -> dict:
             _log(cfg, f"\nstudent {j + 1}/{len(student_presets)} (KD, {preset.name})")
             model, _ = train_student(preset, window_len, channels, n_classes, train.x, packed["student_kd"]["train"], val.x,
                                      packed["student_kd"]["val"], objective=objective, alpha=cfg.alpha, seed=cfg.seed,
-                                     name=f"student_kd_{j}", fit_args=fit_args, augmentation=augmentation)
+                                     name=f"student_kd_{j}", fit_args=fit_args, **presented)
             _save_model(model, out / f"student_kd_{j}.h5")
             kd_students.append(model)
         timings["students"] = time.perf_counter() - t0
@@ -268,6 +280,7 @@ def distill(cfg: DistillConfig) -> dict:
                    "repeats": cfg.repeats,
                    "augmentation": {"gain_sd": cfg.augment_gain, "noise_sd": cfg.augment_noise, "teachers": cfg.augment_teachers}
                                    if augmentation.active else None,
+                   "consistent": cfg.consistent, "mixup": cfg.mixup,
                    "window_s": cfg.window, "hop_s": cfg.hop, "model_rate_hz": rate},
     }
     write_json_atomic(out / "report.json", report)

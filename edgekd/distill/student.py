@@ -58,16 +58,24 @@ def finish(student: keras.Model, trainer: keras.Model, objective: Objective) -> 
 
 
 def train_student(preset, window_len: int, channels: int, n_classes: int, train_x, train_packed, val_x, val_packed, *,
-                  objective: Objective, alpha: float, seed: int, name: str, fit_args: dict, augmentation=None):
+                  objective: Objective, alpha: float, seed: int, name: str, fit_args: dict, augmentation=None,
+                  mixup: float = 0.0, online=None):
     """(student, FitResult): a student of `preset` trained against packed targets (distill/losses.py's layout).
-    `augmentation` (distill/augment.py): random gain and noise on the training windows, None for none."""
+    `augmentation` (distill/augment.py): random gain and noise on the training windows, None for none.
+    `mixup`, `online` (distill/consistent.py): windows mixed in the training step, and the teachers that compute
+    the targets there (`--consistent`; ignored for the scratch student, alpha = 1)."""
     from edgekd.distill.augment import augmented
+    from edgekd.distill.consistent import ConsistentTrainer
     from edgekd.distill.train import fit
     from edgekd.models.build import build_model
 
     student = build_model(preset, window_len, channels, n_classes, seed=seed, name=name)
     trainer = training_model(student, objective)
-    fitted = fit(augmented(trainer, augmentation), train_x, train_packed, val_x, val_packed, alpha=alpha, seed=seed,
-                 objective=objective, **fit_args)
+    online = online if alpha < 1 else None
+    if mixup > 0 or online is not None:
+        model = ConsistentTrainer(trainer, n_classes, online, augmentation, mixup)
+    else:
+        model = augmented(trainer, augmentation)
+    fitted = fit(model, train_x, train_packed, val_x, val_packed, alpha=alpha, seed=seed, objective=objective, **fit_args)
     finish(student, trainer, objective)
     return student, fitted

@@ -1,0 +1,108 @@
+"""Targets that describe the windows the student sees: `edgekd distill --consistent` and `--mixup A`.
+
+By default the soft targets are computed once, on the clean training windows, before the student trains. There
+the teachers mostly repeat the labels (they were trained on those windows), and with `--augment-*` the student
+sees windows the targets were not computed for. With `--consistent` the teachers run inside every training step,
+on exactly the windows the student sees, augmented (distill/augment.py) and mixed. The student then matches the
+ensemble's function off the training windows too (between classes, under the gain and noise changes that separate
+people), which is where a held-out subject's windows lie: "function matching" (Beyer et al., CVPR 2022,
+"Knowledge distillation: a good teacher is patient and consistent").
+
+`--mixup A` mixes each training window with another of its batch, x = l * x_i + (1 - l) * x_j with
+l ~ Beta(A, A) per window. The labels of the cross-entropy term mix alike; so do the precomputed soft targets
+when the teachers are not in the step. The scratch student trains through the same step without teachers, so
+it gets the same augmentation and mixup and stays the fair baseline. Validation uses the clean windows and the
+precomputed targets, with or without these options.
+
+Only the fusion modes whose rule is an average of the teachers' outputs (mean, weighted) and the response
+losses (kl, mse) can run inside the step (DistillConfig.check). Cost: one forward pass of every teacher per
+training batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgekd._tf import keras, tf
+from edgekd.distill.augment import Augmentation, WindowAugmentation
+from edgekd.distill.fusion import accuracy_weights
+
+
+@dataclass(frozen=True)
+class OnlineTeachers:
+    """The frozen teachers and how their outputs become the target, evaluated in the training step."""
+
+    models: tuple  # keras.Model each
+    channels: tuple  # per teacher, the input channels it reads (None: all)
+    weights: tuple  # per teacher, summing to 1 (mean: uniform; weighted: by validation accuracy)
+    temperature: float
+    kind: str  # "probabilities" for --loss kl, "logits" for --loss mse (distill/fusion.py's kinds)
+
+
+class ConsistentTrainer(keras.Model):
+    """Trains `trainer` (the student's training model) on windows augmented and mixed in the training step,
+    against targets computed on those windows (`teachers`) or mixed alike (None). Calling it is calling
+    `trainer`: validation and inference see the clean windows."""
+
+    def __init__(self, trainer: keras.Model, n_classes: int, teachers: OnlineTeachers | None,
+                 augmentation: Augmentation | None, mixup: float, **kwargs):
+        super().__init__(name=f"{trainer.name}_consistent", **kwargs)
+        self.trainer, self.n_classes, self.mixup = trainer, int(n_classes), float(mixup)
+        self.online = teachers
+        self.teacher_models = list(teachers.models) if teachers else []
+        for model in self.teacher_models:
+            model.trainable = False
+        active = augmentation is not None and augmentation.active
+        self.augmentation = WindowAugmentation(augmentation.gain_sd, augmentation.noise_sd) if active else None
+
+    def call(self, x, training=None):
+        return self.trainer(x, training=training)
+
+    def _mix(self, x, packed):
+        """Each window mixed with a random partner of the batch, share ~ Beta(a, a); its packed targets alike."""
+        batch = tf.shape(x)[0]
+        # Beta(a, a) from two Gamma(a) draws: TensorFlow has no Beta sampler.
+        g1, g2 = tf.random.gamma([batch], self.mixup), tf.random.gamma([batch], self.mixup)
+        share = g1 / (g1 + g2)
+        partner = tf.random.shuffle(tf.range(batch))
+        mixed_x = share[:, None, None] * x + (1.0 - share[:, None, None]) * tf.gather(x, partner)
+        mixed_targets = share[:, None] * packed + (1.0 - share[:, None]) * tf.gather(packed, partner)
+        return mixed_x, mixed_targets
+
+    def _targets(self, x):
+        online = self.online
+        outputs = []
+        for model, channels in zip(self.teacher_models, online.channels):
+            logits = model(x if channels is None else tf.gather(x, list(channels), axis=-1), training=False)
+            outputs.append(tf.nn.softmax(logits / online.temperature) if online.kind == "probabilities" else logits)
+        return tf.add_n([w * out for w, out in zip(online.weights, outputs)])
+
+    def train_step(self, data):
+        x, packed = data
+        x = tf.convert_to_tensor(x, tf.float32)
+        packed = tf.convert_to_tensor(packed, tf.float32)
+        if self.augmentation is not None:
+            x = self.augmentation(x, training=True)
+        if self.mixup > 0:
+            # Without teachers in the step the precomputed targets mix as the windows do (labels, soft targets).
+            x, packed = self._mix(x, packed)
+        if self.online is not None:
+            packed = tf.concat([packed[:, :self.n_classes], tf.stop_gradient(self._targets(x))], axis=1)
+        with tf.GradientTape() as tape:
+            y_pred = self.trainer(x, training=True)
+            loss = self.compiled_loss(packed, y_pred, regularization_losses=self.trainer.losses)
+        variables = self.trainer.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        self.compiled_metrics.update_state(packed, y_pred)
+        return {m.name: m.result() for m in self.metrics}
+
+
+def online_teachers(teachers, fusion: str, loss: str, temperature: float, val_accuracy: np.ndarray) -> OnlineTeachers:
+    """`teachers`: objects with .model and .channels (distill/teachers.py's Teacher, distill/replay.py's RunTeacher);
+    `fusion`: one of fusion.AVERAGING."""
+    k = len(teachers)
+    weights = accuracy_weights(val_accuracy) if fusion == "weighted" else np.full(k, 1.0 / k)
+    return OnlineTeachers(tuple(t.model for t in teachers), tuple(t.channels for t in teachers),
+                          tuple(float(w) for w in weights), float(temperature),
+                          "logits" if loss == "mse" else "probabilities")
