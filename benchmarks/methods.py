@@ -321,7 +321,7 @@ def markdown(records: list[dict], seconds: dict[str, float], kept: dict[str, str
         swept = seconds.get(name) or (list(rec.get("sweep_s", {}).values()) or [None])[-1]
         augmented = rec["config"].get("augment_teachers")
         lines += [f"### {rec['case']}", "",
-                  f"Command: `{rec.get('command') or '.venv/bin/python benchmarks/methods.py --only ' + rec['case'].split()[0]}` "
+                  f"Commands: {', then '.join(f'`{c}`' for c in _commands(rec))} "
                   f"(teachers: run `{_in_repo(rec['run'])}`; {len(rec['seeds'])} student seeds; "
                   f"windows train/val/test {rec['windows']['train']}/{rec['windows']['val']}/{rec['windows']['test']}; "
                   f"{rec['config']['student']} student, T={rec['config']['temperature']:g}, alpha={rec['config']['alpha']:g}"
@@ -365,6 +365,11 @@ def _selector_lines(rec: dict) -> list[str]:
                 f"oracle {mean([s['oracle'] for s in systems])}; it sends {routing}. The system file computes the selector "
                 f"and both students for every window: {systems[0]['params']['system']:,} parameters against "
                 f"{systems[0]['params']['students'][SELECTOR_STUDENTS[0]]:,} for {SELECTOR_STUDENTS[0]} alone."]
+
+
+def _commands(rec: dict) -> list[str]:
+    """The invocations that made the record (older records kept one)."""
+    return rec.get("commands") or [rec.get("command") or ".venv/bin/python benchmarks/methods.py --only " + rec["case"].split()[0]]
 
 
 def _scratch_for(row: dict, rows: list[dict]) -> dict | None:
@@ -420,7 +425,10 @@ def main() -> None:
             started = time.perf_counter()
             sweep = Sweep(case, run_for(case, given, OUT / "methods"), args.seeds)
             sweep.baselines()
-            sweep.record["command"] = shlex.join([".venv/bin/python", "benchmarks/methods.py", *sys.argv[1:]])
+            # Every invocation that added students to the record: together they reproduce it.
+            command = shlex.join([".venv/bin/python", "benchmarks/methods.py", *sys.argv[1:]])
+            commands = sweep.record.setdefault("commands", [sweep.record["command"]] if "command" in sweep.record else [])
+            commands += [] if command in commands else [command]
             methods = args.methods.split(",") if args.methods else CASE_METHODS[case.name]
             # --methods filters the other students' methods too
             jobs = [(None, m) for m in methods] + [(student, m) for student, listed in OTHER_STUDENTS.get(case.name, {}).items()
