@@ -199,7 +199,7 @@ class Sweep:
                                       alpha=cfg.alpha if alpha is None else alpha, seed=seed, name=kind,
                                       fit_args={**self._fit_args(), "kd_term": "mse" if loss == "mse" else "kl"},
                                       augmentation=AUGMENTED.get(method), mixup=MIXED.get(method, 0.0),
-                                      online=self._online(teacher_models, teacher_logits) if method in CONSISTENT else None)
+                                      online=self._online(teacher_models, teacher_logits, fusion, loss) if method in CONSISTENT else None)
         train_s = time.perf_counter() - started
         entry = {"method": method, "teachers": teachers, "student": cfg.student, "params": count_params(model), "seed": seed,
                  "val_accuracy": fitted.best_val_accuracy, "val_log_loss": self._val_log_loss(model),
@@ -209,12 +209,13 @@ class Sweep:
         print(f"  {method:<16} teachers {teachers:<9} {cfg.student} seed {seed}: val {entry['val_accuracy']:.3f} test "
               f"{entry['test_accuracy']:.3f} int8 {entry['int8_test_accuracy']:.3f} ({train_s:.0f} s)", flush=True)
 
-    def _online(self, teacher_models, teacher_logits):
+    def _online(self, teacher_models, teacher_logits, fusion: str, loss: str):
+        """The teachers as --consistent runs them in the training step, fused as the method fuses them."""
         from edgekd.distill.consistent import online_teachers
         from edgekd.distill.fusion import teacher_accuracies
 
         val = self.data.parts["val"]
-        return online_teachers(teacher_models, "mean", "kl", self.cfg.temperature, teacher_accuracies(teacher_logits["val"], val.y))
+        return online_teachers(teacher_models, fusion, loss, self.cfg.temperature, teacher_accuracies(teacher_logits["val"], val.y))
 
     def selector_system(self, teachers: str, seed: int) -> None:
         """SELECTOR_STUDENTS distilled with mean KL, a selector routing between them, and the system as one model."""
@@ -425,10 +426,11 @@ def main() -> None:
             started = time.perf_counter()
             sweep = Sweep(case, run_for(case, given, OUT / "methods"), args.seeds)
             sweep.baselines()
-            # Every invocation that added students to the record: together they reproduce it.
+            # Every invocation that swept the case: together they reproduce its record.
             command = shlex.join([".venv/bin/python", "benchmarks/methods.py", *sys.argv[1:]])
-            commands = sweep.record.setdefault("commands", [sweep.record["command"]] if "command" in sweep.record else [])
-            commands += [] if command in commands else [command]
+            commands = sweep.record.setdefault("commands", [sweep.record.pop("command")] if "command" in sweep.record else [])
+            if command not in commands:
+                commands.append(command)
             methods = args.methods.split(",") if args.methods else CASE_METHODS[case.name]
             # --methods filters the other students' methods too
             jobs = [(None, m) for m in methods] + [(student, m) for student, listed in OTHER_STUDENTS.get(case.name, {}).items()

@@ -49,10 +49,9 @@ class ConsistentTrainer(keras.Model):
                  augmentation: Augmentation | None, mixup: float, **kwargs):
         super().__init__(name=f"{trainer.name}_consistent", **kwargs)
         self.trainer, self.n_classes, self.mixup = trainer, int(n_classes), float(mixup)
+        # Kept in a plain dataclass, not as Keras attributes: the teachers' weights stay out of this model's
+        # weights (which early stopping copies every better epoch), and only the student's variables get gradients.
         self.online = teachers
-        self.teacher_models = list(teachers.models) if teachers else []
-        for model in self.teacher_models:
-            model.trainable = False
         active = augmentation is not None and augmentation.active
         self.augmentation = WindowAugmentation(augmentation.gain_sd, augmentation.noise_sd) if active else None
 
@@ -73,7 +72,7 @@ class ConsistentTrainer(keras.Model):
     def _targets(self, x):
         online = self.online
         outputs = []
-        for model, channels in zip(self.teacher_models, online.channels):
+        for model, channels in zip(online.models, online.channels):
             logits = model(x if channels is None else tf.gather(x, list(channels), axis=-1), training=False)
             outputs.append(tf.nn.softmax(logits / online.temperature) if online.kind == "probabilities" else logits)
         return tf.add_n([w * out for w, out in zip(online.weights, outputs)])
