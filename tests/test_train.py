@@ -41,3 +41,33 @@ def test_epochs_before_start_are_not_candidates():
     keep = KeepBest(patience=5, start_from_epoch=2)
     model, _ = _run(keep, [(1.0, 0.0), (1.0, 0.0), (0.5, 1.0), (0.6, 1.0)])
     assert keep.best_epoch == 3 and model.get_weights()[0][0, 0] == 3
+
+
+def _fit_tiny(schedule: str, epochs: int):
+    from edgekd._tf import keras
+    from edgekd.distill.losses import pack_targets
+    from edgekd.distill.train import fit
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 6)).astype(np.float32), np.arange(40) % 2
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(2, name="logits")])
+    packed = pack_targets(y, np.eye(2, dtype=np.float32)[y])
+    fit(model, x, packed, x, packed, n_classes=2, temperature=1.0, alpha=1.0, epochs=epochs, batch_size=10, patience=epochs,
+        learning_rate=0.01, seed=0, verbose=0, schedule=schedule)
+    return model.optimizer
+
+
+def test_cosine_schedule_decays_the_rate_to_zero_at_the_last_step():
+    from edgekd.distill.train import learning_rate_schedule
+
+    optimizer = _fit_tiny("cosine", epochs=3)
+    assert int(optimizer.iterations.numpy()) == 3 * 4  # 40 windows in batches of 10
+    last_step = 0.5 * 0.01 * (1 + np.cos(np.pi * 11 / 12))  # the rate of step 11 of 0..11: 0.00017, near the end of the decay
+    assert np.isclose(float(optimizer.learning_rate.numpy()), last_step, rtol=1e-4)
+    rate = learning_rate_schedule("cosine", 0.01, epochs=3, steps_per_epoch=4)
+    assert np.isclose(float(rate(0)), 0.01) and np.isclose(float(rate(6)), 0.005, atol=1e-6)  # half way: half the rate
+
+
+def test_constant_schedule_keeps_the_rate():
+    optimizer = _fit_tiny("constant", epochs=2)
+    assert np.isclose(float(optimizer.learning_rate.numpy()), 0.01)

@@ -170,7 +170,8 @@ def from_snapshots(job: TeacherJob) -> Ensemble:
 
     job.log(f"\n{k} snapshot teachers ({job.preset.name}): one run of {k} cosine cycles of {per_cycle} epochs")
     model, snapshots = job.build(0), Snapshots()
-    run = job.fit_on(model, None, seed=job.cfg.seed, epochs=per_cycle * k, early_stopping=False,
+    # The cycles are this run's schedule, whatever --lr-schedule says.
+    run = job.fit_on(model, None, seed=job.cfg.seed, epochs=per_cycle * k, early_stopping=False, schedule="constant",
                      callbacks=[keras.callbacks.LearningRateScheduler(cyclic_cosine(job.cfg.learning_rate, per_cycle)), snapshots])
     teachers = []
     for i, (epoch, weights, val_accuracy) in enumerate(snapshots.taken):

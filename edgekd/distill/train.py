@@ -1,6 +1,7 @@
 """Fit one model with early stopping on validation accuracy (ties broken by validation loss), timing each epoch."""
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -62,12 +63,14 @@ class KeepBest(keras.callbacks.Callback):
 
 def fit(model, x_train, y_train_packed, x_val, y_val_packed, *, n_classes: int, temperature: float, alpha: float,
         epochs: int, batch_size: int, patience: int, learning_rate: float, seed: int, verbose: int,
-        kd_term: str = "kl", callbacks=(), early_stopping: bool = True, objective=None) -> FitResult:
+        kd_term: str = "kl", callbacks=(), early_stopping: bool = True, objective=None,
+        schedule: str = "constant") -> FitResult:
     """`early_stopping=False` runs every epoch and keeps the last weights (snapshot teachers need each cycle).
-    `objective` (distill/student.py): the heads and hints a training model's output carries; None, plain logits."""
+    `objective` (distill/student.py): the heads and hints a training model's output carries; None, plain logits.
+    `schedule`: "constant" learning rate, or "cosine" decay from `learning_rate` to 0 over all `epochs`."""
     heads, hint_dims, hint_weight = (objective.heads, objective.hint_dims, objective.hint_weight) if objective else (1, (), 1.0)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=keras.optimizers.Adam(learning_rate_schedule(schedule, learning_rate, epochs, math.ceil(len(x_train) / batch_size))),
         loss=kd_loss(n_classes, temperature, alpha, kd_term, heads=heads, hint_dims=hint_dims, hint_weight=hint_weight),
         metrics=[packed_accuracy(n_classes, heads)],
     )
@@ -83,6 +86,16 @@ def fit(model, x_train, y_train_packed, x_val, y_val_packed, *, n_classes: int, 
     val_acc = history.history["val_accuracy"]
     best = stopper.best_epoch if stopper else len(val_acc) - 1  # the epoch whose weights the model keeps
     return FitResult(len(val_acc), best + 1, float(val_acc[best]), timer.seconds)
+
+
+def learning_rate_schedule(schedule: str, learning_rate: float, epochs: int, steps_per_epoch: int):
+    """Adam's learning rate: constant, or cosine decay to 0 at the last step of the last epoch (Loshchilov and
+    Hutter 2017). A decayed rate lets the final epochs settle into a minimum instead of hopping around it."""
+    if schedule == "constant":
+        return learning_rate
+    if schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, epochs * steps_per_epoch))
+    raise ValueError(f"unknown learning-rate schedule {schedule!r}; constant or cosine")
 
 
 def predict_logits(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
