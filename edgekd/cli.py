@@ -137,6 +137,8 @@ def _load_config(ctx, param, value):
 @click.option("--patience", default=12, show_default=True, type=click.IntRange(1), help="Epochs without validation gain before stopping.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1))
 @click.option("--learning-rate", default=2e-3, show_default=True, type=click.FloatRange(0, min_open=True))
+@click.option("--lr-schedule", default="constant", show_default=True, type=click.Choice(["constant", "cosine"]),
+              help="Learning rate of every model trained: constant, or cosine decay to 0 over --epochs.")
 @click.option("--window", default=0.5, show_default=True, type=float, help="Window length in seconds.")
 @click.option("--hop", default=0.1, show_default=True, type=float, help="Hop between windows in seconds.")
 @click.option("--rate", type=float, help="Model sample rate in Hz, every stream resampled to it. [default: the highest stream rate]")
@@ -174,6 +176,8 @@ def _load_config(ctx, param, value):
               help="The teachers compute the KD targets in every training step, on the windows the student sees (augmented, mixed); --fusion mean or weighted.")
 @click.option("--mixup", default=0.0, show_default=True, type=float,
               help="Mix each training window with another of its batch, share ~ Beta(A, A), labels and targets alike; 0 is off.")
+@click.option("--classical-teacher", default="none", show_default=True, type=click.Choice(["none", "lda"]),
+              help="Add the LDA on time-domain features (the classical baseline) to the teachers the KD targets are fused from; --loss kl, not with --consistent.")
 @click.option("--cv", type=click.Choice(["loso"]), help="Cross-validate: leave-one-subject-out, one run per subject in OUT/fold-<subject>/, summary in OUT/cv_report.json (finished folds are reused).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def distill(dataset, quiet, **options):
@@ -208,6 +212,10 @@ def distill_table(report: dict) -> str:
     fusion = report["config"].get("fusion", "mean")
     if fusion != "mean" and f"ensemble_{fusion}" in acc:  # what the student was taught, when it is not the plain mean
         rows.insert(len(acc["teachers"]) + 1, [f"ensemble ({fusion} fusion)", "KD targets", None, acc[f"ensemble_{fusion}"]])
+    classical = report["config"].get("classical_teacher", "none")
+    if classical != "none":  # --classical-teacher: the teachers the targets came from, the classical one included
+        rows.insert(len(acc["teachers"]) + 1, [f"ensemble + {classical.upper()} teacher", f"mean of {len(acc['teachers']) + 1}",
+                                               None, acc[f"ensemble_with_{classical}"]])
     multi = report.get("multi_student")
     if multi:  # --students: the other students, and with --selector the system and the oracle
         test = multi["test"]

@@ -71,6 +71,10 @@ def method_label(report: dict) -> str:
         text += f", mixup={config['mixup']:g}"
     if config.get("consistent"):
         text += ", consistent"
+    if config.get("classical_teacher", "none") != "none":
+        text += f", + {config['classical_teacher'].upper()} teacher"
+    if config.get("lr_schedule", "constant") != "constant":
+        text += f", {config['lr_schedule']} lr over {config['epochs']} epochs"
     return text
 
 
@@ -97,8 +101,7 @@ def model_rows(run: Run) -> list[dict]:
         ensemble_s = teachers_s + timings.get("soft_targets", 0.0) if teachers_s is not None else None
         ensemble_params = sum(each_teacher) if None not in each_teacher else None
         rows.append(row("ensemble", "ensemble", accuracy["ensemble"], ensemble_params, ensemble_s))
-        rows += [row(key, f"ensemble ({key.removeprefix('ensemble_')} fusion)", accuracy[key], ensemble_params, ensemble_s)
-                 for key in fused_ensemble_keys(accuracy)]
+        rows += [row(key, ensemble_label(key), accuracy[key], ensemble_params, ensemble_s) for key in fused_ensemble_keys(accuracy)]
     rows += [row(key, MODEL_LABELS[key], accuracy[key], student_params, timings.get(key))
              for key in STUDENTS if key in accuracy]
     multi = (report.get("multi_student") or {}).get("test")
@@ -113,6 +116,13 @@ def model_rows(run: Run) -> list[dict]:
     rows += [row(key, label, accuracy[key], None, timings.get("baselines"))
              for key, label in CLASSICAL.items() if key in accuracy]
     return rows
+
+
+def ensemble_label(key: str) -> str:
+    """ensemble_<fusion>: what the KD targets decide; ensemble_with_<classical>: the networks and the classical teacher."""
+    if key.startswith("ensemble_with_"):
+        return f"ensemble + {key.removeprefix('ensemble_with_').upper()} teacher"
+    return f"ensemble ({key.removeprefix('ensemble_')} fusion)"
 
 
 def fused_ensemble_keys(accuracy: dict) -> list[str]:

@@ -89,3 +89,7 @@ def test_consistent_refuses_targets_the_step_cannot_compute(myo5, tmp_path, opti
 
 def test_bad_mixup_is_refused(myo5, tmp_path):
     assert_user_error(distill(myo5, tmp_path, "--mixup", "-1"), "--mixup", "[0, 10]")
+
+
+def test_unknown_lr_schedule_is_refused(myo5, tmp_path):
+    assert_user_error(distill(myo5, tmp_path, "--lr-schedule", "linear"), "--lr-schedule", "constant", "cosine")

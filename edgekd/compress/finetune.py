@@ -58,13 +58,13 @@ def _load(run_dir: Path, run: dict, dataset_path: Path, log) -> DistillationData
     replayed = load_run_data(run_dir, run, dataset_path, parts=("train", "val"))
     parts, cfg = replayed.parts, run["config"]
     log(f"fine-tuning data: {len(parts['train'].y)} training and {len(parts['val'].y)} validation windows, "
-        f"soft targets of {len(replayed.teachers)} teachers at T={cfg['temperature']:g}")
+        f"soft targets of {len(replayed.target_logits['train'])} teachers at T={cfg['temperature']:g}")
     # The run's own fusion and loss (runs from before --fusion/--loss existed used mean and KL). The exported
     # student has no training-only outputs: a multi-head run's folded student fine-tunes on the mean of the
     # per-teacher terms (its heads' targets), and a hint run's on the KL response term without the hints.
     fusion, loss = cfg.get("fusion", "mean"), cfg.get("loss", "kl")
     kd_term = "mse" if loss == "mse" else "kl"
-    fused = distillation_targets(replayed.teacher_logits, parts["val"].y, fusion, kd_term, cfg["temperature"])
+    fused = distillation_targets(replayed.target_logits, parts["val"].y, fusion, kd_term, cfg["temperature"])
     targets = {part: pack_targets(parts[part].y, fused[part]) for part in parts}
     return DistillationData(
         train_x=parts["train"].x, train_targets=targets["train"], val_x=parts["val"].x, val_y=parts["val"].y,

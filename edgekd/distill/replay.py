@@ -16,6 +16,7 @@ from edgekd.data.prepare import Windows, check_dataset_fits, recording_windows
 from edgekd.data.splits import split_indices_from_dict
 from edgekd.data.windows import Preprocessor
 from edgekd.errors import UserError
+from edgekd.models.classical import with_classical_teacher
 
 
 @dataclass
@@ -30,6 +31,7 @@ class RunData:
     teachers: list[RunTeacher]
     teacher_logits: dict[str, list[np.ndarray]]  # part -> one n x C array per teacher
     n_classes: int
+    target_logits: dict[str, list[np.ndarray]]  # what the KD targets fuse: teacher_logits, and the run's classical teacher's
 
 
 def dataset_path_of(run_dir: Path, run: dict, data: str | Path | None, why: str) -> Path:
@@ -63,4 +65,8 @@ def load_run_data(run_dir: Path, run: dict, dataset_path: Path, parts=("train", 
     teachers = [RunTeacher(keras.models.load_model(path, compile=False), channels)
                 for path, channels in zip(teacher_files, teacher_channels)]
     logits = {part: [predict_logits(t.model, teacher_input(w.x, t.channels)) for t in teachers] for part, w in windows.items()}
-    return RunData(windows, teachers, logits, len(run["classes"]))
+    classical = run["config"].get("classical_teacher", "none")
+    if classical != "none" and "train" not in windows:  # the LDA teacher is refitted on the training windows
+        windows["train"] = recording_windows(dataset, split_indices_from_dict(dataset, run["split"], "train"), preprocessor)
+    target_logits = with_classical_teacher(classical, logits, windows, len(run["classes"]))
+    return RunData({part: windows[part] for part in parts}, teachers, logits, len(run["classes"]), target_logits)

@@ -27,11 +27,14 @@ from edgekd.distill.fusion import AVERAGING, FUSIONS, distillation_targets, fuse
 from edgekd.distill.teachers import MODES as TEACHER_MODES, STRATEGIES, TeacherJob, channel_groups, teacher_input
 from edgekd.errors import UserError
 from edgekd.io import write_bytes_atomic, write_json_atomic
-from edgekd.models.classical import FEATURES, ZC_SSC_THRESHOLD, evaluate, fit_baselines, time_domain_features
+from edgekd.models.classical import (CLASSICAL_TEACHERS, FEATURES, ZC_SSC_THRESHOLD, evaluate, fit_baselines, time_domain_features,
+                                     with_classical_teacher)
 from edgekd.models.presets import load_preset
 
 SELECTOR_PRESET = "selector"  # models/selector.toml
 
+# The names only: distill/train.py imports TensorFlow, which a bad option must not wait for.
+SCHEDULES = ("constant", "cosine")
 REPRESENTATIVE_WINDOWS = 500  # enough to calibrate int8 ranges; keeps the run folder small
 LOSSES = ("kl", "mse", "hint")
 
@@ -47,6 +50,7 @@ class DistillConfig:
     patience: int = 12
     batch_size: int = 32
     learning_rate: float = 2e-3
+    lr_schedule: str = "constant"  # "cosine": decay to 0 over --epochs (distill/train.py); teachers and students
     window: float = 0.5
     hop: float = 0.1
     rate: float | None = None  # model rate in Hz; default the highest stream rate
@@ -69,6 +73,7 @@ class DistillConfig:
     augment_teachers: bool = False  # the teachers train on augmented windows too
     consistent: bool = False  # the teachers compute the KD targets in each training step, on the student's windows (distill/consistent.py)
     mixup: float = 0.0  # Beta(a, a) share for mixing each training window with another of its batch; 0 off
+    classical_teacher: str = "none"  # "lda": the LDA baseline joins the teachers of the KD targets (models/classical.py)
     verbose: int = 1
 
     def check(self) -> None:
@@ -76,6 +81,8 @@ class DistillConfig:
             raise UserError("--teachers must be at least 1")
         if self.epochs < 1:
             raise UserError("--epochs must be at least 1")
+        if self.lr_schedule not in SCHEDULES:
+            raise UserError(f"--lr-schedule must be one of {', '.join(SCHEDULES)}, not {self.lr_schedule!r}")
         if not self.temperature > 0:
             raise UserError("--temperature must be positive, e.g. 4")
         if not 0.0 <= self.alpha <= 1.0:
@@ -104,6 +111,12 @@ class DistillConfig:
         if self.consistent and (self.fusion not in AVERAGING or self.loss == "hint"):
             raise UserError(f"--consistent computes the targets in the training step, which --fusion {self.fusion} --loss {self.loss} "
                             f"cannot do; use --fusion {' or '.join(AVERAGING)} with --loss kl or mse")
+        if self.classical_teacher not in CLASSICAL_TEACHERS:
+            raise UserError(f"--classical-teacher must be one of {', '.join(CLASSICAL_TEACHERS)}, not {self.classical_teacher!r}")
+        if self.classical_teacher != "none" and (self.consistent or self.loss != "kl"):
+            raise UserError(f"--classical-teacher {self.classical_teacher} gives probabilities from features computed outside "
+                            f"the network, so it works with --loss kl and without --consistent"
+                            f" (here {'--consistent' if self.consistent else '--loss ' + self.loss})")
         if self.selector and len(self.students) < 2:
             raise UserError(f"--selector routes windows between students and needs at least two in --students "
                             f"(got {len(self.students)}), e.g. --students edge-student,isl-student")
@@ -152,7 +165,7 @@ def distill(cfg: DistillConfig) -> dict:
     from edgekd.models.build import count_params
 
     fit_args = dict(n_classes=n_classes, temperature=cfg.temperature, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                    patience=cfg.patience, learning_rate=cfg.learning_rate, verbose=cfg.verbose,
+                    patience=cfg.patience, learning_rate=cfg.learning_rate, schedule=cfg.lr_schedule, verbose=cfg.verbose,
                     kd_term="mse" if cfg.loss == "mse" else "kl")
 
     # Teachers: where their diversity comes from is --teachers-from (distill/teachers.py); the default,
@@ -174,11 +187,13 @@ def distill(cfg: DistillConfig) -> dict:
     teachers_block = {"from": cfg.teachers_from, "count": len(ensemble.teachers),
                       "channels": teacher_channels if cfg.teachers_from == "modalities" else None, **ensemble.details}
 
-    # Soft targets once, before the student trains (and for validation with --consistent too).
+    # Soft targets once, before the student trains (and for validation with --consistent too); with
+    # --classical-teacher lda from the network teachers and the LDA on time-domain features.
     t0 = time.perf_counter()
-    targets = distillation_targets(teacher_logits, val.y, cfg.fusion, cfg.loss, cfg.temperature)
+    target_logits = with_classical_teacher(cfg.classical_teacher, teacher_logits, {"train": train, "val": val, "test": test}, n_classes)
+    targets = distillation_targets(target_logits, val.y, cfg.fusion, cfg.loss, cfg.temperature)
     packed = student_targets(cfg, ensemble.teachers, {"train": train, "val": val}, targets, n_classes)
-    objective = kd_objective(cfg, len(ensemble.teachers), packed["hint_dims"])
+    objective = kd_objective(cfg, len(target_logits["train"]), packed["hint_dims"])
     # --consistent: the teachers compute the targets again in every training step, on the student's own windows.
     online = online_teachers(ensemble.teachers, cfg.fusion, cfg.loss, cfg.temperature,
                              teacher_accuracies(teacher_logits["val"], val.y)) if cfg.consistent else None
@@ -234,6 +249,9 @@ def distill(cfg: DistillConfig) -> dict:
         "teachers": [accuracy(z, test.y) for z in teacher_logits["test"]],
         "ensemble": accuracy(ensemble_test, test.y),
         f"ensemble_{cfg.fusion}": fused_accuracy(targets["test"], test.y),
+        # the mean of softmaxes over every teacher of the targets, the LDA teacher included
+        **({f"ensemble_with_{cfg.classical_teacher}": accuracy(np.mean([softmax(z) for z in target_logits["test"]], axis=0), test.y)}
+           if cfg.classical_teacher != "none" else {}),
         "student_scratch": repeat_accuracy["student_scratch"][0],
         "student_kd": repeat_accuracy["student_kd"][0],
         **baseline_accuracy["test"],
@@ -280,7 +298,8 @@ def distill(cfg: DistillConfig) -> dict:
                    "repeats": cfg.repeats,
                    "augmentation": {"gain_sd": cfg.augment_gain, "noise_sd": cfg.augment_noise, "teachers": cfg.augment_teachers}
                                    if augmentation.active else None,
-                   "consistent": cfg.consistent, "mixup": cfg.mixup,
+                   "consistent": cfg.consistent, "mixup": cfg.mixup, "classical_teacher": cfg.classical_teacher,
+                   "epochs": cfg.epochs, "patience": cfg.patience, "lr_schedule": cfg.lr_schedule,
                    "window_s": cfg.window, "hop_s": cfg.hop, "model_rate_hz": rate},
     }
     write_json_atomic(out / "report.json", report)

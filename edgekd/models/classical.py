@@ -63,18 +63,49 @@ def _features_of(x: np.ndarray, eps: float) -> np.ndarray:
     return np.concatenate([mav, rms, wl, zc, ssc, var], axis=1)
 
 
-def fit_baselines(train_features: np.ndarray, train_labels: np.ndarray, seed: int) -> dict:
-    """{"lda": ..., "random_forest": ...}, each a scikit-learn estimator fitted on the feature rows."""
-    # scikit-learn is imported here, not at module level: `edgekd distill` reaches this only after training.
+def lda():
+    """The LDA baseline, unfitted: a scikit-learn pipeline on time-domain feature rows."""
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
-    from sklearn.ensemble import RandomForestClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    # Features differ by orders of magnitude (counts vs amplitudes), so LDA sees standardised ones.
+    # Shrinkage (Ledoit-Wolf) keeps the covariance invertible when a channel is constant (ZC = 0 always).
+    return make_pipeline(StandardScaler(), LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto"))
+
+
+def lda_teacher_logits(train_x: np.ndarray, train_y: np.ndarray, parts: dict[str, np.ndarray], n_classes: int) -> dict[str, np.ndarray]:
+    """`edgekd distill --classical-teacher lda`: the LDA baseline, fitted on the training windows, as one more teacher.
+    Its logits are its log posteriors (softmax of them gives its probabilities back), float32 (n, n_classes) per part.
+    Deterministic: the same training windows give the same teacher, so a run's LDA teacher is refitted, not saved."""
+    model = lda().fit(time_domain_features(train_x), train_y)
+    if list(model.classes_) != list(range(n_classes)):
+        raise ValueError(f"the LDA teacher saw classes {list(model.classes_)}, not 0..{n_classes - 1}")
+    # log posteriors of classes LDA deems impossible are -inf in principle; a floor keeps softmax and KL finite
+    return {part: np.maximum(model.predict_log_proba(time_domain_features(x)), -1e4).astype(np.float32) for part, x in parts.items()}
+
+
+CLASSICAL_TEACHERS = ("none", "lda")
+
+
+def with_classical_teacher(kind: str, teacher_logits: dict[str, list[np.ndarray]], parts: dict, n_classes: int) -> dict[str, list[np.ndarray]]:
+    """The logits the KD targets are fused from: the network teachers', and with kind "lda" the LDA teacher's last.
+    `parts`: part name -> windows (.x, .y), "train" among them (the LDA teacher is fitted there)."""
+    if kind == "none":
+        return teacher_logits
+    if kind != "lda":
+        raise ValueError(f"unknown classical teacher {kind!r}; one of {', '.join(CLASSICAL_TEACHERS)}")
+    lda_logits = lda_teacher_logits(parts["train"].x, parts["train"].y, {p: parts[p].x for p in teacher_logits}, n_classes)
+    return {part: [*logits, lda_logits[part]] for part, logits in teacher_logits.items()}
+
+
+def fit_baselines(train_features: np.ndarray, train_labels: np.ndarray, seed: int) -> dict:
+    """{"lda": ..., "random_forest": ...}, each a scikit-learn estimator fitted on the feature rows."""
+    # scikit-learn is imported here, not at module level: `edgekd distill` reaches this only after training.
+    from sklearn.ensemble import RandomForestClassifier
+
     baselines = {
-        # Features differ by orders of magnitude (counts vs amplitudes), so LDA sees standardised ones.
-        # Shrinkage (Ledoit-Wolf) keeps the covariance invertible when a channel is constant (ZC = 0 always).
-        "lda": make_pipeline(StandardScaler(), LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto")),
+        "lda": lda(),
         # One job: the machines this runs on are small and often busy with the students' training.
         "random_forest": RandomForestClassifier(n_estimators=200, n_jobs=1, random_state=seed),
     }
