@@ -114,7 +114,7 @@ CASE_METHODS = {
     ISL50: ["scratch", "mean kl", "vote kl", "scratch + augment", "mean kl + augment", "scratch + augment + mixup", "mean kl + consistent",
             "mean kl + LDA teacher", "weighted kl", "mean mse", "multi-head kl", "mean hint"],
     ISL50 + AUGMENTED_SUFFIX: ["scratch + augment", "mean kl + augment"],
-    MYO5_SHIFTED: ["scratch", "mean kl", "scratch + augment", "mean kl + augment"],
+    MYO5_SHIFTED: ["scratch", "mean kl", "scratch + augment", "mean kl + augment", "mean kl + LDA teacher"],
     MYO5_SHIFTED + AUGMENTED_SUFFIX: ["scratch + augment", "mean kl + augment"],
 }
 # Students other than the run's (edge-conv), each trained by these methods: on isl50 a teacher-sized student
@@ -412,16 +412,17 @@ def markdown(records: list[tuple[str, dict]], kept: dict[str, str] | None = None
         if heading is None:  # a kept subsection
             lines += [rec, ""]
             continue
-        rows = summarise(rec)
+        # the run's student first, then the others; each in METHODS order
+        rows = sorted(summarise(rec), key=lambda r: (r["student"] != rec["config"]["student"], r["student"], list(METHODS).index(r["method"])))
         base = rec["baselines_test_accuracy"]
-        swept = (list(rec.get("sweep_s", {}).values()) or [None])[-1]  # the last sweep's duration
+        swept = max(rec.get("sweep_s", {}).values(), default=None)  # the longest invocation (some ran side by side)
         augmented = rec["config"].get("augment_teachers")
         lines += [f"### {heading}", "",
                   f"Commands: {', then '.join(f'`{c}`' for c in _commands(rec))} "
                   f"(teachers: run `{_in_repo(rec['run'])}`; {len(rec['seeds'])} student seeds; "
                   f"windows train/val/test {rec['windows']['train']}/{rec['windows']['val']}/{rec['windows']['test']}; "
                   f"{rec['config']['student']} student, T={rec['config']['temperature']:g}, alpha={rec['config']['alpha']:g}"
-                  + (f"; swept in {swept / 60:.0f} min" if swept else "") + ").", "",
+                  + (f"; longest sweep {swept / 60:.0f} min" if swept else "") + ").", "",
                   *([f"Trained on: {rec['cpu']}.", ""] if rec.get("cpu") else []),
                   f"Teachers (bootstrap, the run's{', trained on augmented windows: `--augment-gain %g --augment-noise %g --augment-teachers`' % (rec['config']['augment_gain'], rec['config']['augment_noise']) if augmented else ''}): {' / '.join(f'{100 * a:.1f}' for a in rec['teacher_test_accuracy'])}, "
                   f"ensemble {100 * rec['ensemble_test_accuracy']:.1f}"
@@ -483,6 +484,8 @@ def _versus(row: dict, scratch: dict | None) -> str:
         return ""
     a, b = row["test_accuracy"], scratch["test_accuracy"]
     delta = 100 * (a["mean"] - b["mean"])
+    if min(row["seeds"], scratch["seeds"]) < 2:  # one seed has no spread to be beaten beyond
+        return f"{delta:+.1f} (one seed)"
     verdict = "beats" if a["min"] > b["max"] else "below" if a["max"] < b["min"] else "within spread"
     return f"{delta:+.1f} ({verdict})"
 
