@@ -191,10 +191,10 @@ class Sweep:
         print(f"\n== {case.name}: replaying {run_dir}", flush=True)
         self.data = load_run_data(run_dir, self.run, Path(self.run["dataset"]["path"]), parts=("train", "val", "test"))
         test = self.data.parts["test"]
-        teacher_accuracy = [float(np.mean(np.argmax(z, 1) == test.y)) for z in self.data.teacher_logits["test"]]
-        self.record_path = record_path(case.name, teacher_accuracy)
+        self.teacher_accuracy = [float(np.mean(np.argmax(z, 1) == test.y)) for z in self.data.teacher_logits["test"]]
+        self.record_path = record_path(case.name, self.teacher_accuracy)
         self.record = json.loads(self.record_path.read_text()) if self.record_path.exists() else {"students": []}
-        print(f"  teachers {' / '.join(f'{100 * a:.1f}' for a in teacher_accuracy)}: record {self.record_path.name}", flush=True)
+        print(f"  teachers {' / '.join(f'{100 * a:.1f}' for a in self.teacher_accuracy)}: record {self.record_path.name}", flush=True)
         self.teacher_sets = {"bootstrap": (self.data.teachers, self.data.teacher_logits)}
         train = self.data.parts["train"]
         self.representative = train.x[np.random.default_rng(0).permutation(len(train.y))[:REPRESENTATIVE_WINDOWS]]
@@ -233,7 +233,7 @@ class Sweep:
         self.record.update({
             "case": self.case.name, "run": _in_repo(str(self.run_dir)), "seeds": self.seeds, "cpu": self.record.get("cpu") or _cpu(),
             "windows": {part: int(len(w.y)) for part, w in parts.items()},
-            "teacher_test_accuracy": [float(np.mean(np.argmax(z, 1) == parts["test"].y)) for z in test_logits],
+            "teacher_test_accuracy": self.teacher_accuracy,
             "ensemble_test_accuracy": float(np.mean(np.argmax(ensemble, 1) == parts["test"].y)),
             "ensemble_with_lda_test_accuracy": float(np.mean(np.argmax(np.mean([softmax(z) for z in with_lda], 0), 1) == parts["test"].y)),
             "baselines_test_accuracy": evaluate(fitted, time_domain_features(parts["test"].x), parts["test"].y),
