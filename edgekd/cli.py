@@ -273,8 +273,11 @@ def _repeats_line(repeats: dict | None) -> str:
 @click.option("--low-rank", type=float, metavar="POINTS", help="Factorise Dense and LSTM input kernels by truncated SVD at the smallest rank that costs at most POINTS of validation accuracy, then fine-tune.")
 @click.option("--finetune-epochs", default=10, show_default=True, type=int, help="KD fine-tuning epochs for --prune, --cluster, --qat and --low-rank.")
 @click.option("--finetune-seed", type=int, help="Seed of the KD fine-tuning (to see its spread). [default: the run's seed]")
-@click.option("--data", type=click.Path(path_type=Path), help="The run's dataset, if it moved (fine-tuning needs its training windows).")
-def export(run, variant, out, min_agreement, target, prune, qat, cluster, low_rank, finetune_epochs, finetune_seed, data):
+@click.option("--data", type=click.Path(path_type=Path), help="The run's dataset, if it moved (fine-tuning and --classical-branch need its training windows).")
+@click.option("--classical-branch", default="none", show_default=True, type=click.Choice(["none", "lda"]),
+              help="Put the LDA on time-domain features (the classical baseline) beside the student in one model, probabilities averaged with a weight and LDA temperature chosen on the validation windows; not with --qat.")
+def export(run, variant, out, min_agreement, target, prune, qat, cluster, low_rank, finetune_epochs, finetune_seed, data,
+           classical_branch):
     """Convert RUN's distilled student to a TFLite file with its metadata inside, optionally compressed first.
 
     The file is written only if its decisions agree with the Keras model on the run's test windows;
@@ -293,9 +296,10 @@ def export(run, variant, out, min_agreement, target, prune, qat, cluster, low_ra
     options = CompressionOptions(prune=prune, qat=qat, cluster=cluster, low_rank=low_rank, finetune_epochs=finetune_epochs,
                                  data=data, seed=finetune_seed)
     options.check(variant)
-    from edgekd.export.export import export_run
+    from edgekd.export.export import check_classical_branch, export_run
 
-    r = export_run(run, variant, out, min_agreement, compression=options, log=click.echo)
+    check_classical_branch(classical_branch, options)
+    r = export_run(run, variant, out, min_agreement, compression=options, log=click.echo, classical_branch=classical_branch)
     fused = "UNIDIRECTIONAL_SEQUENCE_LSTM" in r.ops and "WHILE" not in r.ops
     click.echo()
     if r.compression and "prune" in r.compression:
@@ -313,8 +317,10 @@ def export(run, variant, out, min_agreement, target, prune, qat, cluster, low_ra
         ["model", "variant", "bytes", "gzip", "agreement", "student_acc", "keras_acc", "tflite_acc", "seconds"],
         [[str(r.path), r.label + (f" ({r.quantizer})" if r.quantizer else ""), r.bytes, r.gzip_bytes, r.agreement,
           r.student_accuracy, r.keras_accuracy, r.tflite_accuracy, r.seconds]]))
-    if r.compression:
-        click.echo("student_acc: the run's uncompressed student; keras_acc: after compression; agreement: tflite vs keras_acc's model")
+    if r.compression or classical_branch != "none":
+        click.echo("student_acc: the run's student alone, uncompressed; keras_acc: "
+                   + " and ".join((["after compression"] if r.compression else []) + (["with the LDA branch"] if classical_branch != "none" else []))
+                   + "; agreement: tflite vs keras_acc's model")
     click.echo(f"ops: {', '.join(r.ops)}{'  (LSTM fused)' if fused else ''}")
     click.echo(f"next: edgekd bench {r.path}")
 

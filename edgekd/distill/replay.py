@@ -42,16 +42,22 @@ def dataset_path_of(run_dir: Path, run: dict, data: str | Path | None, why: str)
     return path
 
 
+def load_run_windows(run_dir: Path, run: dict, dataset_path: Path, parts=("train", "val")) -> dict[str, Windows]:
+    """The windows of each part, as `edgekd distill` made them (normalised with the run's statistics)."""
+    dataset = load_dataset(dataset_path)
+    preprocessor = Preprocessor.from_dict(run["preprocessing"])
+    check_dataset_fits(dataset, preprocessor, run["classes"], f"the run {run_dir}")
+    return {part: recording_windows(dataset, split_indices_from_dict(dataset, run["split"], part), preprocessor) for part in parts}
+
+
 def load_run_data(run_dir: Path, run: dict, dataset_path: Path, parts=("train", "val")) -> RunData:
     from edgekd._tf import keras
     from edgekd.distill.teachers import teacher_input
     from edgekd.distill.train import predict_logits
 
-    dataset = load_dataset(dataset_path)
-    preprocessor = Preprocessor.from_dict(run["preprocessing"])
-    check_dataset_fits(dataset, preprocessor, run["classes"], f"the run {run_dir}")
-    windows = {part: recording_windows(dataset, split_indices_from_dict(dataset, run["split"], part), preprocessor)
-               for part in parts}
+    classical = run["config"].get("classical_teacher", "none")
+    # the LDA teacher is refitted on the training windows
+    windows = load_run_windows(run_dir, run, dataset_path, (*parts, "train") if classical != "none" and "train" not in parts else parts)
     # In index order (teacher_10 after teacher_9): run.json's teachers.channels[i] belongs to teacher_<i>.
     teacher_files = sorted(run_dir.glob("teacher_*.h5"), key=lambda p: (len(p.stem), p.stem))
     if not teacher_files:
@@ -64,9 +70,6 @@ def load_run_data(run_dir: Path, run: dict, dataset_path: Path, parts=("train", 
                         f"{len(teacher_files)} teacher_<i>.h5 files; run `edgekd distill` again")
     teachers = [RunTeacher(keras.models.load_model(path, compile=False), channels)
                 for path, channels in zip(teacher_files, teacher_channels)]
-    logits = {part: [predict_logits(t.model, teacher_input(w.x, t.channels)) for t in teachers] for part, w in windows.items()}
-    classical = run["config"].get("classical_teacher", "none")
-    if classical != "none" and "train" not in windows:  # the LDA teacher is refitted on the training windows
-        windows["train"] = recording_windows(dataset, split_indices_from_dict(dataset, run["split"], "train"), preprocessor)
+    logits = {part: [predict_logits(t.model, teacher_input(windows[part].x, t.channels)) for t in teachers] for part in parts}
     target_logits = with_classical_teacher(classical, logits, windows, len(run["classes"]))
     return RunData({part: windows[part] for part in parts}, teachers, logits, len(run["classes"]), target_logits)

@@ -54,13 +54,16 @@ class ExportResult:
 
 
 def export_run(run_dir: str | Path, variant: str, out: str | Path, min_agreement: float | None = None,
-               compression: CompressionOptions | None = None, log=print) -> ExportResult:
+               compression: CompressionOptions | None = None, log=print, classical_branch: str = "none") -> ExportResult:
     """`compression` (pruning, QAT, low rank) is applied to the student first; agreement is then measured
-    against the compressed Keras model, and the accuracy of both is reported."""
+    against the compressed Keras model, and the accuracy of both is reported. `classical_branch` "lda": the
+    (compressed) student and the LDA baseline in one model (models/hybrid.py), fitted on the run's training windows
+    and calibrated on its validation windows, which are rebuilt from the dataset (compression.data if it moved)."""
     started = time.perf_counter()
     run_dir, out = Path(run_dir), Path(out)
     compression = compression or CompressionOptions()
     compression.check(variant)
+    check_classical_branch(classical_branch, compression)
     run, report = load_run(run_dir)
     if not (run_dir / "student_kd.h5").is_file():
         raise UserError(f"{run_dir}: has no student_kd.h5; run `edgekd distill` to completion first")
@@ -83,14 +86,17 @@ def export_run(run_dir: str | Path, variant: str, out: str | Path, min_agreement
 
         compressed = compress(student, run_dir, run, compression, log=log)
         student, done = compressed.model, compressed.done
-    metadata_for = lambda quantizer, done: _metadata(run, report, run_dir, variant, quantizer, done, student)  # noqa: E731
+    branch = None
+    if classical_branch != "none":
+        student, branch = _with_branch(student, run_dir, run, compression.data, log)
+    metadata_for = lambda quantizer, done: _metadata(run, report, run_dir, variant, quantizer, done, student, branch)  # noqa: E731
     tried = {}
     per_channel = not (done and "cluster" in done)
     if not per_channel and variant in ("dynamic", "int8"):
         log("quantizing with one scale per weight tensor: per-channel scales would turn each kernel's shared values "
             "into as many per output channel")
     best = convert_checked(student, variant, representative, test_x, threshold, out, lambda q: metadata_for(q, done),
-                            tried, log, per_channel=per_channel)
+                            tried, log, per_channel=per_channel, float_layers=branch.float_layers if branch else ())
     if compressed is not None and compressed.before_qat is not None and best is not None:
         best, done = _qat_or_post_training(best, compressed, representative, test_x, threshold, out,
                                            lambda q, d: _metadata(run, report, run_dir, variant, q, d, compressed.before_qat),
@@ -127,14 +133,17 @@ class _Conversion:
 
 
 def convert_checked(model, variant: str, representative, test_x, threshold: float, out: Path, metadata_for, tried: dict,
-                     log, per_channel: bool = True) -> _Conversion | None:
-    """The conversion that agrees best with `model` (int8: the MLIR quantizer, then the legacy one if needed)."""
+                     log, per_channel: bool = True, float_layers: tuple[str, ...] = ()) -> _Conversion | None:
+    """The conversion that agrees best with `model` (int8: the MLIR quantizer, then the legacy one if needed;
+    with `float_layers`, convert.py's selective quantization, MLIR only)."""
     keras_logits = model(test_x, training=False).numpy()
     best = None
-    for quantizer in INT8_QUANTIZERS if variant == "int8" else (None,):
-        log(f"converting to {variant}" + (f" with the {quantizer} quantizer" if quantizer else ""))
+    quantizers = (INT8_QUANTIZERS[:1] if float_layers else INT8_QUANTIZERS) if variant == "int8" else (None,)
+    for quantizer in quantizers:
+        log(f"converting to {variant}" + (f" with the {quantizer} quantizer" if quantizer else "")
+            + (f", {', '.join(float_layers)} in float32" if float_layers and variant == "int8" else ""))
         try:
-            flat = convert(model, variant, representative, quantizer or "mlir", per_channel=per_channel)
+            flat = convert(model, variant, representative, quantizer or "mlir", per_channel=per_channel, float_layers=float_layers)
         except Exception as e:  # noqa: BLE001 - the converter raises many types; the other quantizer may succeed
             tried[quantizer or variant] = 0.0
             log(f"  the converter failed: {str(e).strip().splitlines()[-1][:200]}")
@@ -199,6 +208,30 @@ def _write_candidate(model_bytes: bytes, out: Path) -> Path:
     return Path(tmp)
 
 
+def check_classical_branch(kind: str, compression: CompressionOptions) -> None:
+    """Before TensorFlow is imported: a bad --classical-branch fails at once."""
+    from edgekd.models.classical import CLASSICAL_BRANCHES
+
+    if kind not in CLASSICAL_BRANCHES:
+        raise UserError(f"--classical-branch must be one of {', '.join(CLASSICAL_BRANCHES)}, not {kind!r}")
+    if kind != "none" and compression.qat:
+        raise UserError(f"--classical-branch {kind} and --qat cannot be combined: QAT fine-tunes the student's int8 ranges "
+                        f"alone; export --classical-branch {kind} --int8 without --qat (post-training int8 covers both)")
+
+
+def _with_branch(student, run_dir: Path, run: dict, data, log):
+    """(the student with the LDA branch, the branch): models/hybrid.py, on the run's rebuilt windows."""
+    from edgekd.distill.replay import dataset_path_of, load_run_windows
+    from edgekd.models.hybrid import hybrid
+
+    dataset = dataset_path_of(run_dir, run, data, "--classical-branch fits the LDA on the run's training windows")
+    log("fitting the LDA branch on the run's training windows, calibrating it on the validation windows")
+    parts = load_run_windows(run_dir, run, dataset, ("train", "val"))
+    model, branch = hybrid(student, parts["train"].x, parts["train"].y, parts["val"].x, parts["val"].y, len(run["classes"]))
+    log(f"  LDA temperature {branch.temperature:g} (chosen on the validation windows)")
+    return model, branch
+
+
 def _load_student(keras, run_dir: Path, run: dict):
     """The run's student, or for a --selector run the whole system: selector.h5 routing between its students."""
     student = keras.models.load_model(run_dir / "student_kd.h5", compile=False)
@@ -214,24 +247,28 @@ def _load_student(keras, run_dir: Path, run: dict):
     return system_model([student, *others], keras.models.load_model(paths[-1], compile=False))
 
 
-def _architecture(run: dict) -> str:
+def _architecture(run: dict, branch=None) -> str:
     if run.get("selector"):
-        return f"selector system ({' + '.join(run['students'])})"
-    return run["architectures"]["student"]
+        name = f"selector system ({' + '.join(run['students'])})"
+    else:
+        name = run["architectures"]["student"]
+    return name if branch is None else f"{name} + LDA branch"
 
 
 def _metadata(run: dict, report: dict, run_dir: Path, variant: str, quantizer: str | None, compression: dict | None,
-              model) -> dict:
+              model, branch=None) -> dict:
     from edgekd.models.build import count_params
 
     extra = {} if not compression else {"compression": compression}
+    if branch is not None:
+        extra["classical_branch"] = branch.describe()
     return {
         "format": METADATA_FORMAT,
         "classes": run["classes"],
         "preprocessing": run["preprocessing"],
         "split": run["split"],
         "dataset": run["dataset"],
-        "architecture": _architecture(run),
+        "architecture": _architecture(run, branch),
         "params": count_params(model),
         "variant": variant,
         "quantizer": quantizer,

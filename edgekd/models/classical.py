@@ -86,6 +86,7 @@ def lda_teacher_logits(train_x: np.ndarray, train_y: np.ndarray, parts: dict[str
 
 
 CLASSICAL_TEACHERS = ("none", "lda")
+CLASSICAL_BRANCHES = ("none", "lda")  # `edgekd export --classical-branch`: models/hybrid.py
 
 
 def with_classical_teacher(kind: str, teacher_logits: dict[str, list[np.ndarray]], parts: dict, n_classes: int) -> dict[str, list[np.ndarray]]:

@@ -155,7 +155,7 @@ _COMPRESSION_ORDER = ("prune", "low_rank", "cluster", "qat")
 
 def model_label(metadata: dict | None) -> str:
     """A short name of how a model was made: "int8", "int8+prune50", "float32+lowrank50", "int8+prune50+qat",
-    "int8+prune50+cluster16".
+    "int8+prune50+cluster16", "int8+lda" (with the LDA branch).
 
     Reads the "variant" and the optional "compression" dict of edgekd's metadata. Metadata written by
     another edgekd version may hold techniques or shapes this one does not know: they become their key
@@ -168,6 +168,9 @@ def model_label(metadata: dict | None) -> str:
         known = [key for key in _COMPRESSION_ORDER if key in compression]
         others = [key for key in compression if key not in _COMPRESSION_ORDER]
         parts += [tag for key in known + others if (tag := _compression_tag(key, compression[key]))]
+    branch = metadata.get("classical_branch")  # `edgekd export --classical-branch lda`
+    if isinstance(branch, dict) and branch.get("kind"):
+        parts.append(str(branch["kind"]))
     return "+".join(parts)
 
 
