@@ -68,6 +68,7 @@ class Method:
     schedule: str = "constant"  # --lr-schedule
     epochs: int | None = None  # --epochs
     patience: int | None = None  # --patience
+    classical_branch: str = "none"  # `edgekd export --classical-branch`: "lda" puts the LDA beside the trained student
     baseline: str = "scratch"  # the scratch method it is compared with: same size, windows and training length
 
     @property
@@ -105,6 +106,9 @@ METHODS = {
     "mean kl + cosine 150": Method(schedule="cosine", epochs=150, patience=150, baseline="scratch + cosine 150"),
     "mean kl + LDA teacher + cosine 150": Method(classical_teacher="lda", schedule="cosine", epochs=150, patience=150,
                                                 baseline="scratch + cosine 150"),
+    # export --classical-branch lda: the trained student and the LDA in one model (models/hybrid.py)
+    "scratch + LDA branch": Method(alpha=1.0, classical_branch="lda"),
+    "mean kl + LDA branch": Method(classical_branch="lda", baseline="scratch + LDA branch"),
 }
 SELECTOR_STUDENTS = ("edge-conv", "edge-student")
 # isl50's students take 2.5 (edge-conv) to 3.5 (edge-student) minutes each on two cores: the methods that differ most, not every one.
@@ -112,16 +116,18 @@ SELECTOR_STUDENTS = ("edge-conv", "edge-student")
 CASE_METHODS = {
     "myo5 test rep 2": list(METHODS),  # about 20 s per student
     ISL50: ["scratch", "mean kl", "vote kl", "scratch + augment", "mean kl + augment", "scratch + augment + mixup", "mean kl + consistent",
-            "mean kl + LDA teacher", "weighted kl", "mean mse", "multi-head kl", "mean hint"],
+            "mean kl + LDA teacher", "scratch + LDA branch", "mean kl + LDA branch", "weighted kl", "mean mse", "multi-head kl", "mean hint"],
     ISL50 + AUGMENTED_SUFFIX: ["scratch + augment", "mean kl + augment"],
-    MYO5_SHIFTED: ["scratch", "mean kl", "scratch + augment", "mean kl + augment", "mean kl + LDA teacher"],
+    MYO5_SHIFTED: ["scratch", "mean kl", "scratch + augment", "mean kl + augment", "mean kl + LDA teacher", "scratch + LDA branch",
+                   "mean kl + LDA branch"],
     MYO5_SHIFTED + AUGMENTED_SUFFIX: ["scratch + augment", "mean kl + augment"],
 }
 # Students other than the run's (edge-conv), each trained by these methods: on isl50 a teacher-sized student
 # distilled to the ensemble's accuracy in one run (README), so the sweep measures the size axis over seeds.
 OTHER_STUDENTS = {ISL50: {"conv-teacher": ["scratch", "mean kl", "scratch + augment", "mean kl + augment",
                                            "scratch + augment + mixup", "mean kl + consistent", "mean kl + LDA teacher",
-                                           "scratch + cosine 150", "mean kl + cosine 150", "mean kl + LDA teacher + cosine 150"]},
+                                           "scratch + cosine 150", "mean kl + cosine 150", "mean kl + LDA teacher + cosine 150",
+                                           "scratch + LDA branch", "mean kl + LDA branch"]},
                   ISL50 + AUGMENTED_SUFFIX: {"conv-teacher": ["scratch + augment", "mean kl + augment"]}}
 # The run's own teachers are "bootstrap". myo5 has one sEMG stream, so no modality experts there; isl50's
 # sEMG, accelerometer and gyroscope experts are its only other source (each isl50 teacher set costs ~15 minutes).
@@ -293,10 +299,17 @@ class Sweep:
                                       fit_args={**self._fit_args(), "kd_term": "mse" if loss == "mse" else "kl", **m.training()},
                                       augmentation=m.augmentation, mixup=m.mixup,
                                       online=self._online(teacher_models, teacher_logits, fusion, loss) if m.consistent else None)
+        val_accuracy, branch = fitted.best_val_accuracy, None
+        if m.classical_branch != "none":
+            from edgekd.models.hybrid import hybrid
+
+            model, branch = hybrid(model, parts["train"].x, parts["train"].y, parts["val"].x, parts["val"].y, self.data.n_classes)
+            val_accuracy = float(np.mean(np.argmax(model.predict(parts["val"].x, verbose=0), 1) == parts["val"].y))
         train_s = time.perf_counter() - started
         entry = {"method": method, "teachers": teachers, "student": cfg.student, "params": count_params(model), "seed": seed,
-                 "val_accuracy": fitted.best_val_accuracy, "val_log_loss": self._val_log_loss(model),
-                 "epochs": fitted.epochs_run, "train_s": round(train_s, 1), **self._test(model)}
+                 "val_accuracy": val_accuracy, "val_log_loss": self._val_log_loss(model),
+                 **({"classical_branch": branch.describe()} if branch else {}),
+                 "epochs": fitted.epochs_run, "train_s": round(train_s, 1), **self._test(model, branch.float_layers if branch and branch.kept else ())}
         self.record["students"].append(entry)
         self.save()
         print(f"  {method:<16} teachers {teachers:<9} {cfg.student} seed {seed}: val {entry['val_accuracy']:.3f} test "
@@ -358,15 +371,16 @@ class Sweep:
         log_p = log_softmax(predict_logits(model, val.x).astype(np.float64), axis=1)
         return float(-np.mean(log_p[np.arange(len(val.y)), val.y]))
 
-    def _test(self, model) -> dict:
-        """Keras and int8 test accuracy; int8 converted as `edgekd export --int8` converts (MLIR, then legacy)."""
+    def _test(self, model, float_layers: tuple[str, ...] = ()) -> dict:
+        """Keras and int8 test accuracy; int8 converted as `edgekd export --int8` converts (MLIR, then legacy; an LDA
+        branch's float_layers in float32)."""
         from edgekd.export.export import MIN_AGREEMENT, convert_checked
 
         test = self.data.parts["test"]
         keras_accuracy = float(np.mean(np.argmax(model(test.x, training=False).numpy(), 1) == test.y))
         with tempfile.TemporaryDirectory() as tmp:
             best = convert_checked(model, "int8", self.representative, test.x, MIN_AGREEMENT["int8"], Path(tmp) / "s.tflite",
-                                   lambda quantizer: {}, {}, log=lambda m: None)
+                                   lambda quantizer: {}, {}, log=lambda m: None, float_layers=float_layers)
             if best is None:
                 return {"test_accuracy": keras_accuracy, "int8_test_accuracy": None, "int8_agreement": None}
             best.path.unlink(missing_ok=True)

@@ -317,9 +317,10 @@ def export(run, variant, out, min_agreement, target, prune, qat, cluster, low_ra
         ["model", "variant", "bytes", "gzip", "agreement", "student_acc", "keras_acc", "tflite_acc", "seconds"],
         [[str(r.path), r.label + (f" ({r.quantizer})" if r.quantizer else ""), r.bytes, r.gzip_bytes, r.agreement,
           r.student_accuracy, r.keras_accuracy, r.tflite_accuracy, r.seconds]]))
-    if r.compression or classical_branch != "none":
+    with_branch = bool(r.classical_branch and r.classical_branch["kept"])
+    if r.compression or with_branch:
         click.echo("student_acc: the run's student alone, uncompressed; keras_acc: "
-                   + " and ".join((["after compression"] if r.compression else []) + (["with the LDA branch"] if classical_branch != "none" else []))
+                   + " and ".join((["after compression"] if r.compression else []) + (["with the LDA branch"] if with_branch else []))
                    + "; agreement: tflite vs keras_acc's model")
     click.echo(f"ops: {', '.join(r.ops)}{'  (LSTM fused)' if fused else ''}")
     click.echo(f"next: edgekd bench {r.path}")

@@ -43,6 +43,8 @@ def result(name, gzip_bytes, p50, accuracy=None, variant="int8", run="runs/a", p
     ({"variant": "float32", "compression": {"cluster": {"clusters": "many"}}}, "float32+cluster"),
     ({"variant": "dynamic", "compression": {"cluster_weights": {"clusters": 16}, "prune": "odd"}}, "dynamic+prune+clusterweights"),
     ({"variant": "float16", "compression": ["not", "a", "dict"]}, "float16"),
+    ({"variant": "int8", "compression": {"prune": {"sparsity": 0.5}}, "classical_branch": {"kind": "lda", "kept": True}}, "int8+prune50+lda"),
+    ({"variant": "int8", "classical_branch": {"kind": "lda", "kept": False}}, "int8"),
     ({}, "unknown"),
     (None, "unknown"),
 ])

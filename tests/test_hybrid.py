@@ -41,6 +41,27 @@ def test_the_branch_is_the_fitted_lda_and_its_temperature_is_chosen_on_validatio
     assert nll[t] == min(nll.values())
 
 
+def test_the_branch_is_left_out_when_it_does_not_raise_the_validation_accuracy(monkeypatch):
+    from dataclasses import replace
+
+    from edgekd._tf import keras
+    from edgekd.models import hybrid as hybrid_module
+
+    parts = _parts(n_classes=3, per_class=20)
+    branch = lda_branch(parts["train"].x, parts["train"].y, n_classes=3)
+    val_y = parts["val"].y
+    perfect = calibrate(branch, np.eye(3)[val_y] * 5.0, parts["val"].x, val_y)  # nothing left to gain on validation
+    assert not perfect.kept and perfect.student_val_accuracy == 1.0 and perfect.describe()["kept"] is False
+    blank = calibrate(branch, np.zeros((len(val_y), 3)), parts["val"].x, val_y)  # the LDA is all there is
+    assert blank.kept and blank.val_accuracy > blank.student_val_accuracy
+
+    # hybrid() then hands back the student itself
+    monkeypatch.setattr(hybrid_module, "calibrate", lambda b, *args: replace(b, kept=False))
+    student = keras.Sequential([keras.Input((30, 2)), keras.layers.Flatten(), keras.layers.Dense(3, name="logits")])
+    model, left_out = hybrid_module.hybrid(student, parts["train"].x, parts["train"].y, parts["val"].x, val_y, 3)
+    assert model is student and not left_out.kept
+
+
 def test_combined_logits_add_the_students_and_the_ldas_floored_log_odds():
     student = np.array([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     decision = np.array([[10.0, 16.0, -500.0], [0.0, 0.0, 0.0]])

@@ -47,6 +47,7 @@ class ExportResult:
     gzip_bytes: int = 0
     compression: dict | None = None  # what compress() did: low_rank, prune (measured sparsity per layer), qat
     student_accuracy: float | None = None  # the run's uncompressed Keras student, for comparison
+    classical_branch: dict | None = None  # --classical-branch: models/hybrid.Branch.describe(), "kept" among it
 
     @property
     def label(self) -> str:
@@ -96,7 +97,7 @@ def export_run(run_dir: str | Path, variant: str, out: str | Path, min_agreement
         log("quantizing with one scale per weight tensor: per-channel scales would turn each kernel's shared values "
             "into as many per output channel")
     best = convert_checked(student, variant, representative, test_x, threshold, out, lambda q: metadata_for(q, done),
-                            tried, log, per_channel=per_channel, float_layers=branch.float_layers if branch else ())
+                            tried, log, per_channel=per_channel, float_layers=branch.float_layers if branch and branch.kept else ())
     if compressed is not None and compressed.before_qat is not None and best is not None:
         best, done = _qat_or_post_training(best, compressed, representative, test_x, threshold, out,
                                            lambda q, d: _metadata(run, report, run_dir, variant, q, d, compressed.before_qat),
@@ -119,7 +120,7 @@ def export_run(run_dir: str | Path, variant: str, out: str | Path, min_agreement
     return ExportResult(out, variant, best.quantizer, len(final), best.agreement, keras_accuracy, tflite_accuracy, tried,
                         builtin_op_names(final), time.perf_counter() - started,
                         gzip_bytes=len(gzip.compress(final, compresslevel=9, mtime=0)), compression=done,
-                        student_accuracy=student_accuracy)
+                        student_accuracy=student_accuracy, classical_branch=branch.describe() if branch else None)
 
 
 @dataclass
@@ -228,7 +229,11 @@ def _with_branch(student, run_dir: Path, run: dict, data, log):
     log("fitting the LDA branch on the run's training windows, calibrating it on the validation windows")
     parts = load_run_windows(run_dir, run, dataset, ("train", "val"))
     model, branch = hybrid(student, parts["train"].x, parts["train"].y, parts["val"].x, parts["val"].y, len(run["classes"]))
-    log(f"  LDA temperature {branch.temperature:g} (chosen on the validation windows)")
+    accuracies = f"validation accuracy {branch.val_accuracy:.1%} with it at T={branch.temperature:g}, {branch.student_val_accuracy:.1%} without"
+    if not branch.kept:
+        log(f"  the LDA branch is left out: it does not raise the validation accuracy ({accuracies}); exporting the student alone")
+        return model, branch
+    log(f"  LDA temperature {branch.temperature:g}, chosen on the validation windows ({accuracies})")
     return model, branch
 
 
@@ -252,7 +257,7 @@ def _architecture(run: dict, branch=None) -> str:
         name = f"selector system ({' + '.join(run['students'])})"
     else:
         name = run["architectures"]["student"]
-    return name if branch is None else f"{name} + LDA branch"
+    return f"{name} + LDA branch" if branch is not None and branch.kept else name
 
 
 def _metadata(run: dict, report: dict, run_dir: Path, variant: str, quantizer: str | None, compression: dict | None,

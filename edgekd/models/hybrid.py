@@ -16,6 +16,10 @@ graph and adds their logits, a product of the two experts' probabilities (Hinton
   would outvote the student everywhere. T is chosen on the validation windows (never on test) from TEMPERATURES:
   the highest validation accuracy of the hybrid, ties broken by the lower validation log-loss, as distill keeps
   epochs. (Minimising the LDA's own log-loss would pick a larger T that helps the hybrid less: measured on isl50.)
+- The branch is kept only if the hybrid's validation accuracy is above the student's alone. Where validation
+  cannot tell them apart (myo5's repetition splits, where every model scores 100% on validation) the log-loss
+  would favour the sharpest LDA, and on myo5's shifted-armband repetition that LDA scores 20%: without evidence
+  for the branch, the student is exported alone.
 - The floor bounds the LDA's veto on a class it rules out, and with it the output range that int8 must cover.
 
 Training side (TensorFlow, scikit-learn): the device runs the converted graph, never this module.
@@ -82,11 +86,15 @@ class Branch:
     """A fitted LDA branch: window -> LDA decision values (logits at T = 1), and its calibration."""
     model: keras.Model
     temperature: float = 1.0
+    kept: bool = True  # False: it did not raise the validation accuracy, and the student goes alone
+    val_accuracy: float | None = None  # the hybrid's, at `temperature`
+    student_val_accuracy: float | None = None
     float_layers: tuple[str, ...] = FLOAT_LAYERS  # the hybrid's layers that int8 export keeps in float32
 
     def describe(self) -> dict:
-        return {"kind": "lda", "features": list(FEATURES), "temperature": self.temperature,
-                "log_odds_floor": LDA_LOG_ODDS_FLOOR, "float_layers": list(self.float_layers)}
+        return {"kind": "lda", "kept": self.kept, "features": list(FEATURES), "temperature": self.temperature,
+                "log_odds_floor": LDA_LOG_ODDS_FLOOR, "val_accuracy": self.val_accuracy,
+                "student_val_accuracy": self.student_val_accuracy, "float_layers": list(self.float_layers)}
 
 
 def features_of(layer: TimeDomainFeatures, windows: np.ndarray) -> np.ndarray:
@@ -117,7 +125,7 @@ def combined_logits(student_logits: np.ndarray, decision: np.ndarray, temperatur
 
 
 def calibrate(branch: Branch, student_val_logits: np.ndarray, val_x: np.ndarray, val_y: np.ndarray) -> Branch:
-    """The branch with T chosen on the validation windows (see the module doc)."""
+    """The branch with T chosen on the validation windows, and whether it is kept (see the module doc)."""
     decision = branch.model.predict(val_x, verbose=0).astype(np.float64)
     student = student_val_logits.astype(np.float64)
 
@@ -126,7 +134,9 @@ def calibrate(branch: Branch, student_val_logits: np.ndarray, val_x: np.ndarray,
         log_p = log_softmax(logits, axis=1)[np.arange(len(val_y)), val_y]
         return float(np.mean(np.argmax(logits, axis=1) == val_y)), float(np.mean(log_p))  # higher is better, both
 
-    return Branch(branch.model, max(TEMPERATURES, key=score))
+    temperature = max(TEMPERATURES, key=score)
+    val_accuracy, alone = score(temperature)[0], float(np.mean(np.argmax(student, axis=1) == val_y))
+    return Branch(branch.model, temperature, kept=val_accuracy > alone, val_accuracy=val_accuracy, student_val_accuracy=alone)
 
 
 def with_classical_branch(student: keras.Model, branch: Branch) -> keras.Model:
@@ -140,7 +150,8 @@ def with_classical_branch(student: keras.Model, branch: Branch) -> keras.Model:
 
 
 def hybrid(student: keras.Model, train_x, train_y, val_x, val_y, n_classes: int) -> tuple[keras.Model, Branch]:
-    """The student with a fitted, calibrated LDA branch: (model, branch)."""
+    """(the student with a fitted, calibrated LDA branch, the branch); (the student itself, the branch) when the
+    branch is not kept."""
     branch = lda_branch(train_x, train_y, n_classes)
     branch = calibrate(branch, student.predict(val_x, verbose=0), val_x, val_y)
-    return with_classical_branch(student, branch), branch
+    return (with_classical_branch(student, branch) if branch.kept else student), branch

@@ -169,7 +169,7 @@ def model_label(metadata: dict | None) -> str:
         others = [key for key in compression if key not in _COMPRESSION_ORDER]
         parts += [tag for key in known + others if (tag := _compression_tag(key, compression[key]))]
     branch = metadata.get("classical_branch")  # `edgekd export --classical-branch lda`
-    if isinstance(branch, dict) and branch.get("kind"):
+    if isinstance(branch, dict) and branch.get("kind") and branch.get("kept", True):  # left out: the student alone
         parts.append(str(branch["kind"]))
     return "+".join(parts)
 
