@@ -299,6 +299,9 @@ def export(run, variant, out, min_agreement, target, prune, qat, cluster, low_ra
     from edgekd.export.export import check_classical_branch, export_run
 
     check_classical_branch(classical_branch, options)
+    if target == "mcu" and classical_branch != "none":
+        raise UserError(f"--target mcu wants a full-integer model for TensorFlow Lite Micro, and --classical-branch {classical_branch} "
+                        f"keeps the LDA branch in float32; export the student alone for a microcontroller")
     r = export_run(run, variant, out, min_agreement, compression=options, log=click.echo, classical_branch=classical_branch)
     fused = "UNIDIRECTIONAL_SEQUENCE_LSTM" in r.ops and "WHILE" not in r.ops
     click.echo()

@@ -154,3 +154,5 @@ def test_export_refuses_the_lda_branch_with_qat_and_an_unknown_branch(tiny_run, 
     assert_user_error(result, "--qat", "--classical-branch lda")
     result = CliRunner().invoke(main, ["export", str(tiny_run), "--int8", "--classical-branch", "forest", "--out", out])
     assert_user_error(result, "--classical-branch")
+    result = CliRunner().invoke(main, ["export", str(tiny_run), "--target", "mcu", "--classical-branch", "lda", "--out", out])
+    assert_user_error(result, "--target mcu", "full-integer")
