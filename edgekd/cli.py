@@ -209,6 +209,11 @@ def distill_table(report: dict) -> str:
     rows += [["ensemble", f"mean of {len(acc['teachers'])}", sum(each_teacher), acc["ensemble"]],
              ["student (scratch)", report["architectures"]["student"], params["student"], acc["student_scratch"]],
              ["student (KD)", report["architectures"]["student"], params["student"], acc["student_kd"]]]
+    branch = report.get("lda_branch")
+    if branch and "student_kd_lda_branch" in acc:  # what `edgekd export --classical-branch lda` would write
+        rows.append(["student (KD) + LDA branch", f"export --classical-branch lda, T={branch['temperature']:g}", params.get("student_with_lda_branch"),
+                     acc["student_kd_lda_branch"]] if branch["kept"] else
+                    ["student (KD), LDA branch left out", "no gain on validation", params["student"], acc["student_kd_lda_branch"]])
     fusion = report["config"].get("fusion", "mean")
     if fusion != "mean" and f"ensemble_{fusion}" in acc:  # what the student was taught, when it is not the plain mean
         rows.insert(len(acc["teachers"]) + 1, [f"ensemble ({fusion} fusion)", "KD targets", None, acc[f"ensemble_{fusion}"]])

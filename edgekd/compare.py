@@ -104,6 +104,11 @@ def model_rows(run: Run) -> list[dict]:
         rows += [row(key, ensemble_label(key), accuracy[key], ensemble_params, ensemble_s) for key in fused_ensemble_keys(accuracy)]
     rows += [row(key, MODEL_LABELS[key], accuracy[key], student_params, timings.get(key))
              for key in STUDENTS if key in accuracy]
+    branch = report.get("lda_branch")
+    if branch and "student_kd_lda_branch" in accuracy:  # `edgekd export --classical-branch lda`'s model
+        rows.append(row("student_kd_lda_branch", "student (KD) + LDA branch" if branch["kept"] else "student (KD), LDA branch left out",
+                        accuracy["student_kd_lda_branch"], params.get("student_with_lda_branch") if branch["kept"] else student_params,
+                        timings.get("student_kd")))
     multi = (report.get("multi_student") or {}).get("test")
     if multi:  # --students: the other students; --selector: the system (the first student is student_kd above)
         n_params = (multi.get("params") or {}).get("students", {})

@@ -83,8 +83,11 @@ def test_json_rows(tiny_run, tmp_path):
     n_teachers = len(report["test_accuracy"]["teachers"])
     fused = comparing.fused_ensemble_keys(report["test_accuracy"])  # newer reports: what the KD targets decide
     assert list(by_model) == [*(f"teacher_{i}" for i in range(n_teachers)), "ensemble", *fused, "student_scratch",
-                              "student_kd", "lda", "random_forest"]
+                              "student_kd", "student_kd_lda_branch", "lda", "random_forest"]
     assert {r["run"] for r in rows} == {"tiny"} and {r["dataset"] for r in rows} == {"myo5"}
+    branch = by_model["student_kd_lda_branch"]  # what `edgekd export --classical-branch lda` would write
+    assert branch["test_accuracy"] == report["test_accuracy"]["student_kd_lda_branch"]
+    assert branch["params"] == (report["params"]["student_with_lda_branch"] if report["lda_branch"]["kept"] else report["params"]["student"])
     assert by_model["student_kd"]["test_accuracy"] == report["test_accuracy"]["student_kd"]
     assert by_model["student_kd"]["params"] == report["params"]["student"]
     assert by_model["student_kd"]["train_time_s"] == report["timings_s"]["student_kd"]

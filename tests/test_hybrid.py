@@ -133,6 +133,10 @@ def test_export_with_the_lda_branch_writes_one_model_that_bench_runs_without_ten
     assert metadata["architecture"].endswith("+ LDA branch") and model_label(metadata) == "int8+lda"
     branch = metadata["classical_branch"]
     assert branch["kind"] == "lda" and branch["temperature"] in TEMPERATURES
+    # distill's report foretold it from the baseline's own LDA (numpy features): the same choice, the same accuracy
+    report = json.loads((tiny_run / "report.json").read_text())
+    assert (report["lda_branch"]["kept"], report["lda_branch"]["temperature"]) == (branch["kept"], branch["temperature"])
+    assert abs(report["test_accuracy"]["student_kd_lda_branch"] - metadata["keras_test_accuracy"]) <= 0.02
     out = tmp_path / "bench.json"
     code = (f"from edgekd.cli import main\n"
             f"try: main(['bench', {str(path)!r}, '--data', {str(myo5)!r}, '--runs', '5', '--json', {str(out)!r}])\n"

@@ -26,7 +26,7 @@ from edgekd.table import format_table
 METHODS = ("loso",)
 # Fields that must match for a finished fold to be reused (everything but where it lives and how loud it was).
 _NOT_COMPARED = ("dataset", "out", "verbose")
-TABLE_MODELS = ("ensemble", "student_kd", "student_scratch", "lda", "random_forest")
+TABLE_MODELS = ("ensemble", "student_kd", "student_kd_lda_branch", "student_scratch", "lda", "random_forest")
 
 
 def fold_configs(cfg: DistillConfig, subjects: list[str]) -> list[DistillConfig]:

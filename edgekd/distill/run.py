@@ -242,7 +242,9 @@ def distill(cfg: DistillConfig) -> dict:
     # The classical baseline a practitioner would pick instead: the students must beat it to be worth it.
     _log(cfg, "\nbaselines (time-domain features: LDA, random forest)")
     t0 = time.perf_counter()
-    baseline_accuracy = _classical_baselines(train, val, test, seed=cfg.seed)
+    baseline_accuracy, lda_decision = _classical_baselines(train, val, test, seed=cfg.seed)
+    lda_branch = _lda_branch({part: predict_logits(students["student_kd"], w.x) for part, w in (("val", val), ("test", test))},
+                             lda_decision, val, test)
     timings["baselines"] = time.perf_counter() - t0
 
     test_accuracy = {
@@ -254,6 +256,8 @@ def distill(cfg: DistillConfig) -> dict:
            if cfg.classical_teacher != "none" else {}),
         "student_scratch": repeat_accuracy["student_scratch"][0],
         "student_kd": repeat_accuracy["student_kd"][0],
+        # `edgekd export --classical-branch lda`'s model (Keras): the KD student with the LDA, or alone where it is left out
+        "student_kd_lda_branch": lda_branch["test_accuracy"],
         **baseline_accuracy["test"],
     }
     representative = np.random.default_rng(cfg.seed).permutation(len(train.y))[:REPRESENTATIVE_WINDOWS]
@@ -279,11 +283,14 @@ def distill(cfg: DistillConfig) -> dict:
         "split": split_dict,
         "windows": {"train": int(len(train.y)), "val": int(len(val.y)), "test": int(len(test.y)),
                     "length": window_len, "channels": channels},
-        "params": {"teacher": teacher_params[0], "teachers": teacher_params, "student": count_params(students["student_kd"])},
+        "params": {"teacher": teacher_params[0], "teachers": teacher_params, "student": count_params(students["student_kd"]),
+                   # the LDA branch adds one Dense layer: a weight per feature and class, and a bias per class
+                   "student_with_lda_branch": count_params(students["student_kd"]) + (len(FEATURES) * channels + 1) * n_classes},
         "architectures": {"teacher": teacher_preset.name, "student": student_preset.name},
         "test_accuracy": test_accuracy,
         "repeats": {"seeds": seeds, **{kind: _spread(accs) for kind, accs in repeat_accuracy.items()}},
         **({"multi_student": multi_student} if multi_student else {}),
+        "lda_branch": {k: v for k, v in lda_branch.items() if k != "test_accuracy"},
         "diversity": teacher_diversity(teacher_logits["test"], test_accuracy["teachers"], test_accuracy["ensemble"]),
         "val_accuracy": {"teachers": [f.best_val_accuracy for f in teacher_fits],
                          **{k: f.best_val_accuracy for k, f in student_fits.items()}, **baseline_accuracy["val"]},
@@ -366,11 +373,25 @@ def _spread(accuracies: list[float]) -> dict:
             "std": float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else None}
 
 
-def _classical_baselines(train, val, test, seed: int) -> dict[str, dict[str, float]]:
-    """{"val": {"lda": acc, "random_forest": acc}, "test": {...}}: fitted on the training windows' features."""
+def _classical_baselines(train, val, test, seed: int) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
+    """({"val": {"lda": acc, "random_forest": acc}, "test": {...}}, the LDA's decision values on val and test):
+    fitted on the training windows' features."""
     baselines = fit_baselines(time_domain_features(train.x), train.y, seed=seed)
-    return {part: evaluate(baselines, time_domain_features(windows.x), windows.y)
-            for part, windows in (("val", val), ("test", test))}
+    features = {part: time_domain_features(windows.x) for part, windows in (("val", val), ("test", test))}
+    return ({part: evaluate(baselines, features[part], windows.y) for part, windows in (("val", val), ("test", test))},
+            {part: baselines["lda"].decision_function(features[part]) for part in features})
+
+
+def _lda_branch(student_logits: dict[str, np.ndarray], lda_decision: dict[str, np.ndarray], val, test) -> dict:
+    """What `edgekd export --classical-branch lda` would make of the KD student (models/hybrid.py), from the baseline's
+    LDA: its temperature, whether it is kept, and the accuracy of the model export would write."""
+    from edgekd.models.hybrid import choose_temperature, combined_logits
+
+    temperature, val_accuracy, alone = choose_temperature(student_logits["val"], lda_decision["val"], val.y)
+    kept = val_accuracy > alone
+    logits = combined_logits(student_logits["test"], lda_decision["test"], temperature) if kept else student_logits["test"]
+    return {"kept": kept, "temperature": temperature, "val_accuracy": val_accuracy, "student_val_accuracy": alone,
+            "test_accuracy": float(np.mean(np.argmax(logits, axis=1) == test.y))}
 
 
 def _save_model(model, path: Path) -> None:

@@ -124,10 +124,10 @@ def combined_logits(student_logits: np.ndarray, decision: np.ndarray, temperatur
     return student_logits + np.maximum(lda_log_p, -LDA_LOG_ODDS_FLOOR)
 
 
-def calibrate(branch: Branch, student_val_logits: np.ndarray, val_x: np.ndarray, val_y: np.ndarray) -> Branch:
-    """The branch with T chosen on the validation windows, and whether it is kept (see the module doc)."""
-    decision = branch.model.predict(val_x, verbose=0).astype(np.float64)
-    student = student_val_logits.astype(np.float64)
+def choose_temperature(student_val_logits: np.ndarray, val_decision: np.ndarray, val_y: np.ndarray) -> tuple[float, float, float]:
+    """(T, the hybrid's validation accuracy at T, the student's alone): T as the module doc says. numpy only, so
+    `edgekd distill` can report the hybrid from the baseline's own LDA (sklearn decision values) without building it."""
+    student, decision = student_val_logits.astype(np.float64), val_decision.astype(np.float64)
 
     def score(temperature: float) -> tuple[float, float]:
         logits = combined_logits(student, decision, temperature)
@@ -135,7 +135,13 @@ def calibrate(branch: Branch, student_val_logits: np.ndarray, val_x: np.ndarray,
         return float(np.mean(np.argmax(logits, axis=1) == val_y)), float(np.mean(log_p))  # higher is better, both
 
     temperature = max(TEMPERATURES, key=score)
-    val_accuracy, alone = score(temperature)[0], float(np.mean(np.argmax(student, axis=1) == val_y))
+    return temperature, score(temperature)[0], float(np.mean(np.argmax(student, axis=1) == val_y))
+
+
+def calibrate(branch: Branch, student_val_logits: np.ndarray, val_x: np.ndarray, val_y: np.ndarray) -> Branch:
+    """The branch with T chosen on the validation windows, and whether it is kept (see the module doc)."""
+    decision = branch.model.predict(val_x, verbose=0)
+    temperature, val_accuracy, alone = choose_temperature(student_val_logits, decision, val_y)
     return Branch(branch.model, temperature, kept=val_accuracy > alone, val_accuracy=val_accuracy, student_val_accuracy=alone)
 
 
