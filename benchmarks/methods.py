@@ -117,7 +117,7 @@ CASE_METHODS = {
     "myo5 test rep 2": list(METHODS),  # about 20 s per student
     ISL50: ["scratch", "mean kl", "vote kl", "scratch + augment", "mean kl + augment", "scratch + augment + mixup", "mean kl + consistent",
             "mean kl + LDA teacher", "scratch + LDA branch", "mean kl + LDA branch", "weighted kl", "mean mse", "multi-head kl", "mean hint"],
-    ISL50 + AUGMENTED_SUFFIX: ["scratch + augment", "mean kl + augment"],
+    ISL50 + AUGMENTED_SUFFIX: ["scratch + augment", "mean kl + augment", "scratch + LDA branch", "mean kl + LDA branch"],
     MYO5_SHIFTED: ["scratch", "mean kl", "scratch + augment", "mean kl + augment", "mean kl + LDA teacher", "scratch + LDA branch",
                    "mean kl + LDA branch"],
     MYO5_SHIFTED + AUGMENTED_SUFFIX: ["scratch + augment", "mean kl + augment"],
@@ -128,7 +128,8 @@ OTHER_STUDENTS = {ISL50: {"conv-teacher": ["scratch", "mean kl", "scratch + augm
                                            "scratch + augment + mixup", "mean kl + consistent", "mean kl + LDA teacher",
                                            "scratch + cosine 150", "mean kl + cosine 150", "mean kl + LDA teacher + cosine 150",
                                            "scratch + LDA branch", "mean kl + LDA branch"]},
-                  ISL50 + AUGMENTED_SUFFIX: {"conv-teacher": ["scratch + augment", "mean kl + augment"]}}
+                  ISL50 + AUGMENTED_SUFFIX: {"conv-teacher": ["scratch + augment", "mean kl + augment", "scratch + LDA branch",
+                                                             "mean kl + LDA branch"]}}
 # The run's own teachers are "bootstrap". myo5 has one sEMG stream, so no modality experts there; isl50's
 # sEMG, accelerometer and gyroscope experts are its only other source (each isl50 teacher set costs ~15 minutes).
 OTHER_TEACHERS = {"myo5 test rep 2": ["seeds", "subsets", "snapshots"], ISL50: ["modalities"]}
@@ -457,7 +458,7 @@ def markdown(records: list[tuple[str, dict]], kept: dict[str, str] | None = None
             lines.append(f"| {r['teachers']} | {r['student']} | {params} | {r['method']} | {r['seeds']} | {_pct(r['val_accuracy'])} | "
                          f"{val_loss} | {_pct(t)} | {100 * t['min']:.1f}–{100 * t['max']:.1f} | {_pct(r['int8_test_accuracy'])} | "
                          f"{_versus(r, scratch)} | {r['train_s']:.0f} |")
-        lines += _selector_lines(rec)
+        lines += _selector_lines(rec) + _branch_lines(rec)
         lines += ["", "Targets (issue 3):", ""] + [f"- {t}" for t in targets(rec, rows)] + [""]
     return "\n".join(lines)
 
@@ -479,6 +480,22 @@ def _selector_lines(rec: dict) -> list[str]:
                 f"oracle {mean([s['oracle'] for s in systems])}; it sends {routing}. The system file computes the selector "
                 f"and both students for every window: {systems[0]['params']['system']:,} parameters against "
                 f"{systems[0]['params']['students'][SELECTOR_STUDENTS[0]]:,} for {SELECTOR_STUDENTS[0]} alone."]
+
+
+def _branch_lines(rec: dict) -> list[str]:
+    """Where export's rule kept the LDA branch: a left-out branch makes the row the student alone."""
+    runs = {}
+    for s in rec["students"]:
+        if s.get("classical_branch"):
+            runs.setdefault((s["student"], s["method"]), []).append(s["classical_branch"])
+    if not runs:
+        return []
+    parts = []
+    for (student, method), branches in runs.items():
+        kept = [b for b in branches if b["kept"]]
+        temperatures = ", ".join(f"{b['temperature']:g}" for b in kept)
+        parts.append(f"{method} ({student}) on {len(kept)} of {len(branches)} seeds" + (f", T = {temperatures}" if kept else ""))
+    return ["", "LDA branch kept (it must raise the validation accuracy over the student alone): " + "; ".join(parts) + "."]
 
 
 def _commands(rec: dict) -> list[str]:

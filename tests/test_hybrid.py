@@ -160,3 +160,16 @@ def test_export_refuses_the_lda_branch_with_qat_and_an_unknown_branch(tiny_run, 
     assert_user_error(result, "--classical-branch")
     result = CliRunner().invoke(main, ["export", str(tiny_run), "--target", "mcu", "--classical-branch", "lda", "--out", out])
     assert_user_error(result, "--target mcu", "full-integer")
+
+
+def test_distill_suggests_the_lda_branch_only_where_it_won_on_validation():
+    from edgekd.cli import next_export
+
+    plain = "edgekd export runs/a --int8 --out student.tflite"
+    assert next_export({}, "runs/a") == plain  # reports from before the branch
+    left_out = {"lda_branch": {"kept": False, "val_accuracy": 1.0, "student_val_accuracy": 1.0}}
+    assert next_export(left_out, "runs/a") == plain
+    kept = {"lda_branch": {"kept": True, "val_accuracy": 0.565, "student_val_accuracy": 0.494}}
+    suggestion = next_export(kept, "runs/a")
+    assert suggestion.startswith("edgekd export runs/a --int8 --out hybrid.tflite --classical-branch lda")
+    assert "49.4% to 56.5%" in suggestion and plain in suggestion
