@@ -14,9 +14,9 @@ a student distilled from each. The third case distils from teachers trained on a
 git so that RESULTS.md can be rebuilt anywhere), so an interrupted sweep resumes; the METHODS section of
 benchmarks/RESULTS.md is rebuilt from them.
 
-Records are kept per teacher set: the same `edgekd distill` command trains other teachers on another CPU
-(floating-point differences), so a replayed run whose teachers differ from a record's starts a record of its own
-(record_path), shown as its own subsection. Two sweeps of one record with different --methods may run side by side.
+Records are kept per teacher set: the same `edgekd distill` command trains other teachers on another CPU, and at
+times on the same kind of CPU (floating-point differences), so a replayed run whose teachers differ from a record's
+starts a record of its own (record_path), shown as its own subsection. Two sweeps of one record with different --methods may run side by side.
 
 The spread is over student seeds: every method of a case distils from the same teachers, so the comparison
 between methods is paired, and a method "beats scratch" only if its worst seed beats scratch's best seed. On isl50
@@ -155,7 +155,7 @@ def sweep_cases(only: str | None) -> list:
 
 def record_path(case: str, teacher_accuracy: list[float]) -> Path:
     """Where the students distilled from these teachers are kept. Students of different teacher sets never share a
-    record: the same `edgekd distill` command trains other teachers on another CPU (floating-point differences), and
+    record: the same `edgekd distill` command trains other teachers on another CPU, at times on the same one (floating-point differences), and
     a comparison between methods holds only on the same teachers. The case's first record keeps the plain name; a
     record of another teacher set is named after a digest of its teachers' test accuracies."""
     plain = SAVED / f"{_slug(case)}.json"
