@@ -238,7 +238,7 @@ class Sweep:
         with_lda = with_classical_teacher("lda", {"test": test_logits}, parts, self.data.n_classes)["test"]
         fitted = fit_baselines(time_domain_features(parts["train"].x), parts["train"].y, seed=0)
         self.record.update({
-            "case": self.case.name, "run": _in_repo(str(self.run_dir)), "seeds": self.seeds, "cpu": self.record.get("cpu") or _cpu(),
+            "case": self.case.name, "run": _in_repo(str(self.run_dir)), "seeds": sorted({*self.record.get("seeds", []), *self.seeds}), "cpu": self.record.get("cpu") or _cpu(),
             "windows": {part: int(len(w.y)) for part, w in parts.items()},
             "teacher_test_accuracy": self.teacher_accuracy,
             "ensemble_test_accuracy": float(np.mean(np.argmax(ensemble, 1) == parts["test"].y)),
@@ -550,7 +550,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="the case of this name, else the cases whose name starts with this")
     parser.add_argument("--run", action="append", default=[], help="CASE=RUN_DIR: distil from a finished run's teachers")
-    parser.add_argument("--seeds", type=int, default=3, help="student seeds per method (0..N-1)")
+    parser.add_argument("--seeds", type=int, default=3, help="student seeds per method (0..N-1); the record keeps every seed swept")
     parser.add_argument("--methods", help="comma-separated: of the case's methods (CASE_METHODS, OTHER_STUDENTS) only these")
     parser.add_argument("--report-only", action="store_true", help="rebuild the section from saved numbers")
     args = parser.parse_args()
