@@ -208,7 +208,7 @@ def next_export(report: dict, out: str) -> str:
     branch = report.get("lda_branch")
     if not (branch and branch["kept"]):
         return command
-    return (f"{command.replace('student.tflite', 'hybrid.tflite')} --classical-branch lda (the LDA branch raised validation "
+    return (f"edgekd export {out} --int8 --out hybrid.tflite --classical-branch lda (the LDA branch raised validation "
             f"accuracy from {100 * branch['student_val_accuracy']:.1f}% to {100 * branch['val_accuracy']:.1f}%; "
             f"without it: {command})")
 
