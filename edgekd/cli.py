@@ -22,6 +22,7 @@ from pathlib import Path
 
 import click
 
+from edgekd.data.splits import METHODS as SPLIT_METHODS
 from edgekd.errors import UserError
 from edgekd.table import format_table
 
@@ -142,10 +143,12 @@ def _load_config(ctx, param, value):
 @click.option("--window", default=0.5, show_default=True, type=float, help="Window length in seconds.")
 @click.option("--hop", default=0.1, show_default=True, type=float, help="Hop between windows in seconds.")
 @click.option("--rate", type=float, help="Model sample rate in Hz, every stream resampled to it. [default: the highest stream rate]")
-@click.option("--split", type=click.Choice(["subject", "repetition", "random"]),
-              help="Hold out subjects, repetitions, or a stratified random part. [default: subject with 3+ subjects, else repetition]")
-@click.option("--test-on", callback=_comma_list, help="Subjects or repetitions to test on, comma-separated. [default: the last]")
-@click.option("--val-on", callback=_comma_list, help="Subjects or repetitions to validate on. [default: the one before the test group]")
+@click.option("--split", type=click.Choice(SPLIT_METHODS),
+              help="Hold out subjects, repetitions, sessions, or a stratified random part. [default: the first of subject, "
+                   "repetition, session with 3+ values, else random]")
+@click.option("--test-on", callback=_comma_list, help="Subjects, repetitions or sessions to test on, comma-separated. [default: the last]")
+@click.option("--val-on", callback=_comma_list, help="Subjects, repetitions or sessions to validate on, comma-separated. "
+                                                     "[default: the ones before the test group, 15% of all, at least one]")
 @click.option("--temperature", default=4.0, show_default=True, type=float, help="KD temperature T.")
 @click.option("--alpha", default=0.3, show_default=True, type=float, help="Weight of cross-entropy; 1 - alpha weighs the KD term.")
 @click.option("--fusion", default="mean", show_default=True,
@@ -349,6 +352,9 @@ def export(run, variant, out, min_agreement, target, prune, qat, cluster, low_ra
 @main.command()
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--data", type=click.Path(path_type=Path), help="Dataset to measure accuracy on (the test split recorded in each model).")
+@click.option("--where", "where", multiple=True, metavar="KEY=V1,V2",
+              help="With --data: measure on these recordings instead of the recorded test split; KEY is subject, repetition "
+                   "or session; repeat for more keys (all must hold).")
 @click.option("--runs", default=200, show_default=True, type=int, help="Timed windows per model.")
 @click.option("--warmup", default=20, show_default=True, type=int, help="Untimed windows first.")
 @click.option("--threads", default=1, show_default=True, type=int, help="Interpreter threads.")
@@ -356,7 +362,7 @@ def export(run, variant, out, min_agreement, target, prune, qat, cluster, low_ra
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write a PNG: accuracy against gzip bytes and against p50 latency (p50 against gzip bytes without --data), "
                    "Pareto-optimal models joined. Needs `pip install 'edgekd[plot]'`.")
-def bench(models, data, runs, warmup, threads, json_out, plot):
+def bench(models, data, where, runs, warmup, threads, json_out, plot):
     """Measure bytes, load time, per-window latency and peak memory of MODELS, and accuracy with --data. No TensorFlow.
 
     \b
@@ -364,14 +370,20 @@ def bench(models, data, runs, warmup, threads, json_out, plot):
     agreement  share of test windows with the class the float32 model of its run picks (--data)
     pareto     *: no other model as good on accuracy, gzip bytes and p50 and better on one
     """
+    from edgekd.data.splits import parse_where
     from edgekd.io import write_json_atomic
     from edgekd.runtime import frontier
     from edgekd.runtime.bench import bench_model
 
+    if where and data is None:
+        raise UserError("--where selects recordings of the dataset given with --data; add --data DATASET")
+    chosen = parse_where(where)
     if plot:
         frontier.require_matplotlib()  # now, not after minutes of benching
-    results = frontier.compare([bench_model(m, data, runs, warmup, threads) for m in models])
+    results = frontier.compare([bench_model(m, data, runs, warmup, threads, where=chosen) for m in models])
     click.echo(bench_table(results))
+    if chosen:
+        click.echo(f"accuracy: on the recordings of {data} with " + " and ".join(f"{k}={','.join(v)}" for k, v in chosen.items()))
     if json_out:
         write_json_atomic(json_out, [_bench_json(r) for r in results])
         click.echo(f"wrote {json_out}")

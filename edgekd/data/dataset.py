@@ -1,7 +1,7 @@
 """A dataset is a folder: `dataset.toml` (classes, streams) and `recordings.csv` (one row per recording).
 
     dataset.toml      name, ordered classes, one [streams.<name>] table per stream (rate_hz, channels)
-    recordings.csv    path,subject,label[,repetition]; path is relative to the folder and names a
+    recordings.csv    path,subject,label[,repetition][,session]; path is relative to the folder and names a
                       .npz with one float array per stream (samples x channels), or, for a
                       single-stream dataset, a .csv whose header is the channel names.
 
@@ -23,6 +23,9 @@ import numpy as np
 from edgekd.errors import UserError
 
 INDEX_COLUMNS = ("path", "subject", "label")
+# The columns that group recordings: splits hold groups out, `--where KEY=V1,V2` selects by them. Only subject is
+# required; a session is one wearing of the sensors (taken off and put on again between sessions).
+GROUP_KEYS = ("subject", "repetition", "session")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,11 @@ class Recording:
     label: str
     repetition: str | None
     row: int  # line number in recordings.csv, for error messages
+    session: str | None = None
+
+    def group(self, key: str) -> str | None:
+        """The recording's value of a GROUP_KEYS column (None where the column is absent or empty)."""
+        return getattr(self, key)
 
 
 @dataclass
@@ -73,7 +81,15 @@ class Dataset:
 
     @property
     def repetitions(self) -> list[str]:
-        return natural_sorted({r.repetition for r in self.recordings if r.repetition is not None})
+        return self.values("repetition")
+
+    @property
+    def sessions(self) -> list[str]:
+        return self.values("session")
+
+    def values(self, key: str) -> list[str]:
+        """The distinct values of a GROUP_KEYS column, in natural order."""
+        return natural_sorted({v for r in self.recordings if (v := r.group(key)) is not None})
 
     def label_index(self, label: str) -> int:
         return self.classes.index(label)
@@ -159,17 +175,17 @@ def _stream_spec(path: Path, name: str, table) -> StreamSpec:
 
 def _read_index(path: Path, classes: tuple[str, ...]) -> list[Recording]:
     if not path.is_file():
-        raise UserError(f"{path}: missing; list the recordings in it with columns path,subject,label[,repetition]")
+        raise UserError(f"{path}: missing; list the recordings in it with columns path,subject,label[,repetition][,session]")
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
         missing = [c for c in INDEX_COLUMNS if c not in header]
         if missing:
-            raise UserError(f"{path}: header lacks column(s) {', '.join(missing)}; the header must be path,subject,label[,repetition]")
+            raise UserError(f"{path}: header lacks column(s) {', '.join(missing)}; the header must be path,subject,label[,repetition][,session]")
         recordings = []
         for row in reader:
             line = reader.line_num
-            values = {k: (row.get(k) or "").strip() for k in (*INDEX_COLUMNS, "repetition")}
+            values = {k: (row.get(k) or "").strip() for k in (*INDEX_COLUMNS, "repetition", "session")}
             for column in INDEX_COLUMNS:
                 if not values[column]:
                     raise UserError(f"{path}: row {line} has an empty '{column}'; fill it in or delete the row")
@@ -178,7 +194,8 @@ def _read_index(path: Path, classes: tuple[str, ...]) -> list[Recording]:
                     f"{path}: row {line} has label '{values['label']}', which is not among the classes in "
                     f"dataset.toml ({', '.join(classes)}); fix the label or add the class"
                 )
-            recordings.append(Recording(values["path"], values["subject"], values["label"], values["repetition"] or None, line))
+            recordings.append(Recording(values["path"], values["subject"], values["label"], values["repetition"] or None, line,
+                                        values["session"] or None))
     if not recordings:
         raise UserError(f"{path}: lists no recordings; add one row per recording")
     return recordings

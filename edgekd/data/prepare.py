@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgekd.data.dataset import Dataset
+from edgekd.data.dataset import Dataset, natural_sorted
 from edgekd.data.splits import PARTS, Split
 from edgekd.data.windows import Preprocessor, WindowSpec
 from edgekd.errors import UserError
@@ -18,7 +18,10 @@ class Windows:
     recording: np.ndarray  # (n,), index into dataset.recordings: lets tests prove no recording leaks
 
 
-def recording_windows(dataset: Dataset, indices: list[int], preprocessor: Preprocessor, normalized: bool = True) -> Windows:
+def recording_windows(dataset: Dataset, indices: list[int], preprocessor: Preprocessor, normalized: bool = True,
+                      classes: tuple[str, ...] | list[str] | None = None) -> Windows:
+    """`classes`: the order labels are numbered in (a model's classes); default the dataset's own."""
+    label_index = (dataset.classes if classes is None else tuple(classes)).index
     xs, ys, recs = [], [], []
     for i in indices:
         rec = dataset.recordings[i]
@@ -30,7 +33,7 @@ def recording_windows(dataset: Dataset, indices: list[int], preprocessor: Prepro
                 f"{preprocessor.spec.window_s} s window; use a shorter --window or drop row {rec.row} of {dataset.index_path}"
             )
         xs.append(w)
-        ys.append(np.full(len(w), dataset.label_index(rec.label)))
+        ys.append(np.full(len(w), label_index(rec.label)))
         recs.append(np.full(len(w), i))
     if not xs:
         empty = np.empty((0, preprocessor.spec.window_len, preprocessor.channels), np.float32)
@@ -60,14 +63,27 @@ def prepare_windows(dataset: Dataset, split: Split, spec: WindowSpec) -> tuple[P
 
 def check_dataset_fits(dataset: Dataset, preprocessor: Preprocessor, classes, model: str) -> None:
     """A UserError unless `dataset` has the streams, channels and classes that `model` was trained on."""
+    check_streams_fit(dataset, preprocessor, model)
+    if tuple(classes) != dataset.classes:
+        raise UserError(f"{dataset.root / 'dataset.toml'}: classes {list(dataset.classes)} differ from those of {model} "
+                        f"({list(classes)}); use the dataset it was trained on")
+
+
+def check_streams_fit(dataset: Dataset, preprocessor: Preprocessor, model: str) -> None:
+    """A UserError unless `dataset` has the streams and channels (names and order) that `model` reads."""
     model_streams = {s.name: s.channels for s in preprocessor.streams}
     data_streams = {s.name: s.channels for s in dataset.streams}
     if model_streams != data_streams:
         raise UserError(f"{dataset.root / 'dataset.toml'}: streams {_describe(data_streams)} do not match those of "
-                        f"{model} ({_describe(model_streams)}); use the dataset it was trained on")
-    if tuple(classes) != dataset.classes:
-        raise UserError(f"{dataset.root / 'dataset.toml'}: classes {list(dataset.classes)} differ from those of {model} "
-                        f"({list(classes)}); use the dataset it was trained on")
+                        f"{model} ({_describe(model_streams)}); use a dataset recorded with the same streams and channels")
+
+
+def check_labels_known(dataset: Dataset, indices: list[int], classes, model: str) -> None:
+    """A UserError unless every chosen recording's label is one of the model's classes (in any order)."""
+    unknown = natural_sorted({dataset.recordings[i].label for i in indices} - set(classes))
+    if unknown:
+        raise UserError(f"{dataset.index_path}: the chosen recordings are labelled {', '.join(unknown)}, which {model} does not "
+                        f"know (its classes: {', '.join(classes)}); choose recordings of its classes with --where")
 
 
 def _describe(streams: dict) -> str:

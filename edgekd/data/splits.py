@@ -1,4 +1,5 @@
-"""Train / validation / test splits of recordings: by subject, by repetition, or stratified random.
+"""Train / validation / test splits of recordings: by subject, repetition or session, or stratified random; and
+`--where KEY=V1,V2` selections of recordings by the same columns.
 
 Splits are made over recordings, never over windows, so windows of one recording never land in two
 parts (overlapping windows of one recording in train and test would inflate accuracy).
@@ -9,18 +10,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgekd.data.dataset import Dataset, natural_sorted
+from edgekd.data.dataset import GROUP_KEYS, Dataset, natural_sorted
 from edgekd.errors import UserError
 
-METHODS = ("subject", "repetition", "random")
+METHODS = (*GROUP_KEYS, "random")
 PARTS = ("train", "val", "test")
+# Share of the groups held out for validation by default (at least one): with many people, one validation person
+# is one draw of a quantity that varies by 15 points between people, and early stopping and every choice made on
+# validation follow that one person.
+VAL_SHARE = 0.15
 
 
 @dataclass(frozen=True)
 class Split:
     method: str
     indices: dict[str, list[int]]  # part -> recording indices into dataset.recordings
-    groups: dict[str, list[str]]  # part -> subjects or repetitions (empty lists for random)
+    groups: dict[str, list[str]]  # part -> subjects, repetitions or sessions (empty lists for random)
 
     def to_dict(self, dataset: Dataset) -> dict:
         out = {"method": self.method}
@@ -33,10 +38,9 @@ class Split:
 
 
 def default_method(dataset: Dataset) -> str:
-    if len(dataset.subjects) >= 3:
-        return "subject"
-    if len(dataset.repetitions) >= 3:
-        return "repetition"
+    for key in GROUP_KEYS:
+        if len(dataset.values(key)) >= 3:
+            return key
     return "random"
 
 
@@ -47,40 +51,38 @@ def split_recordings(
     val_on: list[str] | None = None,
     seed: int = 0,
 ) -> Split:
-    """Split the dataset's recordings. `test_on` / `val_on` name held-out subjects or repetitions;
-    by default the last one (in natural order) is the test group and the one before it validation."""
+    """Split the dataset's recordings. `test_on` / `val_on` name held-out subjects, repetitions or sessions; by
+    default the last one (in natural order) is the test group and the ones before it validation (VAL_SHARE of the
+    groups, at least one)."""
     method = method or default_method(dataset)
     if method not in METHODS:
         raise UserError(f"unknown split '{method}'; use one of {', '.join(METHODS)}")
     if method == "random":
         if test_on or val_on:
-            raise UserError("--test-on/--val-on name subjects or repetitions; they do not apply to --split random")
+            raise UserError("--test-on/--val-on name subjects, repetitions or sessions; they do not apply to --split random")
         return _random_split(dataset, seed)
     return _group_split(dataset, method, test_on, val_on)
 
 
 def _group_of(dataset: Dataset, method: str):
-    if method == "subject":
-        return lambda r: r.subject
-    if any(r.repetition is None for r in dataset.recordings):
-        raise UserError(
-            f"{dataset.index_path}: --split repetition needs a 'repetition' value on every row; "
-            f"add the column or use --split subject or random"
-        )
-    return lambda r: r.repetition
+    if any(r.group(method) is None for r in dataset.recordings):
+        others = " or ".join(m for m in METHODS if m != method)
+        raise UserError(f"{dataset.index_path}: --split {method} needs a '{method}' value on every row; "
+                        f"add the column or use --split {others}")
+    return lambda r: r.group(method)
 
 
 def _group_split(dataset: Dataset, method: str, test_on, val_on) -> Split:
     group_of = _group_of(dataset, method)
     groups = natural_sorted({group_of(r) for r in dataset.recordings})
-    noun = "subjects" if method == "subject" else "repetitions"
+    noun = f"{method}s"
     for asked in (test_on or []) + (val_on or []):
         if asked not in groups:
-            raise UserError(f"{dataset.index_path}: no {noun[:-1]} '{asked}' (there are: {', '.join(groups)}); fix --test-on/--val-on")
+            raise UserError(f"{dataset.index_path}: no {method} '{asked}' (there are: {', '.join(groups)}); fix --test-on/--val-on")
     test = list(test_on) if test_on else groups[-1:]
-    val = list(val_on) if val_on else [g for g in groups if g not in test][-1:]
+    val = list(val_on) if val_on else [g for g in groups if g not in test][-default_val_count(len(groups)):]
     if set(test) & set(val):
-        raise UserError(f"the same {noun[:-1]} is in --test-on and --val-on; hold out different ones")
+        raise UserError(f"the same {method} is in --test-on and --val-on; hold out different ones")
     train = [g for g in groups if g not in test and g not in val]
     if not train:
         raise UserError(
@@ -92,6 +94,10 @@ def _group_split(dataset: Dataset, method: str, test_on, val_on) -> Split:
     for i, rec in enumerate(dataset.recordings):
         indices[part_of[group_of(rec)]].append(i)
     return Split(method, indices, {"train": train, "val": val, "test": test})
+
+
+def default_val_count(n_groups: int) -> int:
+    return max(1, round(VAL_SHARE * n_groups))
 
 
 def _random_split(dataset: Dataset, seed: int, val_fraction=0.2, test_fraction=0.2) -> Split:
@@ -120,8 +126,41 @@ def split_indices_from_dict(dataset: Dataset, split: dict, part: str) -> list[in
     method = split.get("method")
     if method == "random":
         key = lambda r: r.path  # noqa: E731
-    elif method in ("subject", "repetition"):
+    elif method in GROUP_KEYS:
         key = _group_of(dataset, method)
     else:
         raise UserError(f"unknown split method {method!r} recorded in the model; re-export it with `edgekd export`")
     return [i for i, r in enumerate(dataset.recordings) if key(r) in members]
+
+
+def parse_where(clauses) -> dict[str, list[str]]:
+    """`--where KEY=V1,V2` clauses (repeatable) -> {key: [values]}; KEY is one of GROUP_KEYS."""
+    where: dict[str, list[str]] = {}
+    for clause in clauses or ():
+        key, sep, values = str(clause).partition("=")
+        key = key.strip()
+        chosen = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or key not in GROUP_KEYS or not chosen:
+            raise UserError(f"--where {clause}: write KEY=V1,V2 with KEY one of {', '.join(GROUP_KEYS)}, e.g. --where subject=female3,male7")
+        if key in where:
+            raise UserError(f"--where names {key} twice; list its values once, comma-separated (--where {key}=V1,V2)")
+        where[key] = chosen
+    return where
+
+
+def select_recordings(dataset: Dataset, where: dict[str, list[str]]) -> list[int]:
+    """Indices of the recordings whose every `where` key has one of its values (AND across keys, OR within one).
+    A UserError names the key and the values that exist when a key or value is missing or nothing is left."""
+    for key, values in where.items():
+        existing = dataset.values(key)
+        if not existing:
+            raise UserError(f"{dataset.index_path}: has no '{key}' column, so --where {key}=... selects nothing; "
+                            f"select by {' or '.join(k for k in GROUP_KEYS if dataset.values(k))}")
+        unknown = [v for v in values if v not in existing]
+        if unknown:
+            raise UserError(f"{dataset.index_path}: no {key} {', '.join(unknown)} (there are: {', '.join(existing)}); fix --where {key}=...")
+    chosen = [i for i, r in enumerate(dataset.recordings) if all(r.group(k) in vs for k, vs in where.items())]
+    if not chosen:
+        described = " and ".join(f"{k}={','.join(vs)}" for k, vs in where.items())
+        raise UserError(f"{dataset.index_path}: no recording has {described}; each key's values exist, but not together")
+    return chosen

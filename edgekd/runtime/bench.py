@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.data.dataset import Dataset, load_dataset
-from edgekd.data.prepare import check_dataset_fits, recording_windows
-from edgekd.data.splits import split_indices_from_dict
+from edgekd.data.prepare import check_dataset_fits, check_labels_known, check_streams_fit, recording_windows
+from edgekd.data.splits import select_recordings, split_indices_from_dict
 from edgekd.data.windows import Preprocessor
 from edgekd.errors import UserError
 from edgekd.runtime.frontier import measure_peak_rss_kb
@@ -33,7 +33,7 @@ class BenchResult:
     first_invoke_ms: float
     latency_ms: dict[str, float]  # p50, p90, p99
     accuracy: float | None
-    windows: int | None  # test windows the accuracy is measured on
+    windows: int | None  # test windows the accuracy is measured on (the recorded test split, or --where's recordings)
     runtime: str
     threads: int
     # What the metadata says about the model; defaults keep hand-made results (tests) short.
@@ -54,14 +54,16 @@ class BenchResult:
 
 
 def bench_model(path: str | Path, data: str | Path | None = None, runs: int = 200, warmup: int = 20,
-                threads: int = 1, measure_memory: bool = True) -> BenchResult:
+                threads: int = 1, measure_memory: bool = True, where: dict[str, list[str]] | None = None) -> BenchResult:
+    """`where` ({key: values}, splits.parse_where): measure accuracy on those recordings of `data` instead of the
+    test split recorded in the model."""
     if runs < 1 or warmup < 0 or threads < 1:
         raise UserError("--runs and --threads must be at least 1, --warmup at least 0")
     model = TFLiteModel.load(path, num_threads=threads)
     raw = model.model_bytes
     accuracy = n_windows = predictions = None
     if data is not None:
-        x, y = _cached_held_out_windows(model, data)
+        x, y = _cached_held_out_windows(model, data, where)
         predictions = np.argmax(model.predict_logits(x), 1)
         accuracy, n_windows = float(np.mean(predictions == y)), len(y)
         timing_windows = x
@@ -94,23 +96,30 @@ def bench_model(path: str | Path, data: str | Path | None = None, runs: int = 20
 _held_out: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
 
-def _cached_held_out_windows(model: TFLiteModel, data: str | Path) -> tuple[np.ndarray, np.ndarray]:
+def _cached_held_out_windows(model: TFLiteModel, data: str | Path, where=None) -> tuple[np.ndarray, np.ndarray]:
     """Models exported from one run share their test windows: a frontier of many variants windows them once."""
     meta = model.metadata or {}
-    key = (str(Path(data).resolve()), json.dumps([meta.get(k) for k in ("preprocessing", "split", "classes")], sort_keys=True))
+    key = (str(Path(data).resolve()), json.dumps([meta.get(k) for k in ("preprocessing", "split", "classes")] + [where], sort_keys=True))
     if key not in _held_out:
         _held_out.clear()  # one dataset's windows at a time: they can be hundreds of MB
-        _held_out[key] = held_out_windows(model, load_dataset(data))
+        _held_out[key] = held_out_windows(model, load_dataset(data), where)
     return _held_out[key]
 
 
-def held_out_windows(model: TFLiteModel, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """The test split recorded in the model, windowed and normalised exactly as in training."""
+def held_out_windows(model: TFLiteModel, dataset: Dataset, where: dict[str, list[str]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The test split recorded in the model, or with `where` the recordings it selects (of any dataset with the
+    model's streams and classes), windowed and normalised exactly as in training."""
     meta = model.metadata
     if not meta or "preprocessing" not in meta:
         raise UserError(f"{model.path}: carries no edgekd metadata, so its test split and normalisation are unknown; "
                         f"export it with `edgekd export` or bench it without --data")
     preprocessor = Preprocessor.from_dict(meta["preprocessing"])
+    if where:
+        check_streams_fit(dataset, preprocessor, f"the model {model.path}")
+        indices = select_recordings(dataset, where)
+        check_labels_known(dataset, indices, meta["classes"], f"the model {model.path}")
+        windows = recording_windows(dataset, indices, preprocessor, classes=meta["classes"])
+        return windows.x, windows.y
     check_dataset_fits(dataset, preprocessor, meta["classes"], f"the model {model.path}")
     indices = split_indices_from_dict(dataset, meta["split"], "test")
     if not indices:
