@@ -39,7 +39,7 @@ import numpy as np
 from spine import OUT, _slug, cases, run_for  # noqa: F401  (sys.path set up by spine)
 
 from edgekd.distill.augment import Augmentation
-from edgekd.distill.fusion import distillation_targets
+from edgekd.distill.fusion import AVERAGING, distillation_targets
 from edgekd.distill.replay import RunTeacher, load_run_data
 from edgekd.distill.run import REPRESENTATIVE_WINDOWS, DistillConfig, kd_objective, load_run, student_targets
 from edgekd.io import write_json_atomic
@@ -63,7 +63,6 @@ class Method:
     alpha: float | None = None  # 1.0: labels only (scratch); None: the run's --alpha (0.3)
     augmentation: Augmentation | None = None  # --augment-gain, --augment-noise on the student's windows
     mixup: float = 0.0  # --mixup
-    consistent: bool = False  # --consistent: the teachers compute the targets in each training step
     classical_teacher: str = "none"  # --classical-teacher: "lda" joins the run's teachers in the targets
     schedule: str = "constant"  # --lr-schedule
     epochs: int | None = None  # --epochs
@@ -95,10 +94,10 @@ METHODS = {
     "selector": Method(),
     "scratch + augment": Method(alpha=1.0, augmentation=AUGMENT),
     "mean kl + augment": Method(augmentation=AUGMENT, baseline="scratch + augment"),
-    # windows mixed pairwise (--mixup 0.4), labels alike; "consistent": the teachers compute the targets in each
-    # step on the student's augmented, mixed windows
+    # windows mixed pairwise (--mixup 0.4), labels alike; the teachers compute the targets in each step on the
+    # student's augmented, mixed windows (named when that took --consistent; distill does it for every augmentation now)
     "scratch + augment + mixup": Method(alpha=1.0, augmentation=AUGMENT, mixup=0.4),
-    "mean kl + consistent": Method(augmentation=AUGMENT, mixup=0.4, consistent=True, baseline="scratch + augment + mixup"),
+    "mean kl + consistent": Method(augmentation=AUGMENT, mixup=0.4, baseline="scratch + augment + mixup"),
     # --classical-teacher lda: the LDA on time-domain features joins the network teachers in the targets
     "mean kl + LDA teacher": Method(classical_teacher="lda"),
     # --lr-schedule cosine --epochs 150 --patience 150: 2.5 times as long, the rate decayed to 0, the best epoch kept
@@ -299,7 +298,8 @@ class Sweep:
                                       alpha=cfg.alpha if m.alpha is None else m.alpha, seed=seed, name=kind,
                                       fit_args={**self._fit_args(), "kd_term": "mse" if loss == "mse" else "kl", **m.training()},
                                       augmentation=m.augmentation, mixup=m.mixup,
-                                      online=self._online(teacher_models, teacher_logits, fusion, loss) if m.consistent else None)
+                                      online=self._online(teacher_models, teacher_logits, fusion, loss)
+                                      if fusion in AVERAGING and loss != "hint" and m.classical_teacher == "none" else None)
         val_accuracy, branch = fitted.best_val_accuracy, None
         if m.classical_branch != "none":
             from edgekd.models.hybrid import hybrid
@@ -317,7 +317,7 @@ class Sweep:
               f"{entry['test_accuracy']:.3f} int8 {entry['int8_test_accuracy']:.3f} ({train_s:.0f} s)", flush=True)
 
     def _online(self, teacher_models, teacher_logits, fusion: str, loss: str):
-        """The teachers as --consistent runs them in the training step, fused as the method fuses them."""
+        """The teachers as the training step runs them where the student's windows change, fused as the method fuses them."""
         from edgekd.distill.consistent import online_teachers
         from edgekd.distill.fusion import teacher_accuracies
 

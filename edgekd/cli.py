@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 import click
+import numpy as np
 
 from edgekd.data.splits import METHODS as SPLIT_METHODS
 from edgekd.errors import UserError
@@ -171,17 +172,17 @@ def _load_config(ctx, param, value):
               help="Several student architectures, comma-separated (replaces --student): each distils from the same targets; the first is the run's student.")
 @click.option("--selector", is_flag=True, help="With --students: train a selector that routes each window to the student it expects to be right; export then writes the whole system.")
 @click.option("--augment-gain", default=0.0, show_default=True, type=float,
-              help="Students (teachers too with --augment-teachers): random gain per training window and channel, exp(N(0, G^2)); 0 is off.")
+              help="Students (teachers too with --augment-teachers): random gain per training window and channel, exp(N(0, G^2)); 0 is off. "
+                   "The teachers then score the augmented windows in each training step.")
 @click.option("--augment-noise", default=0.0, show_default=True, type=float,
               help="Students (teachers too with --augment-teachers): sd of Gaussian noise added to the z-scored training windows; 0 is off.")
 @click.option("--augment-teachers", is_flag=True, help="Train the teachers on the augmented windows too (needs --augment-gain or --augment-noise).")
-@click.option("--consistent", is_flag=True,
-              help="The teachers compute the KD targets in every training step, on the windows the student sees (augmented, mixed); --fusion mean or weighted.")
 @click.option("--mixup", default=0.0, show_default=True, type=float,
               help="Mix each training window with another of its batch, share ~ Beta(A, A), labels and targets alike; 0 is off.")
 @click.option("--classical-teacher", default="none", show_default=True, type=click.Choice(["none", "lda"]),
-              help="Add the LDA on time-domain features (the classical baseline) to the teachers the KD targets are fused from; --loss kl, not with --consistent.")
-@click.option("--cv", type=click.Choice(["loso"]), help="Cross-validate: leave-one-subject-out, one run per subject in OUT/fold-<subject>/, summary in OUT/cv_report.json (finished folds are reused).")
+              help="Add the LDA on time-domain features (the classical baseline) to the teachers the KD targets are fused from; --loss kl, students on clean windows.")
+@click.option("--cv", metavar="loso|K", help="Cross-validate over people: leave-one-subject-out (a run per subject in OUT/fold-<subject>/) "
+                                          "or K folds of people (OUT/fold-<i>/); per-person table and OUT/cv_report.json (finished folds are reused).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def distill(dataset, quiet, **options):
     """Train teachers on DATASET, distil their ensemble into a student, and write the run folder.
@@ -202,6 +203,8 @@ def distill(dataset, quiet, **options):
         return
     report = run_distill(cfg)
     click.echo("\n" + distill_table(report))
+    if per_group := held_out_table(report):
+        click.echo("\n" + per_group)
     click.echo(f"\nrun written to {cfg.out}; next: {next_export(report, cfg.out)}")
 
 
@@ -266,6 +269,26 @@ def distill_table(report: dict) -> str:
             + _repeats_line(report.get("repeats"))
             + (f"\nthe selector sends " + ", ".join(f"{share:.0%} to {name}" for name, share in multi["test"]["routing"].items())
                + " of test windows" if multi and "routing" in multi["test"] else ""))
+
+
+HELD_OUT_COLUMNS = (("ensemble", "ensemble"), ("student_scratch", "scratch"), ("student_kd", "KD"), ("lda", "LDA"),
+                    ("random_forest", "random forest"))
+
+
+def held_out_table(report: dict) -> str | None:
+    """Test accuracy per held-out subject (repetition, session) and their mean ± sd, where several were held out."""
+    held_out = report.get("held_out")
+    if not held_out or len(held_out["groups"]) < 2:
+        return None
+    accuracy = held_out["test_accuracy"]
+    columns = [(key, title) for key, title in HELD_OUT_COLUMNS if key in accuracy]
+    teachers = accuracy.get("teachers") or []
+    rows = [[group, *([float(np.mean([t[group] for t in teachers]))] if teachers else []), *(accuracy[key][group] for key, _ in columns)]
+            for group in held_out["groups"]]
+    values = np.array([row[1:] for row in rows], dtype=float)
+    rows.append(["mean ± sd", *(f"{m:.3f} ± {sd:.3f}" for m, sd in zip(values.mean(axis=0), values.std(axis=0, ddof=1)))])
+    return format_table([held_out["by"], *(["teachers (mean)"] if teachers else []), *(title for _, title in columns)], rows,
+                        title=f"test accuracy per held-out {held_out['by']}")
 
 
 def _repeats_line(repeats: dict | None) -> str:

@@ -69,8 +69,8 @@ def method_label(report: dict) -> str:
         text += " (teachers too)" if augmentation["teachers"] else ""
     if config.get("mixup"):
         text += f", mixup={config['mixup']:g}"
-    if config.get("consistent"):
-        text += ", consistent"
+    if config.get("targets_in_step") or config.get("consistent"):  # "consistent": reports from before it was automatic
+        text += ", targets in the step"
     if config.get("classical_teacher", "none") != "none":
         text += f", + {config['classical_teacher'].upper()} teacher"
     if config.get("lr_schedule", "constant") != "constant":

@@ -39,6 +39,36 @@ def test_noise_has_the_asked_spread():
     assert abs(noise.std() - 0.2) < 0.02 and abs(noise.mean()) < 0.02
 
 
+def test_channel_drop_zeroes_whole_channels_and_rescales_the_others():
+    from edgekd.distill.augment import WindowAugmentation
+
+    x = _windows(n=400)
+    ratio = WindowAugmentation(0.0, 0.0, 0.25)(x, training=True).numpy() / x
+    per_window_channel = ratio[:, 0, :]
+    np.testing.assert_allclose(ratio, np.broadcast_to(per_window_channel[:, None, :], ratio.shape), rtol=1e-5)
+    dropped = per_window_channel == 0
+    assert 0.2 < dropped.mean() < 0.3  # 1,200 channels, rate 0.25
+    np.testing.assert_allclose(per_window_channel[~dropped], 1 / 0.75, rtol=1e-5)
+
+
+def test_split_input_dropout_moves_a_leading_spatial_dropout_out_of_the_preset(tmp_path):
+    from edgekd.models.presets import load_preset, split_input_dropout
+
+    rate, without = split_input_dropout(load_preset("conv-teacher"))
+    assert rate == pytest.approx(0.3) and without.layers == load_preset("conv-teacher").layers[1:]
+    assert split_input_dropout(load_preset("edge-student")) == (0.0, load_preset("edge-student"))
+
+
+def test_a_preset_dropping_single_input_samples_is_refused(tmp_path):
+    from edgekd.errors import UserError
+    from edgekd.models.presets import load_preset
+
+    path = tmp_path / "p.toml"
+    path.write_text('[[layers]]\ntype = "dropout"\nrate = 0.2\n\n[[layers]]\ntype = "conv1d"\nfilters = 4\nkernel_size = 3\n')
+    with pytest.raises(UserError, match="spatial_dropout"):
+        load_preset(str(path))
+
+
 def test_training_model_shares_the_students_weights_and_the_student_stays_clean(tiny_conv):
     from edgekd.distill.augment import Augmentation, augmented
     from edgekd.distill.losses import pack_targets

@@ -1,4 +1,5 @@
-"""--consistent and --mixup: targets computed on (or mixed with) the very windows the student trains on."""
+"""KD targets computed on the very windows the student trains on, whenever training changes them (augmentation, the
+input-channel dropout of a student preset, --mixup)."""
 from __future__ import annotations
 
 import numpy as np
@@ -66,15 +67,15 @@ def test_mixup_mixes_windows_and_their_targets_by_the_same_share(tiny_conv):
     assert not np.allclose(mixed_x, x)  # Beta(0.4, 0.4): shares near 0 and 1, but not all of them
 
 
-def test_consistent_run_records_its_settings_and_saves_a_plain_student(myo5, tmp_path, tiny_conv):
+def test_augmented_run_records_targets_in_the_step_and_saves_a_plain_student(myo5, tmp_path, tiny_conv):
     from edgekd._tf import keras
     from edgekd.compare import method_label
     from tests.test_teachers import run_distill
 
     report = run_distill(myo5, tmp_path, "--teacher", tiny_conv, "--student", tiny_conv, "--teachers", "2", "--epochs", "2",
-                         "--consistent", "--mixup", "0.4", "--augment-gain", "0.2")
-    assert report["config"]["consistent"] and report["config"]["mixup"] == 0.4
-    assert method_label(report).endswith("augment gain=0.2 noise=0, mixup=0.4, consistent")
+                         "--mixup", "0.4", "--augment-gain", "0.2")
+    assert report["config"]["targets_in_step"] and report["config"]["mixup"] == 0.4
+    assert method_label(report).endswith("augment gain=0.2 noise=0, mixup=0.4, targets in the step")
     saved = keras.models.load_model(tmp_path / "student_kd.h5", compile=False)
     scratch = keras.models.load_model(tmp_path / "student_scratch.h5", compile=False)
     assert [type(layer) for layer in saved.layers] == [type(layer) for layer in scratch.layers]
@@ -82,9 +83,62 @@ def test_consistent_run_records_its_settings_and_saves_a_plain_student(myo5, tmp
     assert not any("consistent" in layer.name or "augment" in layer.name for layer in saved.layers)
 
 
-@pytest.mark.parametrize("options, named", [(["--fusion", "vote"], "--fusion vote"), (["--loss", "hint"], "--loss hint")])
-def test_consistent_refuses_targets_the_step_cannot_compute(myo5, tmp_path, options, named):
-    assert_user_error(distill(myo5, tmp_path, "--consistent", *options), named, "--fusion mean or weighted")
+@pytest.mark.parametrize("options, named", [(["--fusion", "vote"], "--fusion vote"), (["--loss", "hint"], "--loss hint"),
+                                            (["--classical-teacher", "lda"], "--classical-teacher lda")])
+def test_targets_the_step_cannot_compute_are_refused_when_training_changes_the_windows(myo5, tmp_path, options, named):
+    assert_user_error(distill(myo5, tmp_path, "--augment-gain", "0.2", *options), "--augment-gain", named, "--fusion mean or weighted")
+
+
+def test_a_student_preset_dropping_input_channels_counts_as_changing_the_windows(myo5, tmp_path, tiny_conv):
+    preset = tmp_path / "dropping.toml"
+    preset.write_text(DROPPING_CONV.format(tiny=open(tiny_conv).read().split("[[layers]]", 1)[1]))
+    assert_user_error(distill(myo5, tmp_path, "--student", str(preset), "--fusion", "vote"),
+                      "the input-channel dropout of dropping", "--fusion vote")
+
+
+DROPPING_CONV = """name = "dropping"
+[[layers]]
+type = "spatial_dropout"
+rate = 0.5
+
+[[layers]]{tiny}"""
+
+
+def test_a_student_that_drops_input_channels_learns_from_targets_on_the_dropped_windows(tmp_path, tiny_conv):
+    """Issue 19's defect: the student's preset dropped whole input channels (SpatialDropout1D as its first layer) while
+    its KD targets were the teachers' outputs on the clean windows, so the targets described windows it never saw; on
+    myo22 the KD student then agreed with its ensemble on 88% of its training windows, the scratch student on 95%."""
+    from edgekd._tf import keras, tf
+    from edgekd.distill.consistent import online_teachers
+    from edgekd.distill.losses import pack_targets
+    from edgekd.distill.replay import RunTeacher
+    from edgekd.distill.student import Objective, train_student
+    from edgekd.models.presets import load_preset
+
+    class SpyTeacher(keras.Model):
+        """Counts the all-zero channels of the windows it scores (a z-scored real window has none)."""
+
+        def __init__(self):
+            super().__init__()
+            self.logits = keras.layers.Dense(2)
+            self.zero_channels_seen = tf.Variable(0.0, trainable=False)
+
+        def call(self, x, training=None):
+            self.zero_channels_seen.assign_add(tf.reduce_sum(tf.cast(tf.reduce_all(tf.equal(x, 0.0), axis=1), tf.float32)))
+            return self.logits(tf.reduce_mean(x, axis=1))
+
+    preset = tmp_path / "dropping.toml"
+    preset.write_text(DROPPING_CONV.format(tiny=open(tiny_conv).read().split("[[layers]]", 1)[1]))
+    x, y = _windows(n=64) + 3.0, np.arange(64) % 2
+    spy = SpyTeacher()
+    spy(x[:1])
+    online = online_teachers([RunTeacher(spy, None)], "mean", "kl", 2.0, np.array([1.0]))
+    packed = pack_targets(y, np.full((64, 2), 0.5, np.float32))
+    fit_args = dict(n_classes=2, temperature=2.0, epochs=1, batch_size=16, patience=1, learning_rate=1e-3, verbose=0)
+    student, _ = train_student(load_preset(str(preset)), 20, 3, 2, x, packed, x, packed, objective=Objective(), alpha=0.3,
+                               seed=0, name="s", fit_args=fit_args, online=online)
+    assert spy.zero_channels_seen.numpy() > 0  # the teachers scored the windows with their dropped channels
+    assert not any(isinstance(layer, keras.layers.SpatialDropout1D) for layer in student.layers)  # nothing to export
 
 
 def test_bad_mixup_is_refused(myo5, tmp_path):

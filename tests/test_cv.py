@@ -81,3 +81,42 @@ def test_cv_needs_three_subjects(myo5, tmp_path):
     result = CliRunner().invoke(main, ["distill", str(myo5), "--out", str(tmp_path / "cv"), *CV_ARGS])
     assert result.exit_code == 2 and "needs at least 3 subjects" in result.output and "has 1 (s0)" in result.output
     assert not (tmp_path / "cv").exists()
+
+
+@pytest.fixture(scope="module")
+def four_people(tmp_path_factory):
+    from edgekd.data.synth import write_synthetic_dataset
+
+    return write_synthetic_dataset(tmp_path_factory.mktemp("synth4") / "four", "isl50", classes=3, subjects=4,
+                                   repetitions=2, duration_s=1.2, seed=2)
+
+
+def test_cv_k_folds_of_people_tests_everyone_once_and_reports_each_person(four_people, tmp_path, tiny_preset):
+    out = tmp_path / "k2"
+    args = [a if a != "loso" else "2" for a in CV_ARGS]
+    result = CliRunner().invoke(main, ["distill", str(four_people), "--out", str(out), *args, *tiny_preset])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    cv = json.loads((out / "cv_report.json").read_text())
+    assert [f["test_on"] for f in cv["folds"]] == [["s1", "s3"], ["s2", "s4"]]
+    assert [f["val_on"] for f in cv["folds"]] == [["s2"], ["s1"]]  # from the next fold, never tested in its own
+    assert sorted(p["subject"] for p in cv["people"]) == ["s1", "s2", "s3", "s4"]
+    for fold_number, fold in enumerate(cv["folds"], 1):
+        report = json.loads((out / f"fold-{fold_number}" / "report.json").read_text())
+        assert report["held_out"]["by"] == "subject" and report["held_out"]["groups"] == fold["test_on"]
+        per_person = report["held_out"]["test_accuracy"]
+        for person in fold["test_on"]:
+            entry = next(p for p in cv["people"] if p["subject"] == person)
+            assert entry["fold"] == fold_number and entry["test_accuracy"]["student_kd"] == per_person["student_kd"][person]
+            assert entry["test_accuracy"]["teachers"] == pytest.approx(np.mean([t[person] for t in per_person["teachers"]]))
+        windows = np.load(out / f"fold-{fold_number}" / "windows.npz")["test_y"]
+        assert len(windows) == report["windows"]["test"]
+    values = [p["test_accuracy"]["lda"] for p in cv["people"]]
+    assert cv["summary"]["lda"]["mean"] == pytest.approx(np.mean(values)) and cv["summary"]["lda"]["std"] == pytest.approx(np.std(values, ddof=1))
+    assert "2 folds of people, 4 people held out in 2 folds" in result.output and "fold" in result.output
+
+
+@pytest.mark.parametrize("value", ["1", "9", "kfold"])
+def test_cv_refuses_a_fold_count_it_cannot_make(two_stream_dataset, tmp_path, value):
+    args = [a if a != "loso" else value for a in CV_ARGS]
+    result = CliRunner().invoke(main, ["distill", str(two_stream_dataset), "--out", str(tmp_path / "cv"), *args])
+    assert result.exit_code == 2 and f"--cv {value}: use loso, or a number of folds of people from 2 to the 3 subjects" in result.output

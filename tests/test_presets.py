@@ -19,7 +19,7 @@ def test_every_shipped_classifier_preset_builds_with_logits_out(name):
 def test_spatial_dropout_drops_whole_input_channels_in_training_only():
     from edgekd.models.build import build_model
 
-    model = build_model(load_preset("edge-conv"), 60, 8, 3, seed=0)
+    model = build_model(load_preset("conv-teacher"), 60, 8, 3, seed=0)
     dropout = model.layers[1]
     assert type(dropout).__name__ == "SpatialDropout1D" and dropout.rate == pytest.approx(0.3)
     x = np.ones((4, 60, 8), np.float32)

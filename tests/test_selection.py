@@ -150,3 +150,19 @@ def test_bench_where_needs_data(exported):
     from tests.test_bad_input import assert_user_error
 
     assert_user_error(CliRunner().invoke(main, ["bench", str(exported["int8"]), "--where", "subject=s0"]), "add --data")
+
+
+def test_held_out_table_lists_each_person_and_their_mean_and_sd():
+    from edgekd.cli import held_out_table
+
+    report = {"held_out": {"by": "subject", "groups": ["ann", "bob"], "test_accuracy": {
+        "teachers": [{"ann": 0.8, "bob": 0.6}, {"ann": 1.0, "bob": 0.6}], "ensemble": {"ann": 0.9, "bob": 0.7},
+        "student_scratch": {"ann": 0.5, "bob": 0.7}, "student_kd": {"ann": 0.95, "bob": 0.75},
+        "lda": {"ann": 0.6, "bob": 0.6}, "random_forest": {"ann": 0.7, "bob": 0.5}}}}
+    text = held_out_table(report)
+    lines = text.splitlines()
+    assert "test accuracy per held-out subject" in lines[0]
+    ann = next(line for line in lines if line.startswith("ann"))
+    assert "0.9" in ann and "0.95" in ann  # the teachers' mean (0.9) and the KD student
+    assert "0.850 ± 0.141" in text  # KD over the two people: mean 0.85, sd 0.1414
+    assert held_out_table({"held_out": {**report["held_out"], "groups": ["ann"]}}) is None  # one person: the main table says it

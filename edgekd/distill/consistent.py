@@ -1,22 +1,21 @@
-"""Targets that describe the windows the student sees: `edgekd distill --consistent` and `--mixup A`.
+"""Targets that describe the windows the student sees: the KD step whenever the student's windows change in training.
 
-By default the soft targets are computed once, on the clean training windows, before the student trains. There
-the teachers mostly repeat the labels (they were trained on those windows), and with `--augment-*` the student
-sees windows the targets were not computed for. With `--consistent` the teachers run inside every training step,
-on exactly the windows the student sees, augmented (distill/augment.py) and mixed. The student then matches the
-ensemble's function off the training windows too (between classes, under the gain and noise changes that separate
-people), which is where a held-out subject's windows lie: "function matching" (Beyer et al., CVPR 2022,
-"Knowledge distillation: a good teacher is patient and consistent").
+Without augmentation the soft targets are computed once, on the clean training windows, before the student trains.
+When the training step changes the student's windows (`--augment-gain`, `--augment-noise`, the input-channel dropout
+of a student preset, `--mixup A`), targets computed before training describe windows the student never sees, so the
+teachers run inside every training step, on exactly the windows the student sees, augmented (distill/augment.py) and
+mixed. The student then matches the ensemble's function off the training windows too (between classes, under the
+gain and noise changes that separate people), which is where a held-out subject's windows lie: "function matching"
+(Beyer et al., CVPR 2022, "Knowledge distillation: a good teacher is patient and consistent").
 
 `--mixup A` mixes each training window with another of its batch, x = l * x_i + (1 - l) * x_j with
-l ~ Beta(A, A) per window. The labels of the cross-entropy term mix alike; so do the precomputed soft targets
-when the teachers are not in the step. The scratch student trains through the same step without teachers, so
-it gets the same augmentation and mixup and stays the fair baseline. Validation uses the clean windows and the
-precomputed targets, with or without these options.
+l ~ Beta(A, A) per window. The labels of the cross-entropy term mix alike. The scratch student trains through the
+same step without teachers, so it gets the same augmentation and mixup and stays the fair baseline. Validation
+uses the clean windows and the precomputed targets.
 
 Only the fusion modes whose rule is an average of the teachers' outputs (mean, weighted) and the response
-losses (kl, mse) can run inside the step (DistillConfig.check). Cost: one forward pass of every teacher per
-training batch.
+losses (kl, mse) can run inside the step; distill refuses the others when the student's windows change
+(run.check_targets_describe_windows). Cost: one forward pass of every teacher per training batch.
 """
 from __future__ import annotations
 
@@ -53,7 +52,7 @@ class ConsistentTrainer(keras.Model):
         # weights (which early stopping copies every better epoch), and only the student's variables get gradients.
         self.online = teachers
         active = augmentation is not None and augmentation.active
-        self.augmentation = WindowAugmentation(augmentation.gain_sd, augmentation.noise_sd) if active else None
+        self.augmentation = WindowAugmentation(augmentation.gain_sd, augmentation.noise_sd, augmentation.channel_drop) if active else None
 
     def call(self, x, training=None):
         return self.trainer(x, training=training)

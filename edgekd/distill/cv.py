@@ -1,11 +1,14 @@
-"""`edgekd distill DATASET --out DIR --cv loso`: leave-one-subject-out cross-validation.
+"""`edgekd distill DATASET --out DIR --cv loso|K`: cross-validation over people.
 
-One full distill run per subject, each a normal (exportable) run folder DIR/fold-<subject>/ that tests on
-that subject and validates on the next one in sorted order (cyclically); then DIR/cv_report.json with each
-fold's test accuracies and, per model, the mean, sample std, min and max across folds.
+`loso`: one full distill run per subject, each a normal (exportable) run folder DIR/fold-<subject>/ that tests on
+that subject and validates on the next one in sorted order (cyclically). `K` (a number): K folds of people, fold i
+(DIR/fold-<i>/) testing on every K-th subject from the i-th in sorted order and validating on 15% of the subjects
+(at least one) from the next fold, so every person is tested once and a fold trains on the rest. Then
+DIR/cv_report.json with each fold's test accuracies, each held-out person's, and per model the mean, sample std, min
+and max over the people.
 
-Which subjects are held out moves accuracy by more than the choice of method does, so one split is not a
-result; the spread across folds says how far one can trust a single number.
+Which people are held out moves accuracy by more than the choice of method does, so one split is not a result;
+the spread over people says how far one can trust a single number.
 
 A fold whose folder already holds a finished report.json is reused, not retrained: an interrupted CV resumes.
 """
@@ -18,27 +21,40 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.data.dataset import load_dataset
+from edgekd.data.splits import default_val_count
 from edgekd.distill.run import DistillConfig, distill
 from edgekd.errors import UserError
 from edgekd.io import write_json_atomic
 from edgekd.table import format_table
 
-METHODS = ("loso",)
 # Fields that must match for a finished fold to be reused (everything but where it lives and how loud it was).
 _NOT_COMPARED = ("dataset", "out", "verbose")
 TABLE_MODELS = ("ensemble", "student_kd", "student_kd_lda_branch", "student_scratch", "lda", "random_forest")
 
 
-def fold_configs(cfg: DistillConfig, subjects: list[str]) -> list[DistillConfig]:
-    """One config per held-out subject: test on it, validate on the next subject (cyclically)."""
+def fold_count(method: str, subjects: list[str]) -> int | None:
+    """None for loso (a fold per subject), else the number of folds; a UserError for anything else."""
+    if method == "loso":
+        return None
+    if not str(method).isdigit() or not 2 <= int(method) <= len(subjects):
+        raise UserError(f"--cv {method}: use loso, or a number of folds of people from 2 to the {len(subjects)} subjects, e.g. --cv 5")
+    return int(method)
+
+
+def fold_configs(cfg: DistillConfig, subjects: list[str], folds: int | None = None) -> list[DistillConfig]:
+    """loso (folds None): test on each subject, validate on the next one (cyclically). K folds: fold i tests on
+    subjects[i::K] and validates on the first default_val_count subjects of fold i + 1 (cyclically)."""
     out = Path(cfg.out)
-    return [replace(cfg, out=str(out / f"fold-{s}"), split="subject", test_on=[s], val_on=[subjects[(i + 1) % len(subjects)]])
-            for i, s in enumerate(subjects)]
+    if folds is None:
+        return [replace(cfg, out=str(out / f"fold-{s}"), split="subject", test_on=[s], val_on=[subjects[(i + 1) % len(subjects)]])
+                for i, s in enumerate(subjects)]
+    groups = [subjects[i::folds] for i in range(folds)]
+    n_val = min(default_val_count(len(subjects)), min(len(g) for g in groups))
+    return [replace(cfg, out=str(out / f"fold-{i + 1}"), split="subject", test_on=group, val_on=groups[(i + 1) % folds][:n_val])
+            for i, group in enumerate(groups)]
 
 
 def cross_validate(cfg: DistillConfig, method: str = "loso") -> dict:
-    if method not in METHODS:
-        raise UserError(f"unknown --cv method '{method}'; use one of {', '.join(METHODS)}")
     given = [name for name, v in (("--split", cfg.split), ("--test-on", cfg.test_on), ("--val-on", cfg.val_on)) if v]
     if given:
         raise UserError(f"--cv {method} chooses the held-out subjects itself; drop {', '.join(given)}")
@@ -48,14 +64,16 @@ def cross_validate(cfg: DistillConfig, method: str = "loso") -> dict:
     if len(subjects) < 3:
         raise UserError(f"{cfg.dataset}: --cv {method} needs at least 3 subjects (test, validation and training), "
                         f"this dataset has {len(subjects)} ({', '.join(subjects)}); use --split repetition without --cv")
+    folds_of_people = fold_count(method, subjects)
     out = Path(cfg.out)
     if out.exists() and (out / "report.json").exists():
         raise UserError(f"{out}: holds a single distill run, not a cross-validation; choose another --out")
 
-    folds = []
-    for i, fold_cfg in enumerate(fold_configs(cfg, subjects)):
-        subject, fold_dir = fold_cfg.test_on[0], Path(fold_cfg.out)
-        where = f"fold {i + 1}/{len(subjects)} (test on {subject}, validate on {fold_cfg.val_on[0]})"
+    folds, people = [], []
+    configs = fold_configs(cfg, subjects, folds_of_people)
+    for i, fold_cfg in enumerate(configs):
+        fold_dir = Path(fold_cfg.out)
+        where = f"fold {i + 1}/{len(configs)} (test on {', '.join(fold_cfg.test_on)}, validate on {', '.join(fold_cfg.val_on)})"
         if (fold_dir / "report.json").exists():
             _check_reusable(fold_dir, fold_cfg)
             print(f"{where}: reusing the finished run in {fold_dir}", flush=True)
@@ -63,14 +81,17 @@ def cross_validate(cfg: DistillConfig, method: str = "loso") -> dict:
         else:
             print(f"{where}: training in {fold_dir}", flush=True)
             report = distill(fold_cfg)
-        folds.append({"subject": subject, "run": str(fold_dir), "val_on": fold_cfg.val_on[0],
-                      "test_accuracy": fold_accuracies(report["test_accuracy"])})
+        fold = {"test_on": fold_cfg.test_on, "run": str(fold_dir), "val_on": fold_cfg.val_on,
+                "test_accuracy": fold_accuracies(report["test_accuracy"])}
+        folds.append({"subject": fold_cfg.test_on[0], **fold, "val_on": fold_cfg.val_on[0]} if folds_of_people is None else fold)
+        people += person_accuracies(report, fold_cfg.test_on, i + 1)
 
     cv_report = {
         "dataset": dataset.name,
         "method": method,
         "folds": folds,
-        "summary": summarise(folds),
+        "people": people,
+        "summary": summarise(people),
         "config": {k: v for k, v in asdict(cfg).items() if k not in ("verbose", "split", "test_on", "val_on")},
     }
     write_json_atomic(out / "cv_report.json", cv_report)
@@ -88,8 +109,22 @@ def fold_accuracies(test_accuracy: dict) -> dict[str, float]:
     return out
 
 
+def person_accuracies(report: dict, test_on: list[str], fold: int) -> list[dict]:
+    """One entry per held-out person of a fold: {"subject", "fold", "test_accuracy": {model: accuracy}} (the teachers
+    as their mean), from the report's per-person accuracies (the fold's own where it held out one person)."""
+    held_out = report.get("held_out")
+    if not held_out or len(test_on) == 1:
+        return [{"subject": test_on[0], "fold": fold, "test_accuracy": fold_accuracies(report["test_accuracy"])}]
+    people = []
+    for person in held_out["groups"]:
+        accuracy = {model: [t[person] for t in by_group] if isinstance(by_group, list) else by_group[person]
+                    for model, by_group in held_out["test_accuracy"].items()}
+        people.append({"subject": person, "fold": fold, "test_accuracy": fold_accuracies(accuracy)})
+    return people
+
+
 def summarise(folds: list[dict]) -> dict[str, dict[str, float]]:
-    """Per model: mean, sample std (ddof=1), min and max of the test accuracy over the folds that report it."""
+    """Per model: mean, sample std (ddof=1), min and max of the test accuracy over the folds (or people) that report it."""
     models = []
     for fold in folds:
         models += [m for m in fold["test_accuracy"] if m not in models]
@@ -118,10 +153,13 @@ def _check_reusable(fold_dir: Path, fold_cfg: DistillConfig) -> None:
 
 
 def cv_table(cv_report: dict) -> str:
-    """Rows: each held-out subject, then mean ± std; columns: the models present."""
+    """Rows: each held-out person, then mean ± std over them; columns: the models present."""
     models = [m for m in TABLE_MODELS if m in cv_report["summary"]]
-    rows = [[f["subject"], *(f["test_accuracy"].get(m) for m in models)] for f in cv_report["folds"]]
+    people = cv_report.get("people") or cv_report["folds"]  # reports from before per-person accuracies: one per fold
+    by_fold = cv_report["method"] != "loso"
+    rows = [[p["subject"], *([p["fold"]] if by_fold else []), *(p["test_accuracy"].get(m) for m in models)] for p in people]
     summary = cv_report["summary"]
-    rows.append(["mean ± std", *(f"{summary[m]['mean']:.3f} ± {summary[m]['std']:.3f}" for m in models)])
-    return format_table(["test subject", *models], rows,
-                        title=f"{cv_report['dataset']}: leave-one-subject-out, {len(cv_report['folds'])} folds (test accuracy)")
+    rows.append(["mean ± std", *([""] if by_fold else []), *(f"{summary[m]['mean']:.3f} ± {summary[m]['std']:.3f}" for m in models)])
+    how = "leave-one-subject-out" if not by_fold else f"{cv_report['method']} folds of people"
+    return format_table(["test subject", *(["fold"] if by_fold else []), *models], rows,
+                        title=f"{cv_report['dataset']}: {how}, {len(people)} people held out in {len(cv_report['folds'])} folds (test accuracy)")

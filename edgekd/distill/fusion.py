@@ -99,8 +99,8 @@ def fuse_multi_head(teacher_logits, temperature, kind="probabilities", val_accur
     return fuse_loss_mean(teacher_logits, temperature, kind)
 
 
-# The modes whose target is a fixed weighted average of the teachers' outputs: the ones `--consistent`
-# (distill/consistent.py) can compute inside the training step, on windows no one saw before.
+# The modes whose target is a fixed weighted average of the teachers' outputs: the ones the training step
+# (distill/consistent.py) can compute on windows changed in that step, which no one saw before.
 AVERAGING = ("mean", "weighted")
 
 FUSIONS = {

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.data.dataset import load_dataset
+from edgekd.data.dataset import load_dataset, natural_sorted
 from edgekd.data.prepare import prepare_windows
 from edgekd.data.splits import split_recordings
 from edgekd.data.windows import WindowSpec
@@ -71,7 +71,6 @@ class DistillConfig:
     augment_gain: float = 0.0  # students (and teachers, augment_teachers): sd of a random log gain per window and channel (distill/augment.py); 0 off
     augment_noise: float = 0.0  # the same: sd of additive noise on the z-scored training windows; 0 off
     augment_teachers: bool = False  # the teachers train on augmented windows too
-    consistent: bool = False  # the teachers compute the KD targets in each training step, on the student's windows (distill/consistent.py)
     mixup: float = 0.0  # Beta(a, a) share for mixing each training window with another of its batch; 0 off
     classical_teacher: str = "none"  # "lda": the LDA baseline joins the teachers of the KD targets (models/classical.py)
     verbose: int = 1
@@ -108,15 +107,11 @@ class DistillConfig:
             raise UserError("--augment-teachers augments with --augment-gain and --augment-noise, both 0 here; give one, e.g. --augment-gain 0.3")
         if not 0.0 <= self.mixup <= 10.0:
             raise UserError(f"--mixup is the Beta(a, a) parameter of the mixing share and must lie in [0, 10], not {self.mixup:g}; e.g. 0.4")
-        if self.consistent and (self.fusion not in AVERAGING or self.loss == "hint"):
-            raise UserError(f"--consistent computes the targets in the training step, which --fusion {self.fusion} --loss {self.loss} "
-                            f"cannot do; use --fusion {' or '.join(AVERAGING)} with --loss kl or mse")
         if self.classical_teacher not in CLASSICAL_TEACHERS:
             raise UserError(f"--classical-teacher must be one of {', '.join(CLASSICAL_TEACHERS)}, not {self.classical_teacher!r}")
-        if self.classical_teacher != "none" and (self.consistent or self.loss != "kl"):
+        if self.classical_teacher != "none" and self.loss != "kl":
             raise UserError(f"--classical-teacher {self.classical_teacher} gives probabilities from features computed outside "
-                            f"the network, so it works with --loss kl and without --consistent"
-                            f" (here {'--consistent' if self.consistent else '--loss ' + self.loss})")
+                            f"the network, so it works with --loss kl (here --loss {self.loss})")
         if self.selector and len(self.students) < 2:
             raise UserError(f"--selector routes windows between students and needs at least two in --students "
                             f"(got {len(self.students)}), e.g. --students edge-student,isl-student")
@@ -124,6 +119,30 @@ class DistillConfig:
             raise UserError(f"--students lists an architecture twice ({', '.join(self.students)}); list each once")
         if self.loss == "mse" and self.fusion == "vote":
             raise UserError("--fusion vote gives one-hot targets with no logits for --loss mse to match; use --loss kl or another --fusion")
+
+
+def student_windows_change(cfg: DistillConfig, student_presets) -> str | None:
+    """What changes the students' windows in the training step (an option, or a preset's input dropout), or None.
+    KD targets must then be computed in the step, on the changed windows (distill/consistent.py)."""
+    from edgekd.models.presets import split_input_dropout
+
+    changes = [option for option, value in (("--augment-gain", cfg.augment_gain), ("--augment-noise", cfg.augment_noise),
+                                            ("--mixup", cfg.mixup)) if value > 0]
+    changes += [f"the input-channel dropout of {p.name}" for p in student_presets if split_input_dropout(p)[0] > 0]
+    return ", ".join(changes) or None
+
+
+def check_targets_describe_windows(cfg: DistillConfig, student_presets) -> None:
+    """A UserError where the students' windows change in training but the KD targets cannot be computed in the step."""
+    changes = student_windows_change(cfg, student_presets)
+    if changes is None:
+        return
+    blocker = ("--fusion " + cfg.fusion if cfg.fusion not in AVERAGING else "--loss hint" if cfg.loss == "hint"
+               else f"--classical-teacher {cfg.classical_teacher}" if cfg.classical_teacher != "none" else None)
+    if blocker:
+        raise UserError(f"{changes} change the students' training windows, so their KD targets must be computed on those "
+                        f"windows in the training step, which {blocker} cannot do; use --fusion {' or '.join(AVERAGING)} "
+                        f"with --loss kl or mse, or train the students on clean windows")
 
 
 def _log(cfg: DistillConfig, message: str) -> None:
@@ -142,6 +161,7 @@ def distill(cfg: DistillConfig) -> dict:
     student_presets = [load_preset(name) for name in cfg.students or [cfg.student]]
     student_preset = student_presets[0]
     selector_preset = load_preset(SELECTOR_PRESET) if cfg.selector else None
+    check_targets_describe_windows(cfg, student_presets)
 
     dataset = load_dataset(cfg.dataset)
     split = split_recordings(dataset, cfg.split, cfg.test_on or None, cfg.val_on or None, seed=cfg.seed)
@@ -187,23 +207,24 @@ def distill(cfg: DistillConfig) -> dict:
     teachers_block = {"from": cfg.teachers_from, "count": len(ensemble.teachers),
                       "channels": teacher_channels if cfg.teachers_from == "modalities" else None, **ensemble.details}
 
-    # Soft targets once, before the student trains (and for validation with --consistent too); with
+    # Soft targets once, before the student trains (and for validation where they are computed in the step); with
     # --classical-teacher lda from the network teachers and the LDA on time-domain features.
     t0 = time.perf_counter()
     target_logits = with_classical_teacher(cfg.classical_teacher, teacher_logits, {"train": train, "val": val, "test": test}, n_classes)
     targets = distillation_targets(target_logits, val.y, cfg.fusion, cfg.loss, cfg.temperature)
     packed = student_targets(cfg, ensemble.teachers, {"train": train, "val": val}, targets, n_classes)
     objective = kd_objective(cfg, len(target_logits["train"]), packed["hint_dims"])
-    # --consistent: the teachers compute the targets again in every training step, on the student's own windows.
+    # Where the students' windows change in training, the teachers compute the targets in every step, on those windows.
+    targets_in_step = student_windows_change(cfg, student_presets) is not None
     online = online_teachers(ensemble.teachers, cfg.fusion, cfg.loss, cfg.temperature,
-                             teacher_accuracies(teacher_logits["val"], val.y)) if cfg.consistent else None
+                             teacher_accuracies(teacher_logits["val"], val.y)) if targets_in_step else None
     presented = dict(augmentation=augmentation, mixup=cfg.mixup, online=online)
     # The reported "ensemble" stays the plain mean of softmaxes whatever --fusion is, so runs compare across
     # modes; "ensemble_<mode>" is what the chosen fusion's targets would decide on the test windows.
     ensemble_test = np.mean([softmax(z) for z in teacher_logits["test"]], axis=0)
     timings["soft_targets"] = time.perf_counter() - t0
 
-    students, student_fits = {}, {}
+    students, student_fits, student_decisions = {}, {}, {}
     seeds = [cfg.seed + r for r in range(cfg.repeats)]
     repeat_accuracy = {"student_kd": [], "student_scratch": []}
     for r, seed in enumerate(seeds):
@@ -215,10 +236,11 @@ def distill(cfg: DistillConfig) -> dict:
             student, fitted = train_student(student_preset, window_len, channels, n_classes, train.x, part["train"], val.x,
                                             part["val"], objective=objective if kind == "student_kd" else Objective(),
                                             alpha=alpha, seed=seed, name=kind, fit_args=fit_args, **presented)
-            repeat_accuracy[kind].append(accuracy(predict_logits(student, test.x), test.y))
+            decisions = np.argmax(predict_logits(student, test.x), axis=1)
+            repeat_accuracy[kind].append(float(np.mean(decisions == test.y)))
             if r == 0:  # the first seed's students are the run's: saved, exported, reported as before
                 timings[kind] = time.perf_counter() - t0
-                students[kind], student_fits[kind] = student, fitted
+                students[kind], student_fits[kind], student_decisions[kind] = student, fitted, decisions
                 _save_model(student, out / f"{kind}.h5")
             else:
                 timings["repeats"] = timings.get("repeats", 0.0) + time.perf_counter() - t0
@@ -242,7 +264,7 @@ def distill(cfg: DistillConfig) -> dict:
     # The classical baseline a practitioner would pick instead: the students must beat it to be worth it.
     _log(cfg, "\nbaselines (time-domain features: LDA, random forest)")
     t0 = time.perf_counter()
-    baseline_accuracy, lda_decision = _classical_baselines(train, val, test, seed=cfg.seed)
+    baseline_accuracy, lda_decision, baseline_decisions = _classical_baselines(train, val, test, seed=cfg.seed)
     lda_branch = _lda_branch({part: predict_logits(students["student_kd"], w.x) for part, w in (("val", val), ("test", test))},
                              lda_decision, val, test)
     timings["baselines"] = time.perf_counter() - t0
@@ -260,6 +282,9 @@ def distill(cfg: DistillConfig) -> dict:
         "student_kd_lda_branch": lda_branch["test_accuracy"],
         **baseline_accuracy["test"],
     }
+    held_out = accuracy_by_group(split.method, test_groups(dataset, split.method, test), test.y, {
+        "teachers": [np.argmax(z, axis=1) for z in teacher_logits["test"]], "ensemble": np.argmax(ensemble_test, axis=1),
+        **student_decisions, "student_kd_lda_branch": lda_branch["test_decisions"], **baseline_decisions})
     representative = np.random.default_rng(cfg.seed).permutation(len(train.y))[:REPRESENTATIVE_WINDOWS]
     _save_windows(out / "windows.npz", representative=train.x[representative], test_x=test.x, test_y=test.y)
 
@@ -290,7 +315,8 @@ def distill(cfg: DistillConfig) -> dict:
         "test_accuracy": test_accuracy,
         "repeats": {"seeds": seeds, **{kind: _spread(accs) for kind, accs in repeat_accuracy.items()}},
         **({"multi_student": multi_student} if multi_student else {}),
-        "lda_branch": {k: v for k, v in lda_branch.items() if k != "test_accuracy"},
+        "lda_branch": {k: v for k, v in lda_branch.items() if k not in ("test_accuracy", "test_decisions")},
+        **({"held_out": held_out} if held_out else {}),
         "diversity": teacher_diversity(teacher_logits["test"], test_accuracy["teachers"], test_accuracy["ensemble"]),
         "val_accuracy": {"teachers": [f.best_val_accuracy for f in teacher_fits],
                          **{k: f.best_val_accuracy for k, f in student_fits.items()}, **baseline_accuracy["val"]},
@@ -305,7 +331,7 @@ def distill(cfg: DistillConfig) -> dict:
                    "repeats": cfg.repeats,
                    "augmentation": {"gain_sd": cfg.augment_gain, "noise_sd": cfg.augment_noise, "teachers": cfg.augment_teachers}
                                    if augmentation.active else None,
-                   "consistent": cfg.consistent, "mixup": cfg.mixup, "classical_teacher": cfg.classical_teacher,
+                   "targets_in_step": targets_in_step, "mixup": cfg.mixup, "classical_teacher": cfg.classical_teacher,
                    "epochs": cfg.epochs, "patience": cfg.patience, "lr_schedule": cfg.lr_schedule,
                    "window_s": cfg.window, "hop_s": cfg.hop, "model_rate_hz": rate},
     }
@@ -342,6 +368,28 @@ def student_targets(cfg: DistillConfig, teachers, parts: dict, targets: dict, n_
     }
 
 
+def test_groups(dataset, method: str, windows) -> np.ndarray | None:
+    """Each test window's held-out group (its subject, repetition or session), None for a random split."""
+    if method == "random":
+        return None
+    return np.array([dataset.recordings[i].group(method) for i in windows.recording])
+
+
+def accuracy_by_group(method: str, groups: np.ndarray | None, labels: np.ndarray, decisions: dict) -> dict | None:
+    """{"by": method, "groups": [...], "test_accuracy": {model: {group: accuracy}}} for every model's test decisions
+    (a list of arrays gives a list of dicts, as for the teachers); None for a random split."""
+    if groups is None:
+        return None
+    names = natural_sorted(set(groups.tolist()))
+
+    def per_group(decided: np.ndarray) -> dict[str, float]:
+        return {g: float(np.mean(decided[groups == g] == labels[groups == g])) for g in names}
+
+    return {"by": method, "groups": names,
+            "test_accuracy": {model: [per_group(d) for d in decided] if isinstance(decided, list) else per_group(decided)
+                              for model, decided in decisions.items()}}
+
+
 def _multi_student(cfg: DistillConfig, students: list, names: list[str], selector_preset, parts: dict, fit_args: dict,
                    out: Path, timings: dict) -> dict:
     """Each student, and with --selector the selector system and the oracle, on the validation and test windows."""
@@ -373,13 +421,14 @@ def _spread(accuracies: list[float]) -> dict:
             "std": float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else None}
 
 
-def _classical_baselines(train, val, test, seed: int) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
-    """({"val": {"lda": acc, "random_forest": acc}, "test": {...}}, the LDA's decision values on val and test):
-    fitted on the training windows' features."""
+def _classical_baselines(train, val, test, seed: int) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """({"val": {"lda": acc, "random_forest": acc}, "test": {...}}, the LDA's decision values on val and test, each
+    baseline's decisions on the test windows): fitted on the training windows' features."""
     baselines = fit_baselines(time_domain_features(train.x), train.y, seed=seed)
     features = {part: time_domain_features(windows.x) for part, windows in (("val", val), ("test", test))}
     return ({part: evaluate(baselines, features[part], windows.y) for part, windows in (("val", val), ("test", test))},
-            {part: baselines["lda"].decision_function(features[part]) for part in features})
+            {part: baselines["lda"].decision_function(features[part]) for part in features},
+            {name: estimator.predict(features["test"]) for name, estimator in baselines.items()})
 
 
 def _lda_branch(student_logits: dict[str, np.ndarray], lda_decision: dict[str, np.ndarray], val, test) -> dict:
@@ -391,7 +440,7 @@ def _lda_branch(student_logits: dict[str, np.ndarray], lda_decision: dict[str, n
     kept = val_accuracy > alone
     logits = combined_logits(student_logits["test"], lda_decision["test"], temperature) if kept else student_logits["test"]
     return {"kept": kept, "temperature": temperature, "val_accuracy": val_accuracy, "student_val_accuracy": alone,
-            "test_accuracy": float(np.mean(np.argmax(logits, axis=1) == test.y))}
+            "test_accuracy": float(np.mean(np.argmax(logits, axis=1) == test.y)), "test_decisions": np.argmax(logits, axis=1)}
 
 
 def _save_model(model, path: Path) -> None:

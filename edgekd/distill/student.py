@@ -61,17 +61,27 @@ def train_student(preset, window_len: int, channels: int, n_classes: int, train_
                   objective: Objective, alpha: float, seed: int, name: str, fit_args: dict, augmentation=None,
                   mixup: float = 0.0, online=None):
     """(student, FitResult): a student of `preset` trained against packed targets (distill/losses.py's layout).
-    `augmentation` (distill/augment.py): random gain and noise on the training windows, None for none.
-    `mixup`, `online` (distill/consistent.py): windows mixed in the training step, and the teachers that compute
-    the targets there (`--consistent`; ignored for the scratch student, alpha = 1)."""
-    from edgekd.distill.augment import augmented
+    `augmentation` (distill/augment.py): random gain and noise on the training windows, None for none; a preset that
+    starts with spatial_dropout adds its input-channel dropout to it (the saved student has no dropout layer).
+    `mixup`, `online` (distill/consistent.py): windows mixed in the training step, and the teachers that compute the
+    KD targets there. A KD student (alpha < 1) whose windows change in the step gets its targets from `online`, never
+    from targets computed on windows it does not see; the scratch student (alpha = 1) learns its labels."""
+    from dataclasses import replace
+
+    from edgekd.distill.augment import Augmentation, augmented
     from edgekd.distill.consistent import ConsistentTrainer
     from edgekd.distill.train import fit
     from edgekd.models.build import build_model
+    from edgekd.models.presets import split_input_dropout
 
+    channel_drop, preset = split_input_dropout(preset)
+    augmentation = replace(augmentation or Augmentation(), channel_drop=channel_drop)
     student = build_model(preset, window_len, channels, n_classes, seed=seed, name=name)
     trainer = training_model(student, objective)
-    online = online if alpha < 1 else None
+    windows_change = augmentation.active or mixup > 0
+    if alpha < 1 and windows_change and online is None:
+        raise ValueError("a KD student whose windows change in training needs the teachers in the step (online)")
+    online = online if alpha < 1 and windows_change else None
     if mixup > 0 or online is not None:
         model = ConsistentTrainer(trainer, n_classes, online, augmentation, mixup)
     else:

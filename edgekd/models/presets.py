@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib.resources
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edgekd.errors import UserError
@@ -72,7 +72,20 @@ def load_preset(name_or_path: str) -> Preset:
         raise UserError(f"{path}: a preset needs [[layers]] tables, e.g. type = \"conv1d\"; see models/edge-student.toml")
     for i, layer in enumerate(layers, 1):
         _check_layer(path, i, layer)
+    if layers[0]["type"] == "dropout":
+        raise UserError(f"{path}: layer 1 drops single input samples (dropout); drop whole input channels with "
+                        f"spatial_dropout, or put the dropout after a layer")
     return Preset(str(doc.get("name", path.stem)), str(doc.get("description", "")), tuple(layers), str(path))
+
+
+def split_input_dropout(preset: Preset) -> tuple[float, Preset]:
+    """(rate, the preset without it) for a preset that starts by dropping whole input channels (spatial_dropout);
+    (0.0, preset) otherwise. That first layer changes the window itself, so a student trains with it as an
+    augmentation of its windows, which the teachers then score too (distill/augment.py, distill/consistent.py)."""
+    first = preset.layers[0]
+    if first["type"] != "spatial_dropout" or len(preset.layers) == 1:
+        return 0.0, preset
+    return float(first["rate"]), replace(preset, layers=preset.layers[1:])
 
 
 def _check_layer(path: Path, i: int, layer) -> None:
