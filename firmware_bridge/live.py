@@ -6,7 +6,9 @@ model's own preprocessing, so a live window equals the offline window of the sam
 Time comes from the device: each frame carries the device time of its first sample, and a sample's place
 in its stream is (time - segment start) * rate. Lost frames leave a hole; a short hole (up to
 `max_fill_s`) is filled by holding the last value, so the streams stay aligned; a longer one (the device
-paused, or a new recording began) starts a new segment whose windows start afresh.
+paused, or a new recording began) starts a new segment whose windows start afresh. A clock that jumps back by
+more than RESTART_S is a device that restarted (its clock starts again at 0): a new segment starts there too, rather
+than every sample being taken for one already received until the clock catches up.
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ from edgekd.errors import UserError
 
 US = 1_000_000
 _WRAP = 1 << 32  # device timestamps are uint32 microseconds
+# A repeated or reordered frame lands a few frames back; a restarted device's clock lands back at its start.
+RESTART_S = 1.0
 
 
 @dataclass
@@ -33,6 +37,7 @@ class TimelineStats:
     filled_samples: int = 0  # held-last-value samples put into short holes
     dropped_samples: int = 0  # samples from before the current segment, or overlapping ones already received
     segments: int = 0
+    restarts: int = 0  # the device clock jumped back by more than RESTART_S: a new segment began there
 
 
 class Timeline:
@@ -69,7 +74,13 @@ class Timeline:
             self._start_segment(t)
         index = int(round((t - self.segment_start_us) * stream.rate_hz / US))
         hole = index - self.end_index(stream.name)
-        if hole * 1.0 / stream.rate_hz > self.max_fill_s:
+        if -hole / stream.rate_hz > RESTART_S:
+            self._unwrap, self._last_raw_us = 0, timestamp_us  # the restarted clock counts from its own 0
+            t = timestamp_us
+            self.stats.restarts += 1
+            self._start_segment(t)
+            index, hole = 0, 0
+        elif hole * 1.0 / stream.rate_hz > self.max_fill_s:
             self._start_segment(t)
             index, hole = 0, 0
         if hole < 0:  # samples from before the segment began, or already placed (a repeated frame)

@@ -143,3 +143,31 @@ def test_samples_from_before_the_segment_start_are_dropped_once_and_counted():
     timeline.add(1, 50_000, np.arange(10, dtype=np.float32)[:, None])  # 50-150 ms: the first 5 are too early
     assert timeline.stats.dropped_samples == 5
     assert timeline.buffers["imu"][:, 0].tolist() == [5.0, 6.0, 7.0, 8.0, 9.0]
+
+
+def test_a_device_that_restarts_its_clock_starts_a_new_segment_at_once(two_stream):
+    """Issue 21: a restarted device starts its clock at 0 again; its samples were taken for ones already received
+    and dropped until the clock caught up (60 s of frames, a restart: 0 decisions for the next 60 device-seconds)."""
+    ds, pre, signals = two_stream
+    repeated = {k: np.tile(v, (12, 1)) for k, v in signals.items()}  # about 12 s
+    timeline, windows = Timeline(pre), 0
+    for i, t, values in frames_of(repeated, ds.streams):
+        timeline.add(i, t, values)
+        list(timeline.ready_windows())
+    after = []
+    for i, t, values in frames_of(signals, ds.streams, start_us=0):  # the device restarted: its clock is back at 0
+        timeline.add(i, t, values)
+        after += [w for _, _, w in timeline.ready_windows()]
+    assert timeline.stats.restarts == 1 and timeline.stats.segments == 2
+    offline = pre.raw_windows(signals)
+    assert len(after) == len(offline)  # every window of the restarted device's first second, none lost
+    np.testing.assert_array_equal(np.stack(after), offline)
+
+
+def test_a_repeated_frame_is_not_a_restart():
+    stream = StreamSpec("emg", 100.0, ("a",))
+    timeline = Timeline(Preprocessor((stream,), WindowSpec(100.0, 0.2, 0.1)))
+    timeline.add(0, 0, np.arange(10, dtype=np.float32)[:, None])
+    timeline.add(0, 0, np.arange(10, dtype=np.float32)[:, None])  # sent twice
+    timeline.add(0, 100_000, np.arange(10, 20, dtype=np.float32)[:, None])
+    assert timeline.stats.restarts == 0 and timeline.stats.segments == 1 and timeline.stats.dropped_samples == 10
