@@ -51,6 +51,7 @@ from edgekd._tf import keras  # noqa: E402  (switches on tf_keras before TensorF
 from edgekd.export.convert import INT8_QUANTIZERS, convert  # noqa: E402
 from edgekd.export.export import MIN_AGREEMENT  # noqa: E402
 from edgekd.io import write_bytes_atomic  # noqa: E402
+from edgekd.models.saved import load_model  # noqa: E402
 from edgekd.runtime.interpreter import TFLiteModel  # noqa: E402
 from results_md import demote_headings, write_section  # noqa: E402
 
@@ -493,7 +494,7 @@ def main() -> None:
     if not (args.run / "student_kd.h5").is_file():
         sys.exit(f"{args.run}: no finished run; run `.venv/bin/python benchmarks/frontier.py --only myo5` first or pass --run")
     log(f"loading {args.run}")
-    student = keras.models.load_model(args.run / "student_kd.h5", compile=False)
+    student = load_model(args.run / "student_kd.h5")
     with np.load(args.run / "windows.npz", allow_pickle=False) as w:
         representative, test_x = w["representative"], w["test_x"]
 

@@ -256,9 +256,9 @@ def student_predictions(run: Run, model: str) -> tuple[np.ndarray, np.ndarray]:
             test_x, test_y = windows["test_x"], windows["test_y"]
     except (OSError, ValueError, KeyError) as e:
         raise UserError(f"{windows_path}: cannot read its test windows ({e}); run `edgekd distill` again") from None
-    from edgekd._tf import keras
+    from edgekd.models.saved import load_model
 
-    student = keras.models.load_model(run.path / f"{model}.h5", compile=False)
+    student = load_model(run.path / f"{model}.h5")
     logits = student.predict(test_x, batch_size=256, verbose=0)
     return test_y, np.argmax(logits, axis=-1)
 

@@ -51,8 +51,8 @@ def load_run_windows(run_dir: Path, run: dict, dataset_path: Path, parts=("train
 
 
 def load_run_data(run_dir: Path, run: dict, dataset_path: Path, parts=("train", "val")) -> RunData:
-    from edgekd._tf import keras
     from edgekd.distill.teachers import teacher_input
+    from edgekd.models.saved import load_model
     from edgekd.distill.train import predict_logits
 
     classical = run["config"].get("classical_teacher", "none")
@@ -68,7 +68,7 @@ def load_run_data(run_dir: Path, run: dict, dataset_path: Path, parts=("train", 
     if len(teacher_channels) != len(teacher_files):
         raise UserError(f"{run_dir}: run.json lists channels for {len(teacher_channels)} teachers but the folder holds "
                         f"{len(teacher_files)} teacher_<i>.h5 files; run `edgekd distill` again")
-    teachers = [RunTeacher(keras.models.load_model(path, compile=False), channels)
+    teachers = [RunTeacher(load_model(path), channels)
                 for path, channels in zip(teacher_files, teacher_channels)]
     logits = {part: [predict_logits(t.model, teacher_input(windows[part].x, t.channels)) for t in teachers] for part in parts}
     target_logits = with_classical_teacher(classical, logits, windows, len(run["classes"]))

@@ -30,6 +30,7 @@ from edgekd.io import write_bytes_atomic, write_json_atomic
 from edgekd.models.classical import (CLASSICAL_TEACHERS, FEATURES, ZC_SSC_THRESHOLD, evaluate, fit_baselines, time_domain_features,
                                      with_classical_teacher)
 from edgekd.models.presets import load_preset
+from edgekd.models.saved import save_model
 
 SELECTOR_PRESET = "selector"  # models/selector.toml
 
@@ -201,7 +202,7 @@ def distill(cfg: DistillConfig) -> dict:
     for i, t in enumerate(ensemble.teachers):
         for part, windows in (("train", train), ("val", val), ("test", test)):
             teacher_logits[part].append(predict_logits(t.model, teacher_input(windows.x, t.channels)))
-        _save_model(t.model, out / f"teacher_{i}.h5")
+        save_model(t.model, out / f"teacher_{i}.h5")
     timings["teachers"] = time.perf_counter() - t0
     teacher_params = [count_params(t.model) for t in ensemble.teachers]
     teachers_block = {"from": cfg.teachers_from, "count": len(ensemble.teachers),
@@ -241,7 +242,7 @@ def distill(cfg: DistillConfig) -> dict:
             if r == 0:  # the first seed's students are the run's: saved, exported, reported as before
                 timings[kind] = time.perf_counter() - t0
                 students[kind], student_fits[kind], student_decisions[kind] = student, fitted, decisions
-                _save_model(student, out / f"{kind}.h5")
+                save_model(student, out / f"{kind}.h5")
             else:
                 timings["repeats"] = timings.get("repeats", 0.0) + time.perf_counter() - t0
 
@@ -255,7 +256,7 @@ def distill(cfg: DistillConfig) -> dict:
             model, _ = train_student(preset, window_len, channels, n_classes, train.x, packed["student_kd"]["train"], val.x,
                                      packed["student_kd"]["val"], objective=objective, alpha=cfg.alpha, seed=cfg.seed,
                                      name=f"student_kd_{j}", fit_args=fit_args, **presented)
-            _save_model(model, out / f"student_kd_{j}.h5")
+            save_model(model, out / f"student_kd_{j}.h5")
             kd_students.append(model)
         timings["students"] = time.perf_counter() - t0
         multi_student = _multi_student(cfg, kd_students, [p.name for p in student_presets], selector_preset,
@@ -407,7 +408,7 @@ def _multi_student(cfg: DistillConfig, students: list, names: list[str], selecto
     fitted = train_selector(selector_preset, parts["train"].x, correctness(logits["train"], parts["train"].y), parts["val"].x,
                             correctness(logits["val"], parts["val"].y), epochs=cfg.epochs, patience=cfg.patience,
                             batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, seed=cfg.seed, verbose=cfg.verbose)
-    _save_model(fitted.model, out / "selector.h5")
+    save_model(fitted.model, out / "selector.h5")
     timings["selector"] = time.perf_counter() - t0
     result = {part: system_report(logits[part], predict_logits(fitted.model, parts[part].x), parts[part].y, names, params,
                                   count_params(fitted.model)) for part in ("val", "test")}
@@ -441,16 +442,6 @@ def _lda_branch(student_logits: dict[str, np.ndarray], lda_decision: dict[str, n
     logits = combined_logits(student_logits["test"], lda_decision["test"], temperature) if kept else student_logits["test"]
     return {"kept": kept, "temperature": temperature, "val_accuracy": val_accuracy, "student_val_accuracy": alone,
             "test_accuracy": float(np.mean(np.argmax(logits, axis=1) == test.y)), "test_decisions": np.argmax(logits, axis=1)}
-
-
-def _save_model(model, path: Path) -> None:
-    import warnings
-
-    tmp = path.with_name(f".{path.stem}.tmp.h5")
-    with warnings.catch_warnings():  # HDF5 is "legacy" to tf_keras, but it saves without the optimizer state
-        warnings.filterwarnings("ignore", message=".*HDF5 file.*legacy", category=UserWarning)
-        model.save(tmp, include_optimizer=False)
-    tmp.replace(path)
 
 
 def _save_windows(path: Path, **arrays) -> None:

@@ -23,6 +23,7 @@ from edgekd.distill.run import load_run
 from edgekd.errors import UserError
 from edgekd.export.convert import INT8_QUANTIZERS, builtin_op_names, convert
 from edgekd.export.metadata_writer import embed_metadata
+from edgekd.models.saved import load_model
 from edgekd.runtime.interpreter import TFLiteModel
 from edgekd.runtime.metadata import model_label
 
@@ -75,9 +76,7 @@ def export_run(run_dir: str | Path, variant: str, out: str | Path, min_agreement
     if not 0.0 <= threshold <= 1.0:
         raise UserError("--min-agreement is a fraction of windows in [0, 1], e.g. 0.95")
 
-    from edgekd._tf import keras
-
-    student = _load_student(keras, run_dir, run)
+    student = _load_student(run_dir, run)
     with np.load(run_dir / "windows.npz", allow_pickle=False) as w:
         representative, test_x, test_y = w["representative"], w["test_x"], w["test_y"]
     student_accuracy = float(np.mean(np.argmax(student(test_x, training=False).numpy(), 1) == test_y))
@@ -237,9 +236,9 @@ def _with_branch(student, run_dir: Path, run: dict, data, log):
     return model, branch
 
 
-def _load_student(keras, run_dir: Path, run: dict):
+def _load_student(run_dir: Path, run: dict):
     """The run's student, or for a --selector run the whole system: selector.h5 routing between its students."""
-    student = keras.models.load_model(run_dir / "student_kd.h5", compile=False)
+    student = load_model(run_dir / "student_kd.h5")
     if not run.get("selector"):
         return student
     from edgekd.distill.selector import system_model
@@ -248,8 +247,8 @@ def _load_student(keras, run_dir: Path, run: dict):
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
         raise UserError(f"{run_dir}: the selector system lacks {', '.join(missing)}; run `edgekd distill` again")
-    others = [keras.models.load_model(p, compile=False) for p in paths[:-1]]
-    return system_model([student, *others], keras.models.load_model(paths[-1], compile=False))
+    others = [load_model(p) for p in paths[:-1]]
+    return system_model([student, *others], load_model(paths[-1]))
 
 
 def _architecture(run: dict, branch=None) -> str:
