@@ -57,7 +57,7 @@ def export_all(run: Path, folder: Path, dataset: str, rows: list[str] | None, sa
         print(f"\n== {label}", flush=True)
         try:
             export_run(run, variant, folder / f"{label}.tflite", compression=CompressionOptions(**compression),
-                       log=lambda m: print(m, flush=True))
+                       log=lambda m: print(m, flush=True), force=True)
         except UserError as e:  # e.g. no rank within the low-rank budget: that is a measurement too
             print(f"not exported: {e.message}", flush=True)
             (folder / f"{label}.tflite").unlink(missing_ok=True)
@@ -80,7 +80,7 @@ def qat_repeats(run: Path, folder: Path, seeds: int) -> list[dict]:
     for seed in range(seeds):
         print(f"\n== int8+qat, fine-tuning seed {seed}", flush=True)
         result = export_run(run, "int8", folder / f"int8+qat-seed{seed}.tflite", compression=CompressionOptions(qat=True, seed=seed),
-                            log=lambda m: print(m, flush=True))
+                            log=lambda m: print(m, flush=True), force=True)
         qat = result.compression.get("qat") or {}
         repeats.append({"seed": seed, "kept": "qat" if qat else "post-training", "test_accuracy": result.tflite_accuracy,
                         "qat_val_accuracy": qat.get("val_accuracy"), "post_training_val_accuracy": qat.get("post_training_val_accuracy")})

@@ -61,13 +61,13 @@ def measure(variant: str) -> dict:
     report = cross_validate(DistillConfig(dataset=case.dataset, out=str(folder / "run"), verbose=0, **options))
     for fold in report["folds"]:
         fold["run"] = os.path.relpath(fold["run"], repo)
-        exported = export_run(repo / fold["run"], "int8", folder / f"student-int8-{fold['subject']}.tflite", log=lambda m: None)
+        exported = export_run(repo / fold["run"], "int8", folder / f"student-int8-{fold['subject']}.tflite", log=lambda m: None, force=True)
         measured = bench_model(exported.path, data=case.dataset, runs=20, warmup=5, measure_memory=False)
         fold["test_accuracy"]["int8"] = measured.accuracy
         fold["int8_bytes"] = exported.bytes
         # `edgekd export --int8 --classical-branch lda`: kept only where it raises the fold's validation accuracy
         hybrid = export_run(repo / fold["run"], "int8", folder / f"student-int8-lda-{fold['subject']}.tflite",
-                            log=lambda m: None, classical_branch="lda")
+                            log=lambda m: None, classical_branch="lda", force=True)
         fold["test_accuracy"]["int8_lda_branch"] = bench_model(hybrid.path, data=case.dataset, runs=20, warmup=5,
                                                                measure_memory=False).accuracy
         fold["lda_branch"] = {**hybrid.classical_branch, "bytes": hybrid.bytes}

@@ -54,7 +54,7 @@ def measure(seed: int) -> dict:
     cv = cross_validate(DistillConfig(dataset=str(MYO22), out=str(out), seed=seed, verbose=0), str(FOLDS))
     people, files = [], []
     for number, fold in enumerate(cv["folds"], 1):
-        model = export_run(Path(fold["run"]), "int8", out / f"student-int8-fold-{number}.tflite", log=lambda m: None)
+        model = export_run(Path(fold["run"]), "int8", out / f"student-int8-fold-{number}.tflite", log=lambda m: None, force=True)
         timing = bench_model(model.path, runs=500, warmup=50, measure_memory=False)
         files.append({"fold": number, "bytes": model.bytes, "p50_ms": timing.latency_ms["p50"], "agreement": model.agreement})
         report = json.loads((Path(fold["run"]) / "report.json").read_text())

@@ -79,7 +79,7 @@ def run_case(case: Case, slot: Path) -> dict:
     report = distill(DistillConfig(dataset=case.dataset, out=str(slot / "run"), verbose=0, **case.options))
     models = {}
     for variant in ("float32", "int8"):
-        exported = export_run(slot / "run", variant, slot / f"student-{variant}.tflite", log=lambda m: print(m, flush=True))
+        exported = export_run(slot / "run", variant, slot / f"student-{variant}.tflite", log=lambda m: print(m, flush=True), force=True)
         measured = bench_model(exported.path, data=case.dataset, runs=500, warmup=50)
         models[variant] = {"bytes": exported.bytes, "gzip_bytes": measured.gzip_bytes, "agreement": exported.agreement,
                            "quantizer": exported.quantizer, "accuracy": measured.accuracy,

@@ -316,10 +316,11 @@ def _repeats_line(repeats: dict | None) -> str:
 @click.option("--finetune-epochs", default=10, show_default=True, type=int, help="KD fine-tuning epochs for --prune, --cluster, --qat and --low-rank.")
 @click.option("--finetune-seed", type=int, help="Seed of the KD fine-tuning (to see its spread). [default: the run's seed]")
 @click.option("--data", type=click.Path(path_type=Path), help="The run's dataset, if it moved (fine-tuning and --classical-branch need its training windows).")
+@click.option("--force", is_flag=True, help="Replace --out if it exists (never a file of a distill run).")
 @click.option("--classical-branch", default="none", show_default=True, type=click.Choice(["none", "lda"]),
               help="Put the LDA on time-domain features (the classical baseline) beside the student in one model, probabilities averaged with a weight and LDA temperature chosen on the validation windows; not with --qat.")
 def export(run, variant, out, min_agreement, target, prune, qat, cluster, low_rank, finetune_epochs, finetune_seed, data,
-           classical_branch):
+           force, classical_branch):
     """Convert RUN's distilled student to a TFLite file with its metadata inside, optionally compressed first.
 
     The file is written only if its decisions agree with the Keras model on the run's test windows;
@@ -344,7 +345,8 @@ def export(run, variant, out, min_agreement, target, prune, qat, cluster, low_ra
     if target == "mcu" and classical_branch != "none":
         raise UserError(f"--target mcu wants a full-integer model for TensorFlow Lite Micro, and --classical-branch {classical_branch} "
                         f"keeps the LDA branch in float32; export the student alone for a microcontroller")
-    r = export_run(run, variant, out, min_agreement, compression=options, log=click.echo, classical_branch=classical_branch)
+    r = export_run(run, variant, out, min_agreement, compression=options, log=click.echo, classical_branch=classical_branch,
+                   force=force)
     fused = "UNIDIRECTIONAL_SEQUENCE_LSTM" in r.ops and "WHILE" not in r.ops
     click.echo()
     if r.compression and "prune" in r.compression:
@@ -385,7 +387,8 @@ def export(run, variant, out, min_agreement, target, prune, qat, cluster, low_ra
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write a PNG: accuracy against gzip bytes and against p50 latency (p50 against gzip bytes without --data), "
                    "Pareto-optimal models joined. Needs `pip install 'edgekd[plot]'`.")
-def bench(models, data, where, runs, warmup, threads, json_out, plot):
+@click.option("--force", is_flag=True, help="Replace --json and --plot files that exist.")
+def bench(models, data, where, runs, warmup, threads, json_out, plot, force):
     """Measure bytes, load time, per-window latency and peak memory of MODELS, and accuracy with --data. No TensorFlow.
 
     \b
@@ -394,13 +397,16 @@ def bench(models, data, where, runs, warmup, threads, json_out, plot):
     pareto     *: no other model as good on accuracy, gzip bytes and p50 and better on one
     """
     from edgekd.data.splits import parse_where
-    from edgekd.io import write_json_atomic
+    from edgekd.io import check_output, write_json_atomic
     from edgekd.runtime import frontier
     from edgekd.runtime.bench import bench_model
 
     if where and data is None:
         raise UserError("--where selects recordings of the dataset given with --data; add --data DATASET")
     chosen = parse_where(where)
+    for option, path in (("--json", json_out), ("--plot", plot)):
+        if path:
+            check_output(path, option, force)  # now, not after minutes of benching
     if plot:
         frontier.require_matplotlib()  # now, not after minutes of benching
     results = frontier.compare([bench_model(m, data, runs, warmup, threads, where=chosen) for m in models])
@@ -462,13 +468,16 @@ def _bench_json(r) -> dict:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for accuracy_vs_params.png and confusion_<run>.png (the best student). Needs `pip install 'edgekd[plot]'`.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the table's rows as JSON.")
-def compare(runs, out, json_out):
+@click.option("--force", is_flag=True, help="Replace the --json file if it exists.")
+def compare(runs, out, json_out, force):
     """Compare runs: one table of every model's held-out accuracy, size and training time, and with --out the plots.
 
     RUNS are folders written by `edgekd distill`; everything but the confusion matrix comes from their report.json."""
     from edgekd import compare as comparing
-    from edgekd.io import write_json_atomic
+    from edgekd.io import check_output, write_json_atomic
 
+    if json_out:
+        check_output(json_out, "--json", force)
     loaded = comparing.load_runs(runs)
     if out:
         comparing.require_matplotlib()  # now, not after the table

@@ -63,3 +63,54 @@ def test_every_shipped_preset_saves_only_safe_classes(tmp_path):
     for name in available_presets():
         save_model(build_model(load_preset(name), 60, 4, 3), tmp_path / f"{name}.h5")
         assert architecture_classes(tmp_path / f"{name}.h5") <= SAFE_CLASSES, name
+
+
+def test_export_never_writes_over_a_file_of_the_run(run_copy, tmp_path):
+    before = (run_copy / "report.json").read_bytes()
+    assert_user_error(run_cli("export", run_copy, "--int8", "--out", run_copy / "report.json", "--force"),
+                      "report.json: is a file of a distill run")
+    assert (run_copy / "report.json").read_bytes() == before
+
+
+def test_export_replaces_an_existing_file_only_with_force_and_keeps_its_mode(run_copy, tmp_path):
+    import os
+
+    out = tmp_path / "student.tflite"
+    out.write_bytes(b"mine")
+    os.chmod(out, 0o640)
+    assert_user_error(run_cli("export", run_copy, "--float32", "--out", out), "student.tflite: exists; add --force")
+    assert out.read_bytes() == b"mine"
+    result = run_cli("export", run_copy, "--float32", "--out", out, "--force")
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes()[4:8] == b"TFL3" and (out.stat().st_mode & 0o777) == 0o640
+    fresh = tmp_path / "fresh.tflite"
+    assert run_cli("export", run_copy, "--float32", "--out", fresh).exit_code == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
+
+
+@pytest.mark.parametrize("command", ["export", "bench"])
+def test_an_output_whose_folder_is_a_file_or_unwritable_is_refused_at_once(run_copy, exported, tmp_path, command):
+    import os
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    os.chmod(locked, 0o500)
+    for out, message in ((blocker / "m.out", "a-file is a file, not a folder"), (locked / "m.out", "permission denied")):
+        if os.geteuid() == 0 and "permission" in message:
+            continue  # root writes anywhere
+        args = (["export", run_copy, "--int8", "--out", out] if command == "export"
+                else ["bench", exported["int8"], "--runs", "1", "--json", out])
+        assert_user_error(run_cli(*args), message)
+
+
+def test_bench_json_refuses_to_replace_a_file_without_force(exported, tmp_path):
+    out = tmp_path / "bench.json"
+    out.write_text("precious")
+    assert_user_error(run_cli("bench", exported["int8"], "--runs", "1", "--json", out), "bench.json: exists; add --force")
+    assert out.read_text() == "precious"
+    assert run_cli("bench", exported["int8"], "--runs", "1", "--json", out, "--force").exit_code == 0
+    assert out.read_text().startswith("[")

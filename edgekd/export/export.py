@@ -21,6 +21,7 @@ import edgekd
 from edgekd.compress.apply import CompressionOptions
 from edgekd.distill.run import load_run
 from edgekd.errors import UserError
+from edgekd.io import check_output, file_mode
 from edgekd.export.convert import INT8_QUANTIZERS, builtin_op_names, convert
 from edgekd.export.metadata_writer import embed_metadata
 from edgekd.models.saved import load_model
@@ -56,13 +57,15 @@ class ExportResult:
 
 
 def export_run(run_dir: str | Path, variant: str, out: str | Path, min_agreement: float | None = None,
-               compression: CompressionOptions | None = None, log=print, classical_branch: str = "none") -> ExportResult:
+               compression: CompressionOptions | None = None, log=print, classical_branch: str = "none",
+               force: bool = False) -> ExportResult:
     """`compression` (pruning, QAT, low rank) is applied to the student first; agreement is then measured
     against the compressed Keras model, and the accuracy of both is reported. `classical_branch` "lda": the
     (compressed) student and the LDA baseline in one model (models/hybrid.py), fitted on the run's training windows
-    and calibrated on its validation windows, which are rebuilt from the dataset (compression.data if it moved)."""
+    and calibrated on its validation windows, which are rebuilt from the dataset (compression.data if it moved).
+    An existing `out` is replaced only with `force`, and never when it is one of a run's own files."""
     started = time.perf_counter()
-    run_dir, out = Path(run_dir), Path(out)
+    run_dir, out = Path(run_dir), check_output(out, "--out", force)
     compression = compression or CompressionOptions()
     compression.check(variant)
     check_classical_branch(classical_branch, compression)
@@ -115,6 +118,7 @@ def export_run(run_dir: str | Path, variant: str, out: str | Path, min_agreement
     final = embed_metadata(best.path.read_bytes(), {**best.metadata, "agreement": best.agreement,
                                                     "test_accuracy": tflite_accuracy, "keras_test_accuracy": keras_accuracy})
     best.path.write_bytes(final)
+    os.chmod(best.path, file_mode(out))
     os.replace(best.path, out)
     return ExportResult(out, variant, best.quantizer, len(final), best.agreement, keras_accuracy, tflite_accuracy, tried,
                         builtin_op_names(final), time.perf_counter() - started,
