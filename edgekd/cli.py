@@ -36,8 +36,16 @@ def _comma_list(ctx, param, value):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="edgekd")
-def main():
+@click.option("--allow-outside-data", is_flag=True,
+              help="Let recordings.csv name files outside its dataset folder (absolute paths, '..', symlinks); only for datasets you trust.")
+def main(allow_outside_data):
     """Distil small sEMG/IMU sign-recognition models, export them to TFLite, and run them on the edge."""
+    if allow_outside_data:
+        import os
+
+        from edgekd.data.dataset import ALLOW_OUTSIDE_ENV
+
+        os.environ[ALLOW_OUTSIDE_ENV] = "1"
 
 
 # ---------------------------------------------------------------------------------------------- data

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import select
 import time
 from collections import Counter, deque
@@ -149,26 +150,43 @@ class Smoother:
 class Recorder:
     """Writes the raw received samples as they arrive: one CSV per stream in a folder, a header of channel
     names, whole lines only. The folder is a dataset recording (`path` in recordings.csv may name it), and
-    after an abrupt stop every flushed line is readable."""
+    after an abrupt stop every flushed line is readable.
+
+    The folder is checked at once but its files are created with the first samples, so a port that fails to open
+    leaves nothing behind. A file is never written through a symlink, and one that holds samples is never replaced."""
 
     def __init__(self, folder: Path, preprocessor: Preprocessor):
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        if self.folder.is_symlink() or (self.folder.exists() and not self.folder.is_dir()):
+            raise UserError(f"{self.folder}: is a symlink or a file; --record writes into a folder of its own: choose a new one")
+        self.channels = {s.name: s.channels for s in preprocessor.streams}
+        for name in self.channels:
+            self._check_free(self.folder / f"{name}.csv")
         self.files = {}
-        for s in preprocessor.streams:
-            path = self.folder / f"{s.name}.csv"
-            if path.exists() and path.stat().st_size > 0:
-                raise UserError(f"{path}: exists; --record never overwrites a recording: choose a new folder")
-            f = path.open("w", encoding="utf-8")
-            f.write(",".join(s.channels) + "\n")
-            f.flush()
-            self.files[s.name] = f
+
+    @staticmethod
+    def _check_free(path: Path) -> None:
+        if path.is_symlink():
+            raise UserError(f"{path}: is a symlink; --record never writes through one: choose a new folder")
+        if path.exists() and path.read_bytes().count(b"\n") > 1:
+            raise UserError(f"{path}: exists; --record never overwrites a recording: choose a new folder")
+
+    def _file(self, name: str):
+        if name not in self.files:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            path = self.folder / f"{name}.csv"
+            self._check_free(path)  # again: the folder may have changed since the session began
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o666)
+            f = os.fdopen(fd, "w", encoding="utf-8")
+            f.write(",".join(self.channels[name]) + "\n")
+            self.files[name] = f
+        return self.files[name]
 
     def write(self, name: str, values: np.ndarray) -> None:
         integral = np.all(values == np.round(values))
         rows = values.astype(np.int64) if integral else values
         text = "\n".join(",".join(map(repr, row.tolist())) for row in rows) + "\n"
-        self.files[name].write(text)
+        self._file(name).write(text)
 
     def flush(self) -> None:
         for f in self.files.values():

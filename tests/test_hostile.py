@@ -3,6 +3,7 @@ lead outside their folder, and damaged files that must give a one-line error, ne
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,3 +115,72 @@ def test_bench_json_refuses_to_replace_a_file_without_force(exported, tmp_path):
     assert out.read_text() == "precious"
     assert run_cli("bench", exported["int8"], "--runs", "1", "--json", out, "--force").exit_code == 0
     assert out.read_text().startswith("[")
+
+
+# ---- nothing written or read outside its folder ----------------------------------------------------------------
+
+def test_the_recorder_never_writes_through_a_symlink(tmp_path):
+    from edgekd.data.dataset import StreamSpec
+    from edgekd.data.windows import Preprocessor, WindowSpec
+    from edgekd.errors import UserError
+    from firmware_bridge.live import Recorder
+
+    pre = Preprocessor((StreamSpec("emg", 100.0, ("a",)),), WindowSpec(100.0, 0.5, 0.1))
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    (folder / "emg.csv").symlink_to(victim)
+    with pytest.raises(UserError, match="emg.csv: is a symlink"):
+        Recorder(folder, pre)
+    (tmp_path / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    with pytest.raises(UserError, match="linked: is a symlink"):
+        Recorder(tmp_path / "linked", pre)
+    assert victim.read_text() == "precious"
+
+
+def test_a_port_that_fails_to_open_leaves_the_record_folder_reusable(exported, tmp_path):
+    folder = tmp_path / "rec"
+    assert_user_error(run_cli("stream", "--port", tmp_path / "no-such-port", "--model", exported["int8"], "--record", folder),
+                      "no such port")
+    assert not folder.exists() or not any(folder.iterdir())
+
+
+def test_a_subject_name_never_becomes_a_path_outside_out(tmp_path):
+    from edgekd.distill.cv import fold_configs
+    from edgekd.distill.run import DistillConfig
+
+    out = tmp_path / "cv"
+    configs = fold_configs(DistillConfig(dataset="d", out=str(out)), ["a/../../outside/x", "s2", ".."])
+    assert [c.out for c in configs] == [str(out / "fold-1"), str(out / "fold-s2"), str(out / "fold-3")]
+    assert all(Path(c.out).resolve().parent == out.resolve() for c in configs)
+
+
+@pytest.mark.parametrize("path", ["../outside.csv", "/etc/hostname", "link.csv"])
+def test_recordings_outside_the_dataset_folder_are_refused_unless_allowed(dataset_copy, tmp_path, path, monkeypatch):
+    from edgekd.data.dataset import ALLOW_OUTSIDE_ENV
+    from tests.conftest import rewrite_index
+
+    monkeypatch.delenv(ALLOW_OUTSIDE_ENV, raising=False)  # and unset again after the test: --allow-outside-data sets it
+
+    outside = tmp_path / "outside.csv"
+    outside.write_text((dataset_copy / "recordings" / "R_0_C_0_EMG.csv").read_text())
+    (dataset_copy / "link.csv").symlink_to(outside)
+    rewrite_index(dataset_copy, lambda rows: [{**rows[0], "path": path}, *rows[1:]])
+    assert_user_error(run_cli("data", "inspect", dataset_copy), f"row 2 names {path}, which is outside the dataset folder",
+                      "--allow-outside-data")
+    if path != "/etc/hostname":
+        result = run_cli("--allow-outside-data", "data", "inspect", dataset_copy)
+        assert result.exit_code == 0, result.output
+
+
+def test_a_recording_listed_twice_is_reported_and_refused(dataset_copy, tmp_path):
+    from tests.conftest import rewrite_index
+    from tests.test_bad_input import distill
+
+    shutil.copy(dataset_copy / "recordings" / "R_3_C_0_EMG.csv", dataset_copy / "recordings" / "copy.csv")
+    rewrite_index(dataset_copy, lambda rows: [*rows, {**rows[0], "subject": "s9"},
+                                              {**rows[-5], "path": "recordings/copy.csv", "repetition": "0"}])
+    result = run_cli("data", "inspect", dataset_copy)
+    assert_user_error(result, "list the same recording recordings/R_0_C_0_EMG.csv", "hold identical recordings")
+    assert_user_error(distill(dataset_copy, tmp_path), "list the same recording", "1 more")

@@ -12,8 +12,10 @@ problems instead of stopping at the first (that is what `edgekd data inspect` sh
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import math
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,9 @@ import numpy as np
 from edgekd.errors import UserError
 
 INDEX_COLUMNS = ("path", "subject", "label")
+# Recordings are read from inside the dataset folder only; `edgekd --allow-outside-data` (which sets this variable)
+# lets recordings.csv name files elsewhere (absolute paths, '..', symlinks out of the folder).
+ALLOW_OUTSIDE_ENV = "EDGEKD_ALLOW_OUTSIDE_DATA"
 # The columns that group recordings: splits hold groups out, `--where KEY=V1,V2` selects by them. Only subject is
 # required; a session is one wearing of the sensors (taken off and put on again between sessions).
 GROUP_KEYS = ("subject", "repetition", "session")
@@ -118,7 +123,33 @@ class Dataset:
                 self.load_signals(rec)
             except UserError as e:
                 found.append(e.message)
+        return found + self.duplicates()
+
+    def duplicates(self) -> list[str]:
+        """One line per recording listed twice, by path or with the same bytes as another: its windows would be in
+        training and test at once."""
+        found, by_path, by_content = [], {}, {}
+        for rec in self.recordings:
+            file = (self.root / rec.path).resolve()
+            if file in by_path:
+                found.append(f"{self.index_path}: rows {by_path[file].row} and {rec.row} list the same recording {rec.path}; "
+                             f"delete one of the rows")
+                continue
+            by_path[file] = rec
+            digest = _content_digest(file)
+            if digest is not None and digest in by_content:
+                first = by_content[digest]
+                found.append(f"{self.index_path}: rows {first.row} ({first.path}) and {rec.row} ({rec.path}) hold identical "
+                             f"recordings; delete the copy")
+            elif digest is not None:
+                by_content[digest] = rec
         return found
+
+    def check_no_duplicates(self) -> None:
+        """A UserError naming the first recording listed twice (training and testing on it would inflate accuracy)."""
+        found = self.duplicates()
+        if found:
+            raise UserError(found[0] + (f" ({len(found) - 1} more: `edgekd data inspect {self.root}` lists them)" if len(found) > 1 else ""))
 
 
 def load_dataset(path: str | Path) -> Dataset:
@@ -194,11 +225,34 @@ def _read_index(path: Path, classes: tuple[str, ...]) -> list[Recording]:
                     f"{path}: row {line} has label '{values['label']}', which is not among the classes in "
                     f"dataset.toml ({', '.join(classes)}); fix the label or add the class"
                 )
+            _check_inside(path.parent, values["path"], line)
             recordings.append(Recording(values["path"], values["subject"], values["label"], values["repetition"] or None, line,
                                         values["session"] or None))
     if not recordings:
         raise UserError(f"{path}: lists no recordings; add one row per recording")
     return recordings
+
+
+def _check_inside(root: Path, relative: str, row: int) -> None:
+    """A UserError unless the recording path stays inside the dataset folder (or the user allowed otherwise)."""
+    if os.environ.get(ALLOW_OUTSIDE_ENV) == "1":
+        return
+    inside = root.resolve()
+    target = (root / relative).resolve()
+    if Path(relative).is_absolute() or ".." in Path(relative).parts or not target.is_relative_to(inside):
+        raise UserError(f"{root / 'recordings.csv'}: row {row} names {relative}, which is outside the dataset folder "
+                        f"(an absolute path, '..' or a symlink out of it); move the file into the folder, or run "
+                        f"`edgekd --allow-outside-data ...` if you trust this dataset")
+
+
+def _content_digest(file: Path) -> str | None:
+    if not file.is_file():
+        return None  # a missing file is its own problem, reported when it is read
+    digest = hashlib.blake2b(digest_size=16)
+    with file.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _read_recording(file: Path, streams: tuple[StreamSpec, ...]) -> dict[str, np.ndarray]:

@@ -20,6 +20,7 @@ def summarize(path) -> dict:
     per_class = Counter(r.label for r in dataset.recordings)
     problems += [f"{dataset.index_path}: class '{c}' has no recordings; record it or remove it from dataset.toml"
                  for c in dataset.classes if per_class[c] == 0]
+    problems += dataset.duplicates()
     return {
         "name": dataset.name,
         "path": str(dataset.root),

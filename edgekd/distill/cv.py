@@ -15,6 +15,7 @@ A fold whose folder already holds a finished report.json is reused, not retraine
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import MISSING, asdict, fields, replace
 from pathlib import Path
 
@@ -46,12 +47,19 @@ def fold_configs(cfg: DistillConfig, subjects: list[str], folds: int | None = No
     subjects[i::K] and validates on the first default_val_count subjects of fold i + 1 (cyclically)."""
     out = Path(cfg.out)
     if folds is None:
-        return [replace(cfg, out=str(out / f"fold-{s}"), split="subject", test_on=[s], val_on=[subjects[(i + 1) % len(subjects)]])
+        return [replace(cfg, out=str(out / fold_folder(s, i)), split="subject", test_on=[s], val_on=[subjects[(i + 1) % len(subjects)]])
                 for i, s in enumerate(subjects)]
     groups = [subjects[i::folds] for i in range(folds)]
     n_val = min(default_val_count(len(subjects)), min(len(g) for g in groups))
     return [replace(cfg, out=str(out / f"fold-{i + 1}"), split="subject", test_on=group, val_on=groups[(i + 1) % folds][:n_val])
             for i, group in enumerate(groups)]
+
+
+def fold_folder(subject: str, index: int) -> str:
+    """fold-<subject> where the name is a plain file name; else fold-<index>: a subject's name from recordings.csv
+    never becomes a path (a subject 'a/../../x' wrote outside --out)."""
+    plain = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", subject) is not None
+    return f"fold-{subject}" if plain else f"fold-{index + 1}"
 
 
 def cross_validate(cfg: DistillConfig, method: str = "loso") -> dict:

@@ -165,6 +165,7 @@ def distill(cfg: DistillConfig) -> dict:
     check_targets_describe_windows(cfg, student_presets)
 
     dataset = load_dataset(cfg.dataset)
+    dataset.check_no_duplicates()
     split = split_recordings(dataset, cfg.split, cfg.test_on or None, cfg.val_on or None, seed=cfg.seed)
     rate = cfg.rate or max(s.rate_hz for s in dataset.streams)
     preprocessor, parts = prepare_windows(dataset, split, WindowSpec(rate, cfg.window, cfg.hop))
