@@ -184,3 +184,99 @@ def test_a_recording_listed_twice_is_reported_and_refused(dataset_copy, tmp_path
     result = run_cli("data", "inspect", dataset_copy)
     assert_user_error(result, "list the same recording recordings/R_0_C_0_EMG.csv", "hold identical recordings")
     assert_user_error(distill(dataset_copy, tmp_path), "list the same recording", "1 more")
+
+
+# ---- damaged files: one line, exit 2 ---------------------------------------------------------------------------
+
+def test_a_model_that_loads_but_fails_to_run_is_a_user_error(exported, tmp_path):
+    """Mutating single bytes of a valid file finds models the runtime loads but cannot invoke (issue 21 found
+    'Input tensor 7 lacks data'); bench must say so in one line."""
+    from edgekd.errors import UserError
+    from edgekd.runtime.interpreter import TFLiteModel
+
+    data = exported["int8"].read_bytes()
+    rng = np.random.default_rng(0)
+    bad = tmp_path / "mutated.tflite"
+    for _ in range(5000):
+        mutated = bytearray(data)
+        mutated[int(rng.integers(8, len(data)))] = int(rng.integers(0, 256))
+        bad.write_bytes(bytes(mutated))
+        try:
+            model = TFLiteModel.load(bad)
+        except UserError:
+            continue  # refused at load: covered by test_runtime's corrupt-file tests
+        try:
+            model.predict_logits(np.zeros((1, *model.window_shape), np.float32))
+        except UserError as e:
+            assert "cannot run it" in e.message and "mutated.tflite" in e.message
+            break
+    else:
+        pytest.skip("no mutation of this file loads and then fails to run")
+    assert_user_error(run_cli("bench", bad, "--runs", "1"), "mutated.tflite", "cannot run it")
+
+
+@pytest.mark.parametrize("case, message", [
+    ("truncated npz", "not a readable .npz"), ("npy renamed npz", "is a single .npy array"),
+    ("complex npz", "holds complex128 values"), ("text npz", "holds <U3 values"),
+])
+def test_damaged_npz_recordings_are_problems_not_tracebacks(tmp_path, case, message):
+    root = tmp_path / "ds"
+    (root / "r").mkdir(parents=True)
+    (root / "dataset.toml").write_text('classes = ["x", "y"]\n[streams.emg]\nrate_hz = 200\nchannels = 2\n')
+    (root / "recordings.csv").write_text("path,subject,label\nr/a.npz,s1,x\nr/b.npz,s1,y\n")
+    np.savez(root / "r" / "b.npz", emg=np.ones((400, 2), np.float32))
+    good = root / "r" / "good.npz"
+    np.savez(good, emg=np.zeros((400, 2), np.float32))
+    target = root / "r" / "a.npz"
+    if case == "truncated npz":
+        target.write_bytes(good.read_bytes()[:300])
+    elif case == "npy renamed npz":
+        np.save(tmp_path / "x.npy", np.zeros((400, 2), np.float32))
+        target.write_bytes((tmp_path / "x.npy").read_bytes())
+    elif case == "complex npz":
+        np.savez(target, emg=np.zeros((400, 2)) + 1j)
+    else:
+        np.savez(target, emg=np.full((400, 2), "1.5"))
+    assert_user_error(run_cli("data", "inspect", root), "a.npz", message)
+
+
+def test_text_files_that_are_not_utf8_are_user_errors_and_a_bom_is_accepted(dataset_copy):
+    index = dataset_copy / "recordings.csv"
+    original = index.read_bytes()
+    index.write_bytes(b"\xef\xbb\xbf" + original)  # a spreadsheet's byte-order mark
+    assert run_cli("data", "inspect", dataset_copy).exit_code == 0
+    index.write_bytes(original.replace(b"s0", b"s\xff0", 1))
+    assert_user_error(run_cli("data", "inspect", dataset_copy), "recordings.csv: is not UTF-8 text")
+    index.write_bytes(original)
+    recording = dataset_copy / "recordings" / "R_0_C_0_EMG.csv"
+    recording.write_bytes(recording.read_bytes()[:60] + b"\xff\xfe" + recording.read_bytes()[60:])
+    assert_user_error(run_cli("data", "inspect", dataset_copy), "R_0_C_0_EMG.csv: is not UTF-8 text")
+
+
+def test_a_stream_rate_that_leaves_no_samples_in_a_window_is_a_user_error(two_stream_dataset, tmp_path):
+    copy = tmp_path / "ds"
+    shutil.copytree(two_stream_dataset, copy)
+    toml = (copy / "dataset.toml").read_text()
+    (copy / "dataset.toml").write_text(toml.replace("rate_hz = 1111.111111111111", "rate_hz = 1e-3", 1))
+    assert_user_error(run_cli("distill", copy, "--out", tmp_path / "run", "--epochs", "1", "--quiet"),
+                      "dataset.toml", "stream 'emg' at 0.001 Hz has 0 sample(s)")
+
+
+@pytest.mark.parametrize("damage, message", [
+    (("report.json", "{}"), "report.json: lacks"), (("report.json", "[]"), "report.json: lacks"),
+    (("run.json", "{}"), "run.json: lacks"), (("windows.npz", None), "windows.npz: missing"),
+    (("student_kd.h5", "half"), "student_kd.h5: not a readable Keras .h5 file"),
+])
+def test_a_damaged_run_is_refused_before_anything_is_converted(run_copy, tmp_path, damage, message):
+    name, content = damage
+    path = run_copy / name
+    if content is None:
+        path.unlink()
+    elif content == "half":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:
+        path.write_text(content)
+    assert_user_error(run_cli("export", run_copy, "--int8", "--out", tmp_path / "m.tflite"), message)
+    assert not (tmp_path / "m.tflite").exists()
+    if name == "report.json":
+        assert_user_error(run_cli("compare", run_copy), message)

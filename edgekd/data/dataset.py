@@ -207,7 +207,11 @@ def _stream_spec(path: Path, name: str, table) -> StreamSpec:
 def _read_index(path: Path, classes: tuple[str, ...]) -> list[Recording]:
     if not path.is_file():
         raise UserError(f"{path}: missing; list the recordings in it with columns path,subject,label[,repetition][,session]")
-    with path.open(newline="", encoding="utf-8") as f:
+    try:
+        text = path.read_bytes().decode("utf-8-sig")  # a spreadsheet's byte-order mark is not part of the header
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: is not UTF-8 text (byte {e.start}); save it as UTF-8 CSV") from None
+    with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
         missing = [c for c in INDEX_COLUMNS if c not in header]
@@ -280,8 +284,14 @@ def _read_recording(file: Path, streams: tuple[StreamSpec, ...]) -> dict[str, np
 
 
 def _read_npz(file: Path, streams) -> dict[str, np.ndarray]:
+    import zipfile
+
     try:
-        with np.load(file, allow_pickle=False) as npz:
+        loaded = np.load(file, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise UserError(f"{file}: is a single .npy array, not an .npz archive; save one array per stream with "
+                            f"numpy.savez(path, {streams[0].name}=...)")
+        with loaded as npz:
             keys = set(npz.files)
             missing = [s.name for s in streams if s.name not in keys]
             if missing:
@@ -289,11 +299,21 @@ def _read_npz(file: Path, streams) -> dict[str, np.ndarray]:
                     f"{file}: has no array for stream(s) {', '.join(missing)} (it holds {', '.join(sorted(keys)) or 'nothing'}); "
                     f"save one array per stream named as in dataset.toml"
                 )
-            return {s.name: np.asarray(npz[s.name], dtype=np.float32) for s in streams}
+            arrays = {s.name: npz[s.name] for s in streams}
     except UserError:
         raise
-    except (ValueError, OSError, EOFError) as e:
-        raise UserError(f"{file}: not a readable .npz of numeric arrays ({e}); re-save it with numpy.savez") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise UserError(f"{file}: not a readable .npz of numeric arrays ({_first_line(e)}); it may be truncated: re-save it "
+                        f"with numpy.savez") from None
+    for name, x in arrays.items():
+        if x.dtype.kind not in "fiu":  # complex, text, booleans or objects: converting would silently change the data
+            raise UserError(f"{file}: array '{name}' holds {x.dtype} values; save real numbers (float or int), one array per stream")
+    return {name: x.astype(np.float32) for name, x in arrays.items()}
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _read_csv(file: Path, streams) -> dict[str, np.ndarray]:
@@ -315,7 +335,10 @@ def _read_folder(folder: Path, streams) -> dict[str, np.ndarray]:
 
 
 def _read_stream_csv(file: Path, stream: StreamSpec, complete_lines_only: bool = False) -> np.ndarray:
-    text = file.read_text(encoding="utf-8")
+    try:
+        text = file.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{file}: is not UTF-8 text (byte {e.start}); save it as UTF-8 CSV with the channel names on the first line") from None
     if complete_lines_only and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
     header_line, _, body = text.partition("\n")

@@ -44,7 +44,10 @@ def recording_windows(dataset: Dataset, indices: list[int], preprocessor: Prepro
 
 def prepare_windows(dataset: Dataset, split: Split, spec: WindowSpec) -> tuple[Preprocessor, dict[str, Windows]]:
     """Windows for train/val/test, z-scored with statistics of the training windows only."""
-    raw = Preprocessor(dataset.streams, spec)
+    try:
+        raw = Preprocessor(dataset.streams, spec)
+    except UserError as e:
+        raise UserError(f"{dataset.root / 'dataset.toml'}: {e.message}") from None
     train = recording_windows(dataset, split.indices["train"], raw, normalized=False)
     for k, label in enumerate(dataset.classes):
         if not np.any(train.y == k):

@@ -23,6 +23,7 @@ from edgekd.data.dataset import StreamSpec
 from edgekd.errors import UserError
 
 _MIN_STD = 1e-6  # a flat channel (a dead electrode) must not blow up to inf after z-scoring
+MIN_STREAM_SAMPLES = 2
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,13 @@ class Preprocessor:
     spec: WindowSpec
     mean: np.ndarray | None = None  # per channel, from training windows only
     std: np.ndarray | None = None
+
+    def __post_init__(self):
+        for stream in self.streams:  # a window needs a few of each stream's own samples to resample from
+            count = stream_window(stream, self.spec, 0)[1]
+            if count < MIN_STREAM_SAMPLES:
+                raise UserError(f"stream '{stream.name}' at {stream.rate_hz:g} Hz has {count} sample(s) in a "
+                                f"{self.spec.window_s:g} s window; check its rate_hz in dataset.toml, or use a longer --window")
 
     @property
     def channels(self) -> int:

@@ -453,13 +453,41 @@ def _save_windows(path: Path, **arrays) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
+# What every reader of a run folder needs from its two JSON files (older runs have all of these too).
+RUN_KEYS = {"dataset": dict, "classes": list, "preprocessing": dict, "split": dict, "architectures": dict, "config": dict}
+REPORT_KEYS = {"dataset": str, "classes": list, "split": dict, "test_accuracy": dict}
+
+
 def load_run(run_dir: str | Path) -> tuple[dict, dict]:
-    """(run.json, report.json) of a finished run, or a UserError saying what is missing."""
+    """(run.json, report.json) of a finished run, or a UserError saying what is missing or damaged."""
     run = Path(run_dir)
-    for name in ("run.json", "report.json"):
-        if not (run / name).is_file():
+    loaded = []
+    for name, keys in (("run.json", RUN_KEYS), ("report.json", REPORT_KEYS)):
+        path = run / name
+        if not path.is_file():
             raise UserError(f"{run}: no {name}; this is not a finished `edgekd distill` run (run it again with --out {run})")
+        try:
+            doc = json.loads(path.read_bytes().decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UserError(f"{path}: is not valid JSON ({e}); run `edgekd distill` again") from None
+        wrong = [key for key, kind in keys.items() if not isinstance(doc, dict) or not isinstance(doc.get(key), kind)]
+        if wrong:
+            raise UserError(f"{path}: lacks {', '.join(wrong)} (it was edited or damaged); run `edgekd distill` again")
+        loaded.append(doc)
+    return loaded[0], loaded[1]
+
+
+def load_run_windows(run_dir: str | Path) -> dict[str, np.ndarray]:
+    """windows.npz of a run: representative training windows, the test windows and their labels."""
+    path = Path(run_dir) / "windows.npz"
     try:
-        return json.loads((run / "run.json").read_text()), json.loads((run / "report.json").read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{run}: run.json or report.json is not valid JSON ({e}); run `edgekd distill` again") from None
+        with np.load(path, allow_pickle=False) as w:
+            windows = {key: w[key] for key in ("representative", "test_x", "test_y")}
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing; export needs the run's test and calibration windows: run `edgekd distill` again") from None
+    except (KeyError, ValueError, OSError, EOFError) as e:
+        raise UserError(f"{path}: damaged ({str(e).splitlines()[0] if str(e) else type(e).__name__}); run `edgekd distill` again") from None
+    if windows["test_x"].ndim != 3 or len(windows["test_x"]) != len(windows["test_y"]) or windows["representative"].ndim != 3:
+        raise UserError(f"{path}: its arrays do not fit together (windows x length x channels, one label per window); "
+                        f"run `edgekd distill` again")
+    return windows

@@ -19,7 +19,7 @@ import numpy as np
 
 import edgekd
 from edgekd.compress.apply import CompressionOptions
-from edgekd.distill.run import load_run
+from edgekd.distill.run import load_run, load_run_windows
 from edgekd.errors import UserError
 from edgekd.io import check_output, file_mode
 from edgekd.export.convert import INT8_QUANTIZERS, builtin_op_names, convert
@@ -79,9 +79,9 @@ def export_run(run_dir: str | Path, variant: str, out: str | Path, min_agreement
     if not 0.0 <= threshold <= 1.0:
         raise UserError("--min-agreement is a fraction of windows in [0, 1], e.g. 0.95")
 
+    windows = load_run_windows(run_dir)
+    representative, test_x, test_y = windows["representative"], windows["test_x"], windows["test_y"]
     student = _load_student(run_dir, run)
-    with np.load(run_dir / "windows.npz", allow_pickle=False) as w:
-        representative, test_x, test_y = w["representative"], w["test_x"], w["test_y"]
     student_accuracy = float(np.mean(np.argmax(student(test_x, training=False).numpy(), 1) == test_y))
     done, compressed = None, None
     if compression.any:

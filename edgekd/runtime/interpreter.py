@@ -138,10 +138,13 @@ class TFLiteModel:
         elif x.dtype != self.input_dtype:
             x = x.astype(self.input_dtype)
         interpreter = self._interpreter
-        interpreter.reset_all_variables()  # the fused LSTM keeps state between invokes
-        interpreter.set_tensor(self._input_index, x)
-        interpreter.invoke()
-        y = interpreter.get_tensor(self._output_index).reshape(-1)
+        try:
+            interpreter.reset_all_variables()  # the fused LSTM keeps state between invokes
+            interpreter.set_tensor(self._input_index, x)
+            interpreter.invoke()
+            y = interpreter.get_tensor(self._output_index).reshape(-1)
+        except (ValueError, RuntimeError) as e:  # a damaged file can load and still fail here ("Input tensor 7 lacks data")
+            raise UserError(f"{self.path}: {self.runtime} loads it but cannot run it ({_first_line(e)}); {_FIX}") from None
         scale, zero_point = self._output_quant
         if self.output_dtype.kind in "iu" and scale:
             return ((y.astype(np.float32) - zero_point) * scale).astype(np.float32)
