@@ -280,3 +280,41 @@ def test_a_damaged_run_is_refused_before_anything_is_converted(run_copy, tmp_pat
     assert not (tmp_path / "m.tflite").exists()
     if name == "report.json":
         assert_user_error(run_cli("compare", run_copy), message)
+
+
+# ---- metadata trust --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("edit", ["normalisation", "test split", "weights"])
+def test_a_model_altered_after_export_is_refused_by_bench_and_stream(exported, myo5, tmp_path, edit):
+    from edgekd.export.metadata_writer import embed_metadata
+    from edgekd.runtime.metadata import read_metadata
+
+    data = exported["float32"].read_bytes()
+    meta = read_metadata(data)
+    assert meta["integrity"]["sha256"]
+    if edit == "normalisation":
+        meta["preprocessing"]["std"] = [v * 2 for v in meta["preprocessing"]["std"]]
+        altered = embed_metadata(data, meta)
+    elif edit == "test split":
+        meta["split"]["test"] = ["0"]  # training data scored as "test"
+        altered = embed_metadata(data, meta)
+    else:
+        from edgekd.runtime.metadata import _MODEL_BUFFERS, _Reader
+
+        reader = _Reader(data)
+        largest = max((reader.buffer_data(b) for b in reader.vector_of_tables(reader.root(), _MODEL_BUFFERS)), key=len)
+        position = data.index(largest) + len(largest) // 2  # a byte in the middle of the largest weight tensor
+        altered = data[:position] + bytes([data[position] ^ 0x40]) + data[position + 1:]
+    bad = tmp_path / "altered.tflite"
+    bad.write_bytes(altered)
+    assert_user_error(run_cli("bench", bad, "--data", myo5, "--runs", "1"), "altered.tflite: was altered after export")
+    assert_user_error(run_cli("stream", "--port", "loop://", "--model", bad, "--max-windows", "1"), "was altered after export")
+
+
+def test_exported_files_carry_a_checksum_that_holds(exported):
+    from edgekd.runtime.metadata import altered, content_digest, read_metadata
+
+    for path in exported.values():
+        data = path.read_bytes()
+        meta = read_metadata(data)
+        assert not altered(data, meta) and meta["integrity"]["sha256"] == content_digest(data, meta)

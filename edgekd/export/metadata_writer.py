@@ -14,7 +14,7 @@ import json
 
 import numpy as np
 
-from edgekd.runtime.metadata import METADATA_NAME, is_tflite, read_metadata
+from edgekd.runtime.metadata import INTEGRITY_KEY, METADATA_NAME, content_digest, is_tflite, read_metadata
 
 
 def embed_metadata(tflite_bytes: bytes, metadata: dict) -> bytes:
@@ -58,6 +58,17 @@ def embed_metadata(tflite_bytes: bytes, metadata: dict) -> bytes:
 
     if read_metadata(out) != json.loads(payload):  # cheap self-check with the device-side reader
         raise RuntimeError("embedding the edgekd metadata failed: it does not read back")
+    return out
+
+
+def embed_signed_metadata(tflite_bytes: bytes, metadata: dict) -> bytes:
+    """embed_metadata, with the checksum of the weights and this metadata (runtime/metadata.content_digest) added:
+    bench, stream and personalize then refuse a file whose metadata or weights were changed afterwards."""
+    unsigned = embed_metadata(tflite_bytes, {k: v for k, v in metadata.items() if k != INTEGRITY_KEY})
+    signed = {**metadata, INTEGRITY_KEY: {"sha256": content_digest(unsigned, metadata)}}
+    out = embed_metadata(unsigned, signed)  # reuses the metadata's own buffer: the digest's buffers stay as they were
+    if content_digest(out, signed) != signed[INTEGRITY_KEY]["sha256"]:
+        raise RuntimeError("the checksum does not hold after embedding; the metadata writer changed the weights")
     return out
 
 

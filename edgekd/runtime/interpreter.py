@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.errors import UserError
-from edgekd.runtime.metadata import ModelFormatError, is_tflite, read_metadata
+from edgekd.runtime.metadata import ModelFormatError, altered, is_tflite, read_metadata
 
 # (module to import, attribute path of the Interpreter class, pip distribution), in order of
 # preference; TensorFlow (seconds to import, and deprecated for this) only as the last resort.
@@ -100,6 +100,9 @@ class TFLiteModel:
             metadata = read_metadata(model_bytes)
         except ModelFormatError as e:
             raise UserError(f"{path}: corrupt TFLite file ({e}); {_FIX}") from None
+        if altered(model_bytes, metadata):
+            raise UserError(f"{path}: was altered after export: its weights or metadata (normalisation, classes, test "
+                            f"split) no longer match the checksum export wrote; {_FIX}")
         interpreter_class, runtime = load_interpreter_class()
         start = time.perf_counter()
         try:  # the runtime verifies the flatbuffer: ValueError or RuntimeError for a bad model

@@ -50,6 +50,41 @@ def read_metadata(tflite_bytes: bytes) -> dict | None:
     return value
 
 
+INTEGRITY_KEY = "integrity"  # {"sha256": content_digest(...)}, written last by export (and personalize)
+
+
+def content_digest(tflite_bytes: bytes, metadata: dict) -> str:
+    """SHA-256 over every buffer of the model but edgekd's metadata (the weights and the converter's entries) and over
+    the metadata itself without its integrity entry: what export vouches for. An edited normalisation, test split or
+    weight no longer matches; a file re-signed by someone who edits it on purpose would, so it is a check against
+    accidents and casual edits, not a signature."""
+    import hashlib
+
+    r = _Reader(tflite_bytes)
+    model = r.root()
+    ours = None
+    for entry in r.vector_of_tables(model, _MODEL_METADATA):
+        if r.string(entry, _METADATA_NAME) == METADATA_NAME:
+            ours = r.scalar(entry, _METADATA_BUFFER, "<I", 0)
+    digest = hashlib.sha256()
+    for i, buffer in enumerate(r.vector_of_tables(model, _MODEL_BUFFERS)):
+        if i != ours:
+            data = r.buffer_data(buffer)
+            digest.update(i.to_bytes(4, "little") + len(data).to_bytes(8, "little") + data)
+    described = {k: v for k, v in metadata.items() if k != INTEGRITY_KEY}
+    digest.update(json.dumps(described, sort_keys=True, ensure_ascii=False).encode("utf-8"))
+    return digest.hexdigest()
+
+
+def altered(tflite_bytes: bytes, metadata: dict | None) -> bool:
+    """True when the metadata carries a checksum that the file no longer matches (files exported before checksums
+    carry none and are taken as they are)."""
+    recorded = (metadata or {}).get(INTEGRITY_KEY)
+    if not isinstance(recorded, dict):
+        return False
+    return recorded.get("sha256") != content_digest(tflite_bytes, metadata)
+
+
 def find_metadata_buffer(tflite_bytes: bytes, name: str) -> bytes | None:
     """The raw bytes of the buffer of the first Model.metadata entry called `name`, or None."""
     r = _Reader(tflite_bytes)
