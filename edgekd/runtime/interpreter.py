@@ -98,9 +98,10 @@ class TFLiteModel:
                             f"or {_FIX}")
         try:
             metadata = read_metadata(model_bytes)
+            changed = altered(model_bytes, metadata)  # reads every buffer: a corrupt one fails here too
         except ModelFormatError as e:
             raise UserError(f"{path}: corrupt TFLite file ({e}); {_FIX}") from None
-        if altered(model_bytes, metadata):
+        if changed:
             raise UserError(f"{path}: was altered after export: its weights or metadata (normalisation, classes, test "
                             f"split) no longer match the checksum export wrote; {_FIX}")
         interpreter_class, runtime = load_interpreter_class()
