@@ -216,28 +216,40 @@ def record_path(teacher_set: str, student: str) -> Path:
     return RECORDS / teacher_set.replace(" ", "-") / f"{student.replace(' ', '-').replace('=', '').replace(',', '')}.json"
 
 
+def update_record(path: Path, fresh: dict, entry: dict | None = None, key=("fold", "seed"), field: str = "runs") -> dict:
+    """Add `entry` to the record at `path` (created from `fresh`) under a lock, re-reading the file first: processes
+    working side by side on other folds or seeds of the same record add to it rather than overwrite each other."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        record = json.loads(path.read_text()) if path.exists() else fresh
+        if entry is not None and not any(all(e[k] == entry[k] for k in key) for e in record[field]):
+            record[field].append(entry)
+            record[field].sort(key=lambda e: tuple(e[k] for k in key))
+            write_json_atomic(path, record)
+        return record
+
+
 def run(teacher_set: str, students: list[str], seeds: list[int], fold_numbers: list[int]) -> None:
     all_folds = [f for f in folds() if f.number in fold_numbers]
     teachers_file = record_path(teacher_set, "teachers")
-    teachers_rec = json.loads(teachers_file.read_text()) if teachers_file.exists() else {
-        "teacher_set": teacher_set, "description": TEACHER_SETS[teacher_set].description, "options": {**BASE, **TEACHER_SETS[teacher_set].options},
-        "folds": []}
+    fresh_teachers = {"teacher_set": teacher_set, "description": TEACHER_SETS[teacher_set].description,
+                      "options": {**BASE, **TEACHER_SETS[teacher_set].options}, "folds": []}
     for fold in all_folds:
         teachers = teachers_of(teacher_set, fold)
-        if fold.number not in [f["fold"] for f in teachers_rec["folds"]]:
-            teachers_rec["folds"].append(teacher_record(teacher_set, fold, teachers))
-            write_json_atomic(teachers_file, teachers_rec)
+        if fold.number not in [f["fold"] for f in update_record(teachers_file, fresh_teachers, field="folds")["folds"]]:
+            update_record(teachers_file, fresh_teachers, teacher_record(teacher_set, fold, teachers), key=("fold",), field="folds")
         for name in students:
             path = record_path(teacher_set, name)
-            rec = json.loads(path.read_text()) if path.exists() else {
-                "teacher_set": teacher_set, "student": name, "description": STUDENTS[name].description,
-                "preset": STUDENTS[name].preset, "alpha": STUDENTS[name].alpha, "options": STUDENTS[name].options, "runs": []}
+            fresh = {"teacher_set": teacher_set, "student": name, "description": STUDENTS[name].description,
+                     "preset": STUDENTS[name].preset, "alpha": STUDENTS[name].alpha, "options": STUDENTS[name].options, "runs": []}
             for seed in seeds:
-                if any(r["fold"] == fold.number and r["seed"] == seed for r in rec["runs"]):
+                if any(r["fold"] == fold.number and r["seed"] == seed for r in update_record(path, fresh)["runs"]):
                     continue
                 entry = train_variant(STUDENTS[name], fold, teachers, seed)
-                rec["runs"].append(entry)
-                write_json_atomic(path, rec)
+                update_record(path, fresh, entry)
                 print(f"{teacher_set} / {name} fold {fold.number} seed {seed}: val {np.mean(list(entry['val'].values())):.3f} "
                       f"test {np.mean(list(entry['test'].values())):.3f} ({entry['seconds']:.0f} s)", flush=True)
 

@@ -7,15 +7,22 @@ device-side modules (edgekd.runtime, edgekd.data) never import this.
 import os
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep the terminal for progress bars and results
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep the terminal for progress and results (edgekd/console.py)
+
+from edgekd.console import quiet_native_output, verbose  # noqa: E402
 
 try:
-    import tensorflow as tf
-    import tf_keras as keras
+    with quiet_native_output():  # oneDNN, CUDA and absl notices, written from C++ at import and device discovery
+        import tensorflow as tf
+        import tf_keras as keras
+
+        tf.config.list_physical_devices()  # the "failed call to cuInit" of a machine without a GPU comes here
 except ImportError as e:  # a device-profile install (a Raspberry Pi) has no TensorFlow, by design
     from edgekd.errors import UserError
 
     raise UserError(f"this command trains or converts models and needs the training profile ({e.name} is not "
                     f"installed); install it with: pip install 'edgekd[train]'") from None
+if not verbose():
+    tf.get_logger().setLevel("ERROR")  # Python-side TensorFlow warnings (retracing, deprecations)
 
 __all__ = ["tf", "keras"]

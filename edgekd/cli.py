@@ -38,14 +38,17 @@ def _comma_list(ctx, param, value):
 @click.version_option(package_name="edgekd")
 @click.option("--allow-outside-data", is_flag=True,
               help="Let recordings.csv name files outside its dataset folder (absolute paths, '..', symlinks); only for datasets you trust.")
-def main(allow_outside_data):
+@click.option("--verbose", is_flag=True, help="Let TensorFlow, the converter and the runtime print what they print (kept quiet by default).")
+def main(allow_outside_data, verbose):
     """Distil small sEMG/IMU sign-recognition models, export them to TFLite, and run them on the edge."""
-    if allow_outside_data:
-        import os
+    import os
 
-        from edgekd.data.dataset import ALLOW_OUTSIDE_ENV
+    from edgekd.console import VERBOSE_ENV
+    from edgekd.data.dataset import ALLOW_OUTSIDE_ENV
 
-        os.environ[ALLOW_OUTSIDE_ENV] = "1"
+    for flag, variable in ((allow_outside_data, ALLOW_OUTSIDE_ENV), (verbose, VERBOSE_ENV)):
+        if flag:
+            os.environ[variable] = "1"
 
 
 # ---------------------------------------------------------------------------------------------- data

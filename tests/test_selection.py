@@ -94,7 +94,7 @@ def _bench_json(exported, data, tmp_path, *where):
 
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(main, ["bench", str(exported["float32"]), "--data", str(data), "--runs", "2", "--warmup", "0",
-                                       "--json", str(out), *[a for w in where for a in ("--where", w)]])
+                                       "--json", str(out), "--force", *[a for w in where for a in ("--where", w)]])
     return result, (json.loads(out.read_text())[0] if result.exit_code == 0 else None)
 
 

@@ -231,13 +231,14 @@ def distill(cfg: DistillConfig) -> dict:
     repeat_accuracy = {"student_kd": [], "student_scratch": []}
     for r, seed in enumerate(seeds):
         for kind, alpha in (("student_scratch", 1.0), ("student_kd", cfg.alpha)):
-            _log(cfg, f"\n{kind.replace('_', ' ')} ({student_preset.name}{', T=%g alpha=%g' % (cfg.temperature, alpha) if alpha < 1 else ''}"
-                      f"{', seed %d (%d/%d)' % (seed, r + 1, len(seeds)) if len(seeds) > 1 else ''})")
+            label = (f"{'KD' if alpha < 1 else 'scratch'} student ({student_preset.name}"
+                     f"{', T=%g alpha=%g' % (cfg.temperature, alpha) if alpha < 1 else ''}"
+                     f"{', seed %d (%d/%d)' % (seed, r + 1, len(seeds)) if len(seeds) > 1 else ''})")
             t0 = time.perf_counter()
             part = packed[kind]
             student, fitted = train_student(student_preset, window_len, channels, n_classes, train.x, part["train"], val.x,
                                             part["val"], objective=objective if kind == "student_kd" else Objective(),
-                                            alpha=alpha, seed=seed, name=kind, fit_args=fit_args, **presented)
+                                            alpha=alpha, seed=seed, name=kind, fit_args={**fit_args, "label": label}, **presented)
             decisions = np.argmax(predict_logits(student, test.x), axis=1)
             repeat_accuracy[kind].append(float(np.mean(decisions == test.y)))
             if r == 0:  # the first seed's students are the run's: saved, exported, reported as before
@@ -253,10 +254,10 @@ def distill(cfg: DistillConfig) -> dict:
         t0 = time.perf_counter()
         kd_students = [students["student_kd"]]
         for j, preset in enumerate(student_presets[1:], 1):
-            _log(cfg, f"\nstudent {j + 1}/{len(student_presets)} (KD, {preset.name})")
             model, _ = train_student(preset, window_len, channels, n_classes, train.x, packed["student_kd"]["train"], val.x,
                                      packed["student_kd"]["val"], objective=objective, alpha=cfg.alpha, seed=cfg.seed,
-                                     name=f"student_kd_{j}", fit_args=fit_args, **presented)
+                                     name=f"student_kd_{j}", fit_args={**fit_args, "label": f"KD student {j + 1}/{len(student_presets)} ({preset.name})"},
+                                     **presented)
             save_model(model, out / f"student_kd_{j}.h5")
             kd_students.append(model)
         timings["students"] = time.perf_counter() - t0
@@ -264,7 +265,7 @@ def distill(cfg: DistillConfig) -> dict:
                                        {"train": train, "val": val, "test": test}, fit_args, out, timings)
 
     # The classical baseline a practitioner would pick instead: the students must beat it to be worth it.
-    _log(cfg, "\nbaselines (time-domain features: LDA, random forest)")
+    _log(cfg, "baselines (time-domain features: LDA, random forest)")
     t0 = time.perf_counter()
     baseline_accuracy, lda_decision, baseline_decisions = _classical_baselines(train, val, test, seed=cfg.seed)
     lda_branch = _lda_branch({part: predict_logits(students["student_kd"], w.x) for part, w in (("val", val), ("test", test))},
@@ -404,7 +405,7 @@ def _multi_student(cfg: DistillConfig, students: list, names: list[str], selecto
     if selector_preset is None:
         return {part: {"students": {n: float(np.mean(np.argmax(z, -1) == parts[part].y)) for n, z in zip(names, logits[part])},
                        "oracle": oracle_accuracy(logits[part], parts[part].y)} for part in ("val", "test")}
-    _log(cfg, f"\nselector ({selector_preset.name}, routes between {', '.join(names)})")
+    _log(cfg, f"selector ({selector_preset.name}, routes between {', '.join(names)})")
     t0 = time.perf_counter()
     fitted = train_selector(selector_preset, parts["train"].x, correctness(logits["train"], parts["train"].y), parts["val"].x,
                             correctness(logits["val"], parts["val"].y), epochs=cfg.epochs, patience=cfg.patience,

@@ -43,8 +43,10 @@ def train_selector(preset, train_x, train_correct, val_x, val_correct, *, epochs
     stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
     keras.utils.set_random_seed(seed)
     history = selector.fit(train_x, train_correct, validation_data=(val_x, val_correct), epochs=epochs, batch_size=batch_size,
-                           shuffle=True, callbacks=[stopper], verbose=verbose)
+                           shuffle=True, callbacks=[stopper], verbose=0)
     val_loss = history.history["val_loss"]
+    if verbose:
+        print(f"selector: {len(val_loss)} epochs, best validation loss {min(val_loss):.4f}", flush=True)
     return SelectorResult(selector, len(val_loss), float(min(val_loss)))
 
 

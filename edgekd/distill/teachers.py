@@ -114,10 +114,10 @@ def from_bootstrap(job: TeacherJob) -> Ensemble:
     n, k = len(job.train.y), job.cfg.teachers
     teachers = []
     for i in range(k):
-        job.log(f"\nteacher {i + 1}/{k} ({job.preset.name}, bootstrap resample)")
         rows = rng.integers(0, n, n) if k > 1 else np.arange(n)
         model = job.build(i)
-        teachers.append(Teacher(model, job.fit_on(model, rows, seed=job.cfg.seed + i)))
+        label = f"teacher {i + 1}/{k} ({job.preset.name}, bootstrap resample)"
+        teachers.append(Teacher(model, job.fit_on(model, rows, seed=job.cfg.seed + i, label=label)))
     return Ensemble(teachers)
 
 
@@ -125,9 +125,9 @@ def from_seeds(job: TeacherJob) -> Ensemble:
     k = job.cfg.teachers
     teachers = []
     for i in range(k):
-        job.log(f"\nteacher {i + 1}/{k} ({job.preset.name}, all windows, seed {job.cfg.seed + 1000 * (i + 1)})")
         model = job.build(i)
-        teachers.append(Teacher(model, job.fit_on(model, None, seed=job.cfg.seed + i)))
+        label = f"teacher {i + 1}/{k} ({job.preset.name}, all windows, seed {job.cfg.seed + 1000 * (i + 1)})"
+        teachers.append(Teacher(model, job.fit_on(model, None, seed=job.cfg.seed + i, label=label)))
     return Ensemble(teachers)
 
 
@@ -139,9 +139,9 @@ def from_subsets(job: TeacherJob) -> Ensemble:
         fraction = float(rng.uniform(job.cfg.subset_min, 1.0))
         rows = np.sort(rng.choice(n, max(1, round(fraction * n)), replace=False))
         fractions.append(round(fraction, 4))
-        job.log(f"\nteacher {i + 1}/{k} ({job.preset.name}, {len(rows)} of {n} windows, {fraction:.0%})")
         model = job.build(i)
-        teachers.append(Teacher(model, job.fit_on(model, rows, seed=job.cfg.seed + i)))
+        label = f"teacher {i + 1}/{k} ({job.preset.name}, {len(rows)} of {n} windows, {fraction:.0%})"
+        teachers.append(Teacher(model, job.fit_on(model, rows, seed=job.cfg.seed + i, label=label)))
     return Ensemble(teachers, {"subset_fractions": fractions})
 
 
@@ -168,10 +168,10 @@ def from_snapshots(job: TeacherJob) -> Ensemble:
             if (epoch + 1) % per_cycle == 0:
                 self.taken.append((epoch + 1, self.model.get_weights(), float((logs or {}).get("val_accuracy", float("nan")))))
 
-    job.log(f"\n{k} snapshot teachers ({job.preset.name}): one run of {k} cosine cycles of {per_cycle} epochs")
     model, snapshots = job.build(0), Snapshots()
     # The cycles are this run's schedule, whatever --lr-schedule says.
     run = job.fit_on(model, None, seed=job.cfg.seed, epochs=per_cycle * k, early_stopping=False, schedule="constant",
+                     label=f"{k} snapshot teachers ({job.preset.name}, {k} cosine cycles of {per_cycle} epochs)",
                      callbacks=[keras.callbacks.LearningRateScheduler(cyclic_cosine(job.cfg.learning_rate, per_cycle)), snapshots])
     teachers = []
     for i, (epoch, weights, val_accuracy) in enumerate(snapshots.taken):
@@ -184,13 +184,13 @@ def from_snapshots(job: TeacherJob) -> Ensemble:
 def from_modalities(job: TeacherJob) -> Ensemble:
     groups = channel_groups(job.streams)
     if job.cfg.teachers != len(groups):
-        job.log(f"\n--teachers-from modalities: one expert per group ({', '.join(g for g, _ in groups)}), "
+        job.log(f"--teachers-from modalities: one expert per group ({', '.join(g for g, _ in groups)}), "
                 f"so {len(groups)} teachers; --teachers {job.cfg.teachers} is ignored")
     teachers = []
     for i, (name, channels) in enumerate(groups):
-        job.log(f"\nteacher {i + 1}/{len(groups)} ({job.preset.name}, {name}: {len(channels)} channels)")
         model = job.build(i, channels=len(channels))
-        teachers.append(Teacher(model, job.fit_on(model, None, seed=job.cfg.seed + i, channels=channels), channels))
+        label = f"teacher {i + 1}/{len(groups)} ({job.preset.name}, {name}: {len(channels)} channels)"
+        teachers.append(Teacher(model, job.fit_on(model, None, seed=job.cfg.seed + i, channels=channels, label=label), channels))
     return Ensemble(teachers, {"groups": [name for name, _ in groups]})
 
 

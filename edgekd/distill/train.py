@@ -64,10 +64,13 @@ class KeepBest(keras.callbacks.Callback):
 def fit(model, x_train, y_train_packed, x_val, y_val_packed, *, n_classes: int, temperature: float, alpha: float,
         epochs: int, batch_size: int, patience: int, learning_rate: float, seed: int, verbose: int,
         kd_term: str = "kl", callbacks=(), early_stopping: bool = True, objective=None,
-        schedule: str = "constant") -> FitResult:
+        schedule: str = "constant", label: str = "model") -> FitResult:
     """`early_stopping=False` runs every epoch and keeps the last weights (snapshot teachers need each cycle).
     `objective` (distill/student.py): the heads and hints a training model's output carries; None, plain logits.
-    `schedule`: "constant" learning rate, or "cosine" decay from `learning_rate` to 0 over all `epochs`."""
+    `schedule`: "constant" learning rate, or "cosine" decay from `learning_rate` to 0 over all `epochs`.
+    `verbose`: a live progress line named `label` and a summary line (distill/progress.py); 0, silence."""
+    from edgekd.distill.progress import EpochProgress
+
     heads, hint_dims, hint_weight = (objective.heads, objective.hint_dims, objective.hint_weight) if objective else (1, (), 1.0)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate_schedule(schedule, learning_rate, epochs, math.ceil(len(x_train) / batch_size))),
@@ -78,14 +81,18 @@ def fit(model, x_train, y_train_packed, x_val, y_val_packed, *, n_classes: int, 
     # Validation accuracy sits near chance for the first epochs on many-class data; stopping there kept a
     # KD student from its first epoch on isl50. Early stopping may act only after a few epochs.
     stopper = KeepBest(patience, start_from_epoch=min(10, epochs // 3)) if early_stopping else None
+    progress = EpochProgress(label, epochs) if verbose else None
     keras.utils.set_random_seed(seed)
     history = model.fit(
         x_train, y_train_packed, validation_data=(x_val, y_val_packed), epochs=epochs, batch_size=batch_size,
-        shuffle=True, callbacks=[timer, *([stopper] if stopper else []), *callbacks], verbose=verbose,
+        shuffle=True, callbacks=[timer, *([stopper] if stopper else []), *([progress] if progress else []), *callbacks], verbose=0,
     )
     val_acc = history.history["val_accuracy"]
     best = stopper.best_epoch if stopper else len(val_acc) - 1  # the epoch whose weights the model keeps
-    return FitResult(len(val_acc), best + 1, float(val_acc[best]), timer.seconds)
+    result = FitResult(len(val_acc), best + 1, float(val_acc[best]), timer.seconds)
+    if progress:
+        progress.summary(result.epochs_run, result.best_epoch, result.best_val_accuracy)
+    return result
 
 
 def learning_rate_schedule(schedule: str, learning_rate: float, epochs: int, steps_per_epoch: int):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgekd.console import quiet_native_output
 from edgekd._tf import tf
 
 VARIANTS = ("float32", "float16", "dynamic", "int8")
@@ -18,6 +19,13 @@ INT8_QUANTIZERS = ("mlir", "legacy")
 
 def convert(model, variant: str, representative: np.ndarray | None = None, quantizer: str = "mlir",
             per_channel: bool = True, float_layers: tuple[str, ...] = ()) -> bytes:
+    """`model` as .tflite bytes of `variant`, the converter's own chatter kept off the terminal (edgekd/console.py)."""
+    with quiet_native_output():
+        return _convert(model, variant, representative, quantizer, per_channel, float_layers)
+
+
+def _convert(model, variant: str, representative: np.ndarray | None, quantizer: str, per_channel: bool,
+             float_layers: tuple[str, ...]) -> bytes:
     """`per_channel=False`: one quantization scale per weight tensor instead of one per output channel (for
     clustered kernels, whose K shared values stay K int8 values only under a single scale).
     `float_layers`: names of layers of `model` that int8 leaves in float32 (the LDA branch of models/hybrid.py);

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.errors import UserError
+from edgekd.console import quiet_native_output
 from edgekd.runtime.metadata import ModelFormatError, altered, is_tflite, read_metadata
 
 # (module to import, attribute path of the Interpreter class, pip distribution), in order of
@@ -107,8 +108,9 @@ class TFLiteModel:
         interpreter_class, runtime = load_interpreter_class()
         start = time.perf_counter()
         try:  # the runtime verifies the flatbuffer: ValueError or RuntimeError for a bad model
-            interpreter = interpreter_class(model_content=model_bytes, num_threads=num_threads)
-            interpreter.allocate_tensors()
+            with quiet_native_output():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
+                interpreter = interpreter_class(model_content=model_bytes, num_threads=num_threads)
+                interpreter.allocate_tensors()
             init_ms = (time.perf_counter() - start) * 1e3
             return cls(path, model_bytes, metadata, runtime, interpreter, init_ms)
         except (ValueError, RuntimeError) as e:  # incl. UnicodeDecodeError of a corrupt tensor name
