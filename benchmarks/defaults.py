@@ -64,6 +64,10 @@ TEACHER_SETS = {
     "drop long": TeacherSet("conv-teacher, up to 150 epochs with patience 30, bootstrap", {"epochs": 150, "patience": 30}),
     "no drop": TeacherSet("conv-teacher without input-channel dropout, bootstrap", {"teacher": str(PRESETS / "conv-teacher-nodrop.toml")}),
     "wide": TeacherSet("a conv-teacher of 128 filters, input-channel dropout 0.3, bootstrap", {"teacher": str(PRESETS / "conv-teacher-wide.toml")}),
+    "wide gain noise": TeacherSet("a conv-teacher of 128 filters, input-channel dropout 0.3, on windows with random gain (0.2) and "
+                                  "noise (0.1), bootstrap, up to 100 epochs with patience 20",
+                                  {"teacher": str(PRESETS / "conv-teacher-wide.toml"), "augment_gain": 0.2, "augment_noise": 0.1,
+                                   "augment_teachers": True, "epochs": 100, "patience": 20}),
 }
 
 
@@ -98,6 +102,16 @@ STUDENTS = {
                              options={"augment_gain": 0.2, "augment_noise": 0.1}),
     "scratch gain noise": Student("labels, windows with random gain 0.2 and noise 0.1", alpha=1.0,
                                   options={"augment_gain": 0.2, "augment_noise": 0.1}),
+    "kd gain noise alpha=0.5": Student("KD, alpha 0.5, windows with random gain 0.2 and noise 0.1 (targets in the step)",
+                                       alpha=0.5, options={"augment_gain": 0.2, "augment_noise": 0.1}),
+    "kd gain 0.3 noise 0.2": Student("KD on windows with random gain 0.3 and noise 0.2 (targets in the step)",
+                                     options={"augment_gain": 0.3, "augment_noise": 0.2}),
+    "scratch gain 0.3 noise 0.2": Student("labels, windows with random gain 0.3 and noise 0.2", alpha=1.0,
+                                          options={"augment_gain": 0.3, "augment_noise": 0.2}),
+    "kd gain noise long": Student("KD on windows with random gain 0.2 and noise 0.1, up to 150 epochs with patience 30",
+                                  options={"augment_gain": 0.2, "augment_noise": 0.1, "epochs": 150, "patience": 30}),
+    "scratch gain noise long": Student("labels, windows with random gain 0.2 and noise 0.1, up to 150 epochs, patience 30",
+                                       alpha=1.0, options={"augment_gain": 0.2, "augment_noise": 0.1, "epochs": 150, "patience": 30}),
 }
 
 

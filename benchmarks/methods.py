@@ -32,7 +32,7 @@ import shlex
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -193,7 +193,8 @@ class Sweep:
     def __init__(self, case, run_dir: Path, seeds: int):
         self.case, self.run_dir, self.seeds = case, run_dir, list(range(seeds))
         self.run, _ = load_run(run_dir)
-        self.cfg = DistillConfig(**{**self.run["config"], "verbose": 0, "repeats": 1})
+        known = {f.name for f in fields(DistillConfig)}  # a run from before an option was removed (--consistent) still loads
+        self.cfg = DistillConfig(**{**{k: v for k, v in self.run["config"].items() if k in known}, "verbose": 0, "repeats": 1})
         print(f"\n== {case.name}: replaying {run_dir}", flush=True)
         self.data = load_run_data(run_dir, self.run, Path(self.run["dataset"]["path"]), parts=("train", "val", "test"))
         test = self.data.parts["test"]
@@ -270,7 +271,7 @@ class Sweep:
 
     def _fit_args(self) -> dict:
         cfg = self.cfg
-        return dict(n_classes=self.data.n_classes, temperature=cfg.temperature, epochs=cfg.epochs, batch_size=cfg.batch_size,
+        return dict(n_classes=self.data.n_classes, temperature=cfg.temperature, epochs=cfg.epochs, batch_size=self._batch_size(),
                     patience=cfg.patience, learning_rate=cfg.learning_rate, verbose=0)
 
     def student(self, method: str, teachers: str, seed: int, student: str | None = None) -> None:
@@ -316,6 +317,10 @@ class Sweep:
         print(f"  {method:<16} teachers {teachers:<9} {cfg.student} seed {seed}: val {entry['val_accuracy']:.3f} test "
               f"{entry['test_accuracy']:.3f} int8 {entry['int8_test_accuracy']:.3f} ({train_s:.0f} s)", flush=True)
 
+    def _batch_size(self) -> int:
+        """The run's batch: its --batch-size, or what auto came to (run.json's training block; 32 before it existed)."""
+        return self.cfg.batch_size or (self.run.get("training") or {}).get("batch_size") or 32
+
     def _online(self, teacher_models, teacher_logits, fusion: str, loss: str):
         """The teachers as the training step runs them where the student's windows change, fused as the method fuses them."""
         from edgekd.distill.consistent import online_teachers
@@ -345,7 +350,7 @@ class Sweep:
         logits = {part: [predict_logits(s, w.x) for s in students] for part, w in parts.items()}
         fitted = train_selector(load_preset("selector"), parts["train"].x, correctness(logits["train"], parts["train"].y),
                                 parts["val"].x, correctness(logits["val"], parts["val"].y), epochs=self.cfg.epochs,
-                                patience=self.cfg.patience, batch_size=self.cfg.batch_size,
+                                patience=self.cfg.patience, batch_size=self._batch_size(),
                                 learning_rate=self.cfg.learning_rate, seed=seed, verbose=0)
         train_s = time.perf_counter() - started
         reports = {part: system_report(logits[part], predict_logits(fitted.model, parts[part].x), parts[part].y, list(SELECTOR_STUDENTS),

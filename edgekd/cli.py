@@ -28,6 +28,14 @@ from edgekd.errors import UserError
 from edgekd.table import format_table
 
 
+def _batch_size(ctx, param, value):
+    if value is None or value == "auto" or isinstance(value, int):
+        return None if value in (None, "auto") else value
+    if not str(value).isdigit() or int(value) < 1:
+        raise click.BadParameter("give a number of windows (1 or more) or auto")
+    return int(value)
+
+
 def _comma_list(ctx, param, value):
     if value is None or isinstance(value, list):
         return value or []
@@ -148,7 +156,8 @@ def _load_config(ctx, param, value):
 @click.option("--student", default="edge-conv", show_default=True, help="Student architecture: preset name or .toml path.")
 @click.option("--epochs", default=60, show_default=True, type=click.IntRange(1), help="Most epochs per model (early stopping on validation).")
 @click.option("--patience", default=12, show_default=True, type=click.IntRange(1), help="Epochs without validation gain before stopping.")
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default="auto", show_default=True, callback=_batch_size, metavar="N|auto",
+              help="Windows per training step; auto: at least 64 steps per epoch, 32 to 256 windows.")
 @click.option("--learning-rate", default=2e-3, show_default=True, type=click.FloatRange(0, min_open=True))
 @click.option("--lr-schedule", default="constant", show_default=True, type=click.Choice(["constant", "cosine"]),
               help="Learning rate of every model trained: constant, or cosine decay to 0 over --epochs.")

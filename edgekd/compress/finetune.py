@@ -69,7 +69,8 @@ def _load(run_dir: Path, run: dict, dataset_path: Path, log) -> DistillationData
     return DistillationData(
         train_x=parts["train"].x, train_targets=targets["train"], val_x=parts["val"].x, val_y=parts["val"].y,
         val_targets=targets["val"], n_classes=replayed.n_classes, temperature=cfg["temperature"], alpha=cfg["alpha"],
-        batch_size=cfg["batch_size"], learning_rate=cfg["learning_rate"] * FINETUNE_LR_FACTOR, kd_term=kd_term,
+        batch_size=(run.get("training") or {}).get("batch_size") or cfg["batch_size"] or 32,
+        learning_rate=cfg["learning_rate"] * FINETUNE_LR_FACTOR, kd_term=kd_term,
     )
 
 

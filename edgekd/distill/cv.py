@@ -23,7 +23,7 @@ import numpy as np
 
 from edgekd.data.dataset import load_dataset
 from edgekd.data.splits import default_val_count
-from edgekd.distill.run import DistillConfig, distill
+from edgekd.distill.run import DistillConfig, distill, load_run
 from edgekd.errors import UserError
 from edgekd.io import write_json_atomic
 from edgekd.table import format_table
@@ -85,7 +85,7 @@ def cross_validate(cfg: DistillConfig, method: str = "loso") -> dict:
         if (fold_dir / "report.json").exists():
             _check_reusable(fold_dir, fold_cfg)
             print(f"{where}: reusing the finished run in {fold_dir}", flush=True)
-            report = json.loads((fold_dir / "report.json").read_text())
+            _, report = load_run(fold_dir)  # a damaged report is refused, not a traceback
         else:
             print(f"{where}: training in {fold_dir}", flush=True)
             report = distill(fold_cfg)

@@ -49,7 +49,7 @@ class DistillConfig:
     student: str = "edge-conv"
     epochs: int = 60
     patience: int = 12
-    batch_size: int = 32
+    batch_size: int | None = None  # None: auto_batch_size of the training windows
     learning_rate: float = 2e-3
     lr_schedule: str = "constant"  # "cosine": decay to 0 over --epochs (distill/train.py); teachers and students
     window: float = 0.5
@@ -81,6 +81,8 @@ class DistillConfig:
             raise UserError("--teachers must be at least 1")
         if self.epochs < 1:
             raise UserError("--epochs must be at least 1")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise UserError("--batch-size must be at least 1, or auto")
         if self.lr_schedule not in SCHEDULES:
             raise UserError(f"--lr-schedule must be one of {', '.join(SCHEDULES)}, not {self.lr_schedule!r}")
         if not self.temperature > 0:
@@ -120,6 +122,13 @@ class DistillConfig:
             raise UserError(f"--students lists an architecture twice ({', '.join(self.students)}); list each once")
         if self.loss == "mse" and self.fusion == "vote":
             raise UserError("--fusion vote gives one-hot targets with no logits for --loss mse to match; use --loss kl or another --fusion")
+
+
+def auto_batch_size(training_windows: int) -> int:
+    """At least 64 steps per epoch, between 32 and 256 windows per batch. On myo22 (18k training windows per fold) 256
+    validated as high as 32 at a third of the seconds per epoch (benchmarks/RESULTS.md, DEFAULTS and TRAINSPEED); on a
+    few hundred windows (myo5) 32 keeps enough steps for the epochs early stopping allows."""
+    return int(min(256, max(32, training_windows // 64)))
 
 
 def student_windows_change(cfg: DistillConfig, student_presets) -> str | None:
@@ -186,7 +195,8 @@ def distill(cfg: DistillConfig) -> dict:
     from edgekd.distill.train import accuracy, predict_logits
     from edgekd.models.build import count_params
 
-    fit_args = dict(n_classes=n_classes, temperature=cfg.temperature, epochs=cfg.epochs, batch_size=cfg.batch_size,
+    batch_size = cfg.batch_size or auto_batch_size(len(train.y))
+    fit_args = dict(n_classes=n_classes, temperature=cfg.temperature, epochs=cfg.epochs, batch_size=batch_size,
                     patience=cfg.patience, learning_rate=cfg.learning_rate, schedule=cfg.lr_schedule, verbose=cfg.verbose,
                     kd_term="mse" if cfg.loss == "mse" else "kl")
 
@@ -301,6 +311,7 @@ def distill(cfg: DistillConfig) -> dict:
         # --students: student_kd.h5 is the first, student_kd_<j>.h5 the others; selector.h5 routes between them.
         "students": [p.name for p in student_presets], "selector": cfg.selector,
         "teachers": teachers_block,  # channels[i]: the input channels teacher_<i>.h5 reads (modalities), else null
+        "training": {"batch_size": fit_args["batch_size"]},  # what --batch-size auto came to
         "config": asdict(cfg),
     })
     timings["total"] = time.perf_counter() - started
@@ -335,7 +346,7 @@ def distill(cfg: DistillConfig) -> dict:
                    "augmentation": {"gain_sd": cfg.augment_gain, "noise_sd": cfg.augment_noise, "teachers": cfg.augment_teachers}
                                    if augmentation.active else None,
                    "targets_in_step": targets_in_step, "mixup": cfg.mixup, "classical_teacher": cfg.classical_teacher,
-                   "epochs": cfg.epochs, "patience": cfg.patience, "lr_schedule": cfg.lr_schedule,
+                   "epochs": cfg.epochs, "patience": cfg.patience, "lr_schedule": cfg.lr_schedule, "batch_size": fit_args["batch_size"],
                    "window_s": cfg.window, "hop_s": cfg.hop, "model_rate_hz": rate},
     }
     write_json_atomic(out / "report.json", report)
@@ -409,7 +420,7 @@ def _multi_student(cfg: DistillConfig, students: list, names: list[str], selecto
     t0 = time.perf_counter()
     fitted = train_selector(selector_preset, parts["train"].x, correctness(logits["train"], parts["train"].y), parts["val"].x,
                             correctness(logits["val"], parts["val"].y), epochs=cfg.epochs, patience=cfg.patience,
-                            batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, seed=cfg.seed, verbose=cfg.verbose)
+                            batch_size=fit_args["batch_size"], learning_rate=cfg.learning_rate, seed=cfg.seed, verbose=cfg.verbose)
     save_model(fitted.model, out / "selector.h5")
     timings["selector"] = time.perf_counter() - t0
     result = {part: system_report(logits[part], predict_logits(fitted.model, parts[part].x), parts[part].y, names, params,
