@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 
 def _run(callback, history):
@@ -71,3 +72,22 @@ def test_cosine_schedule_decays_the_rate_to_zero_at_the_last_step():
 def test_constant_schedule_keeps_the_rate():
     optimizer = _fit_tiny("constant", epochs=2)
     assert np.isclose(float(optimizer.learning_rate.numpy()), 0.01)
+
+
+def test_auto_batch_keeps_64_steps_per_epoch_between_32_and_256():
+    from edgekd.distill.run import auto_batch_size
+
+    assert auto_batch_size(258) == 32  # myo5: a few hundred windows keep the batch they validated with
+    assert auto_batch_size(6_700) == 104  # isl50 at the spine's settings
+    assert auto_batch_size(18_000) == 256  # a myo22 fold
+    assert auto_batch_size(10 ** 6) == 256
+
+
+@pytest.mark.parametrize("value, message", [("0", "--batch-size"), ("big", "--batch-size")])
+def test_a_bad_batch_size_is_a_usage_error(myo5, tmp_path, value, message):
+    from click.testing import CliRunner
+
+    from edgekd.cli import main
+
+    result = CliRunner().invoke(main, ["distill", str(myo5), "--out", str(tmp_path / "r"), "--batch-size", value])
+    assert result.exit_code == 2 and message in result.output
