@@ -39,7 +39,7 @@ import numpy as np
 from spine import OUT, _slug, cases, run_for  # noqa: F401  (sys.path set up by spine)
 
 from edgekd.distill.augment import Augmentation
-from edgekd.distill.fusion import AVERAGING, distillation_targets
+from edgekd.distill.fusion import distillation_targets
 from edgekd.distill.replay import RunTeacher, load_run_data
 from edgekd.distill.run import REPRESENTATIVE_WINDOWS, DistillConfig, kd_objective, load_run, student_targets
 from edgekd.io import write_json_atomic
@@ -299,8 +299,7 @@ class Sweep:
                                       alpha=cfg.alpha if m.alpha is None else m.alpha, seed=seed, name=kind,
                                       fit_args={**self._fit_args(), "kd_term": "mse" if loss == "mse" else "kl", **m.training()},
                                       augmentation=m.augmentation, mixup=m.mixup,
-                                      online=self._online(teacher_models, teacher_logits, fusion, loss)
-                                      if fusion in AVERAGING and loss != "hint" and m.classical_teacher == "none" else None)
+                                      online=self._online(teacher_models, teacher_logits, fusion, loss, m.classical_teacher))
         val_accuracy, branch = fitted.best_val_accuracy, None
         if m.classical_branch != "none":
             from edgekd.models.hybrid import hybrid
@@ -321,13 +320,16 @@ class Sweep:
         """The run's batch: its --batch-size, or what auto came to (run.json's training block; 32 before it existed)."""
         return self.cfg.batch_size or (self.run.get("training") or {}).get("batch_size") or 32
 
-    def _online(self, teacher_models, teacher_logits, fusion: str, loss: str):
+    def _online(self, teacher_models, teacher_logits, fusion: str, loss: str, classical: str):
         """The teachers as the training step runs them where the student's windows change, fused as the method fuses them."""
         from edgekd.distill.consistent import online_teachers
         from edgekd.distill.fusion import teacher_accuracies
+        from edgekd.distill.run import classical_teacher_model
 
-        val = self.data.parts["val"]
-        return online_teachers(teacher_models, fusion, loss, self.cfg.temperature, teacher_accuracies(teacher_logits["val"], val.y))
+        parts = self.data.parts
+        sources = with_classical_teacher(classical, {"val": teacher_logits["val"]}, parts, self.data.n_classes)
+        return online_teachers(teacher_models, fusion, loss, self.cfg.temperature, teacher_accuracies(sources["val"], parts["val"].y),
+                               classical_teacher_model(classical, parts["train"], self.data.n_classes))
 
     def selector_system(self, teachers: str, seed: int) -> None:
         """SELECTOR_STUDENTS distilled with mean KL, a selector routing between them, and the system as one model."""

@@ -70,7 +70,7 @@ def test_distill_with_the_lda_teacher_reports_both_ensembles_and_replays_its_tar
     assert np.isclose(fused.sum(axis=1), 1.0).all()
 
 
-@pytest.mark.parametrize("options, named", [(["--augment-noise", "0.1"], "--augment-noise"), (["--loss", "mse"], "--loss mse"),
+@pytest.mark.parametrize("options, named", [(["--loss", "mse"], "--loss mse"),
                                             (["--loss", "hint"], "--loss hint")])
 def test_the_lda_teacher_refuses_what_it_cannot_take_part_in(myo5, tmp_path, options, named):
     assert_user_error(distill(myo5, tmp_path, "--classical-teacher", "lda", *options), "--classical-teacher lda", named)

@@ -13,9 +13,9 @@ l ~ Beta(A, A) per window. The labels of the cross-entropy term mix alike. The s
 same step without teachers, so it gets the same augmentation and mixup and stays the fair baseline. Validation
 uses the clean windows and the precomputed targets.
 
-Only the fusion modes whose rule is an average of the teachers' outputs (mean, weighted) and the response
-losses (kl, mse) can run inside the step; distill refuses the others when the student's windows change
-(run.check_targets_describe_windows). Cost: one forward pass of every teacher per training batch.
+Every fusion of distill/fusion.py runs inside the step (fuse_in_step, checked against the numpy functions), as do
+the hint features and the LDA teacher (models/hybrid.py's LDA as a Keras model of the window). Cost: one forward
+pass of every teacher per training batch.
 """
 from __future__ import annotations
 
@@ -37,6 +37,31 @@ class OnlineTeachers:
     weights: tuple  # per teacher, summing to 1 (mean: uniform; weighted: by validation accuracy)
     temperature: float
     kind: str  # "probabilities" for --loss kl, "logits" for --loss mse (distill/fusion.py's kinds)
+    fusion: str = "mean"  # a key of distill/fusion.py's FUSIONS, computed here in TensorFlow
+    log_posterior: tuple = ()  # per teacher, True where its model gives decision values whose log-softmax is its logits (LDA)
+    features: tuple = ()  # --loss hint: per teacher, the model of its penultimate features
+
+
+def fuse_in_step(logits: list, fusion: str, temperature: float, kind: str, weights: tuple):
+    """distill/fusion.py's fusions in TensorFlow, on a batch: the same targets the numpy functions compute before
+    training (tests/test_consistent.py checks every one against them)."""
+    soft = [tf.nn.softmax(z / temperature) for z in logits]
+    contribution = soft if kind == "probabilities" else logits
+    if fusion in ("mean", "weighted"):
+        return tf.add_n([w * c for w, c in zip(weights, contribution)])
+    if fusion == "confidence":
+        confidence = tf.stack([tf.reduce_max(p, axis=-1) for p in soft], axis=1)  # batch x k
+        confidence = confidence / tf.reduce_sum(confidence, axis=1, keepdims=True)
+        return tf.add_n([confidence[:, i:i + 1] * c for i, c in enumerate(contribution)])
+    if fusion == "vote":
+        n_classes = logits[0].shape[-1]
+        votes = tf.add_n([tf.one_hot(tf.argmax(z, axis=-1), n_classes) for z in logits])
+        mean = tf.add_n(soft) / len(soft)
+        tied = tf.equal(votes, tf.reduce_max(votes, axis=1, keepdims=True))
+        return tf.one_hot(tf.argmax(tf.where(tied, mean, -tf.ones_like(mean)), axis=-1), n_classes)
+    if fusion in ("loss-mean", "multi-head"):
+        return tf.concat(contribution, axis=1)  # one block per teacher, as pack_targets lays them
+    raise ValueError(f"unknown fusion {fusion!r}")
 
 
 class ConsistentTrainer(keras.Model):
@@ -70,11 +95,17 @@ class ConsistentTrainer(keras.Model):
 
     def _targets(self, x):
         online = self.online
-        outputs = []
-        for model, channels in zip(online.models, online.channels):
-            logits = model(x if channels is None else tf.gather(x, list(channels), axis=-1), training=False)
-            outputs.append(tf.nn.softmax(logits / online.temperature) if online.kind == "probabilities" else logits)
-        return tf.add_n([w * out for w, out in zip(online.weights, outputs)])
+        logits, features = [], []
+        for i, (model, channels) in enumerate(zip(online.models, online.channels)):
+            seen = x if channels is None else tf.gather(x, list(channels), axis=-1)
+            z = model(seen, training=False)
+            if online.log_posterior and online.log_posterior[i]:  # the LDA teacher's logits are its floored log posteriors
+                z = tf.maximum(tf.nn.log_softmax(z), -1e4)
+            logits.append(z)
+            if online.features and online.features[i] is not None:
+                features.append(online.features[i](seen, training=False))
+        targets = fuse_in_step(logits, online.fusion, online.temperature, online.kind, online.weights)
+        return tf.concat([targets, *features], axis=1) if features else targets
 
     def train_step(self, data):
         x, packed = data
@@ -96,11 +127,17 @@ class ConsistentTrainer(keras.Model):
         return {m.name: m.result() for m in self.metrics}
 
 
-def online_teachers(teachers, fusion: str, loss: str, temperature: float, val_accuracy: np.ndarray) -> OnlineTeachers:
+def online_teachers(teachers, fusion: str, loss: str, temperature: float, val_accuracy: np.ndarray, classical=None) -> OnlineTeachers:
     """`teachers`: objects with .model and .channels (distill/teachers.py's Teacher, distill/replay.py's RunTeacher);
-    `fusion`: one of fusion.AVERAGING."""
-    k = len(teachers)
+    `fusion`: a key of FUSIONS; `classical`: the LDA teacher as a Keras model of the window (models/hybrid.lda_branch),
+    which joins last, as it does in the precomputed targets; `val_accuracy` covers every teacher, the LDA's included."""
+    from edgekd.distill.student import penultimate
+
+    models = [t.model for t in teachers] + ([classical] if classical is not None else [])
+    channels = [t.channels for t in teachers] + ([None] if classical is not None else [])
+    k = len(models)
     weights = accuracy_weights(val_accuracy) if fusion == "weighted" else np.full(k, 1.0 / k)
-    return OnlineTeachers(tuple(t.model for t in teachers), tuple(t.channels for t in teachers),
-                          tuple(float(w) for w in weights), float(temperature),
-                          "logits" if loss == "mse" else "probabilities")
+    features = tuple(penultimate(t.model) for t in teachers) if loss == "hint" else ()
+    return OnlineTeachers(tuple(models), tuple(channels), tuple(float(w) for w in weights), float(temperature),
+                          "logits" if loss == "mse" else "probabilities", fusion,
+                          tuple([False] * len(teachers) + ([True] if classical is not None else [])), features)

@@ -23,7 +23,7 @@ from edgekd.data.dataset import load_dataset, natural_sorted
 from edgekd.data.prepare import prepare_windows
 from edgekd.data.splits import split_recordings
 from edgekd.data.windows import WindowSpec
-from edgekd.distill.fusion import AVERAGING, FUSIONS, distillation_targets, fused_accuracy, teacher_accuracies, teacher_diversity
+from edgekd.distill.fusion import FUSIONS, distillation_targets, fused_accuracy, teacher_accuracies, teacher_diversity
 from edgekd.distill.teachers import MODES as TEACHER_MODES, STRATEGIES, TeacherJob, channel_groups, teacher_input
 from edgekd.errors import UserError
 from edgekd.io import write_bytes_atomic, write_json_atomic
@@ -142,17 +142,14 @@ def student_windows_change(cfg: DistillConfig, student_presets) -> str | None:
     return ", ".join(changes) or None
 
 
-def check_targets_describe_windows(cfg: DistillConfig, student_presets) -> None:
-    """A UserError where the students' windows change in training but the KD targets cannot be computed in the step."""
-    changes = student_windows_change(cfg, student_presets)
-    if changes is None:
-        return
-    blocker = ("--fusion " + cfg.fusion if cfg.fusion not in AVERAGING else "--loss hint" if cfg.loss == "hint"
-               else f"--classical-teacher {cfg.classical_teacher}" if cfg.classical_teacher != "none" else None)
-    if blocker:
-        raise UserError(f"{changes} change the students' training windows, so their KD targets must be computed on those "
-                        f"windows in the training step, which {blocker} cannot do; use --fusion {' or '.join(AVERAGING)} "
-                        f"with --loss kl or mse, or train the students on clean windows")
+def classical_teacher_model(kind: str, train, n_classes: int):
+    """--classical-teacher lda as a Keras model of the window (its decision values), for targets computed in the
+    training step; the same LDA (features, scaler, discriminant) as the precomputed LDA teacher. None without one."""
+    if kind == "none":
+        return None
+    from edgekd.models.hybrid import lda_branch
+
+    return lda_branch(train.x, train.y, n_classes).model
 
 
 def _log(cfg: DistillConfig, message: str) -> None:
@@ -171,7 +168,6 @@ def distill(cfg: DistillConfig) -> dict:
     student_presets = [load_preset(name) for name in cfg.students or [cfg.student]]
     student_preset = student_presets[0]
     selector_preset = load_preset(SELECTOR_PRESET) if cfg.selector else None
-    check_targets_describe_windows(cfg, student_presets)
 
     dataset = load_dataset(cfg.dataset)
     dataset.check_no_duplicates()
@@ -229,7 +225,8 @@ def distill(cfg: DistillConfig) -> dict:
     # Where the students' windows change in training, the teachers compute the targets in every step, on those windows.
     targets_in_step = student_windows_change(cfg, student_presets) is not None
     online = online_teachers(ensemble.teachers, cfg.fusion, cfg.loss, cfg.temperature,
-                             teacher_accuracies(teacher_logits["val"], val.y)) if targets_in_step else None
+                             teacher_accuracies(target_logits["val"], val.y),
+                             classical_teacher_model(cfg.classical_teacher, train, n_classes)) if targets_in_step else None
     presented = dict(augmentation=augmentation, mixup=cfg.mixup, online=online)
     # The reported "ensemble" stays the plain mean of softmaxes whatever --fusion is, so runs compare across
     # modes; "ensemble_<mode>" is what the chosen fusion's targets would decide on the test windows.
