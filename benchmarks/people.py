@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -48,7 +49,8 @@ SIZE_LIMIT_BYTES, LATENCY_LIMIT_MS = 32 * 1024, 0.2
 
 def measure(seed: int) -> dict:
     out = OUT / f"seed-{seed}"
-    command = f"edgekd distill {MYO22.relative_to(HERE.parents[1])} --cv {FOLDS} --seed {seed} --out {out.relative_to(HERE.parent)}"
+    repo = HERE.parent
+    command = f"edgekd distill {os.path.relpath(MYO22, repo)} --cv {FOLDS} --seed {seed} --out {os.path.relpath(out, repo)}"
     print(command, flush=True)
     started = time.perf_counter()
     cv = cross_validate(DistillConfig(dataset=str(MYO22), out=str(out), seed=seed, verbose=0), str(FOLDS))
