@@ -10,7 +10,9 @@ edgekd's one-line UserError, and nothing may hang):
 - recordings: a valid .npz and a valid .csv recording with random byte mutations and truncations, read by the
   dataset loader;
 - models: an exported int8 student with one to four random bytes changed, loaded and run by the device-side runtime
-  (each batch in a child process, since a crash inside the TFLite runtime would end this one);
+  (each batch in a child process, since a crash inside the TFLite runtime would end this one); once as exported (its
+  checksum refuses nearly every change) and once without edgekd's metadata, as a file from elsewhere (which the
+  runtime module first tries in a child process of its own);
 - metadata: an exported model whose edgekd metadata gets one random edit, checked against its export checksum.
 """
 from __future__ import annotations
@@ -199,8 +201,18 @@ def exported_model(folder: Path) -> Path:
     return export_run(run, "int8", folder / "student-int8.tflite", min_agreement=0.0, log=lambda m: None).path
 
 
+def without_metadata(model: Path, out: Path) -> Path:
+    from edgekd._tf import tf  # noqa: F401  (the flatbuffer tools come with TensorFlow)
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    flat = flatbuffer_utils.read_model_from_bytearray(bytearray(model.read_bytes()))
+    flat.metadata = [m for m in flat.metadata if m.name != b"edgekd"]
+    out.write_bytes(bytes(flatbuffer_utils.convert_object_to_bytearray(flat)))
+    return out
+
+
 def markdown(r: dict) -> str:
-    w, rec, m, meta = r["wire"], r["recordings"], r["models"], r["metadata"]
+    w, rec, m, u, meta = r["wire"], r["recordings"], r["models"], r["unsigned_models"], r["metadata"]
     return "\n".join([
         "## Hostile input (`.venv/bin/python benchmarks/fuzz.py`)", "",
         f"Measured {r['measured_at']}; seeded generators, so the same command gives the same cases.", "",
@@ -213,14 +225,19 @@ def markdown(r: dict) -> str:
         f"{rec['user_errors']:,} one-line errors, {rec['exceptions']} other exceptions |",
         f"| int8 model with 1-4 random bytes changed, loaded and run | {m['cases']:,} | {m['ran']:,} ran, {m['user_errors']:,} "
         f"one-line errors, {m['exceptions']} other exceptions, {m['runtime_crashes']} crashes inside the TFLite runtime |",
+        f"| the same without edgekd's metadata (no checksum), 1-4 bytes changed | {u['cases']:,} | {u['ran']:,} ran, "
+        f"{u['user_errors']:,} one-line errors, {u['exceptions']} other exceptions, {u['runtime_crashes']} crashes inside "
+        "the TFLite runtime |",
         f"| model metadata edited after export | {meta['cases']:,} | {meta['caught']:,} refused as altered |", ""])
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = exported_model(Path(tmp))
+        unsigned = without_metadata(model, Path(tmp) / "unsigned.tflite")
         print("model exported; fuzzing", flush=True)
-        result = {"wire": wire(), "recordings": recordings(), "models": models(model), "metadata": metadata(model),
+        result = {"wire": wire(), "recordings": recordings(), "models": models(model),
+                  "unsigned_models": models(unsigned, batches=5), "metadata": metadata(model),
                   "measured_at": time.strftime("%Y-%m-%d %H:%M")}
     RECORD.write_text(json.dumps(result, indent=2) + "\n")
     text = markdown(result)

@@ -188,31 +188,90 @@ def test_a_recording_listed_twice_is_reported_and_refused(dataset_copy, tmp_path
 
 # ---- damaged files: one line, exit 2 ---------------------------------------------------------------------------
 
-def test_a_model_that_loads_but_fails_to_run_is_a_user_error(exported, tmp_path):
-    """Mutating single bytes of a valid file finds models the runtime loads but cannot invoke (issue 21 found
-    'Input tensor 7 lacks data'); bench must say so in one line."""
-    from edgekd.errors import UserError
-    from edgekd.runtime.interpreter import TFLiteModel
+def _with_one_buffer_emptied(data: bytes, pick) -> bytes:
+    """The model with the data of one constant tensor removed (`pick` chooses it from the (tensor name, data size)
+    pairs) and without edgekd's metadata, so no checksum stops it before the runtime."""
+    import edgekd._tf  # noqa: F401
+    from tensorflow.lite.tools import flatbuffer_utils
 
-    data = exported["int8"].read_bytes()
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
+    constants = {t.name.decode(): model.buffers[t.buffer] for t in model.subgraphs[0].tensors
+                 if t.buffer and model.buffers[t.buffer].data is not None and len(model.buffers[t.buffer].data)}
+    constants[pick({name: len(buffer.data) for name, buffer in constants.items()})].data = None
+    model.metadata = [m for m in model.metadata if m.name != b"edgekd"]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def test_a_model_that_loads_but_fails_to_run_is_a_user_error(exported, tmp_path):
+    """A missing weight of the last layer: the runtime loads the file, then says 'Input tensor 18 lacks data'."""
+    bad = tmp_path / "emptied.tflite"
+    bad.write_bytes(_with_one_buffer_emptied(exported["int8"].read_bytes(),
+                                             lambda sizes: next(n for n in sizes if n.endswith("logits/MatMul"))))
+    assert_user_error(run_cli("bench", bad, "--runs", "1"), "emptied.tflite", "loads it but cannot run it", "lacks data")
+
+
+def test_a_model_that_crashes_the_runtime_is_a_user_error(exported, tmp_path):
+    """Without its largest constant, the int8 model crashes ai-edge-litert in allocate_tensors (a segmentation fault,
+    found by CI on a mutated file); edgekd tries an unsigned file in a child process first and says so in one line."""
+    bad = tmp_path / "emptied.tflite"
+    bad.write_bytes(_with_one_buffer_emptied(exported["int8"].read_bytes(), lambda sizes: max(sizes, key=sizes.get)))
+    assert_user_error(run_cli("bench", bad, "--runs", "1"), "emptied.tflite", "crashes on it (SIGSEGV)")
+    assert_user_error(run_cli("stream", "--port", "loop://", "--model", bad, "--max-windows", "1"), "crashes on it")
+
+
+def test_a_model_that_hangs_or_kills_the_runtime_is_a_user_error(exported, tmp_path, monkeypatch):
+    import edgekd.runtime.interpreter as interpreter
+
+    unsigned = tmp_path / "unsigned.tflite"
+    unsigned.write_bytes(_without_metadata(exported["int8"].read_bytes()))
+    assert run_cli("bench", unsigned, "--runs", "1").exit_code == 0
+    monkeypatch.setattr(interpreter, "_CHILD_CHECK", "import os, signal; os.kill(os.getpid(), signal.SIGABRT)")
+    assert_user_error(run_cli("bench", unsigned, "--runs", "1"), "unsigned.tflite", "crashes on it (SIGABRT)")
+    monkeypatch.setattr(interpreter, "_CHILD_CHECK", "import time; time.sleep(30)")
+    monkeypatch.setattr(interpreter._check_in_child, "__defaults__", (0.5,))
+    assert_user_error(run_cli("bench", unsigned, "--runs", "1"), "unsigned.tflite", "did not finish loading")
+
+
+def test_every_byte_of_an_exported_model_is_under_its_checksum(exported, monkeypatch):
+    """A changed byte anywhere (graph, weights, metadata) is refused before the runtime reads the file, or, where the
+    change hides edgekd's metadata, the file goes through the child-process check like any unsigned model."""
+    import edgekd.runtime.interpreter as interpreter
+    from edgekd.errors import UserError
+
+    class ChildChecked(Exception):
+        pass
+
+    def child_check(*args, **kwargs):
+        raise ChildChecked
+
+    monkeypatch.setattr(interpreter, "_check_in_child", child_check)
     rng = np.random.default_rng(0)
-    bad = tmp_path / "mutated.tflite"
-    for _ in range(5000):
-        mutated = bytearray(data)
-        mutated[int(rng.integers(8, len(data)))] = int(rng.integers(0, 256))
-        bad.write_bytes(bytes(mutated))
-        try:
-            model = TFLiteModel.load(bad)
-        except UserError:
-            continue  # refused at load: covered by test_runtime's corrupt-file tests
-        try:
-            model.predict_logits(np.zeros((1, *model.window_shape), np.float32))
-        except UserError as e:
-            assert "cannot run it" in e.message and "mutated.tflite" in e.message
-            break
-    else:
-        pytest.skip("no mutation of this file loads and then fails to run")
-    assert_user_error(run_cli("bench", bad, "--runs", "1"), "mutated.tflite", "cannot run it")
+    refused = child_checked = 0
+    for variant, path in exported.items():
+        data = path.read_bytes()
+        bad = path.parent / f"mutated-{variant}.tflite"
+        for position in rng.choice(np.arange(8, len(data)), size=400, replace=False):
+            mutated = bytearray(data)
+            mutated[position] ^= int(rng.integers(1, 256))
+            bad.write_bytes(bytes(mutated))
+            try:
+                interpreter.TFLiteModel.load(bad)
+                raise AssertionError(f"{variant}: byte {position} changed, and the model loaded unchecked")
+            except UserError:
+                refused += 1
+            except ChildChecked:
+                child_checked += 1
+        bad.unlink()
+    assert refused >= 0.95 * (refused + child_checked), (refused, child_checked)
+
+
+def _without_metadata(data: bytes) -> bytes:
+    import edgekd._tf  # noqa: F401
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
+    model.metadata = [m for m in model.metadata if m.name != b"edgekd"]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 @pytest.mark.parametrize("case, message", [
@@ -312,9 +371,13 @@ def test_a_model_altered_after_export_is_refused_by_bench_and_stream(exported, m
 
 
 def test_exported_files_carry_a_checksum_that_holds(exported):
-    from edgekd.runtime.metadata import altered, content_digest, read_metadata
+    import hashlib
+
+    from edgekd.runtime.metadata import UNSIGNED_DIGEST, altered, read_metadata, signed
 
     for path in exported.values():
         data = path.read_bytes()
         meta = read_metadata(data)
-        assert not altered(data, meta) and meta["integrity"]["sha256"] == content_digest(data, meta)
+        digest = meta["integrity"]["sha256"]
+        assert signed(data, meta) and not altered(data, meta)
+        assert digest == hashlib.sha256(data.replace(digest.encode(), UNSIGNED_DIGEST.encode())).hexdigest()

@@ -14,7 +14,8 @@ import json
 
 import numpy as np
 
-from edgekd.runtime.metadata import INTEGRITY_KEY, METADATA_NAME, content_digest, is_tflite, read_metadata
+from edgekd.runtime.metadata import (INTEGRITY_KEY, METADATA_NAME, UNSIGNED_DIGEST, file_digest, is_tflite, read_metadata,
+                                     signed)
 
 
 def embed_metadata(tflite_bytes: bytes, metadata: dict) -> bytes:
@@ -62,13 +63,15 @@ def embed_metadata(tflite_bytes: bytes, metadata: dict) -> bytes:
 
 
 def embed_signed_metadata(tflite_bytes: bytes, metadata: dict) -> bytes:
-    """embed_metadata, with the checksum of the weights and this metadata (runtime/metadata.content_digest) added:
-    bench, stream and personalize then refuse a file whose metadata or weights were changed afterwards."""
-    unsigned = embed_metadata(tflite_bytes, {k: v for k, v in metadata.items() if k != INTEGRITY_KEY})
-    signed = {**metadata, INTEGRITY_KEY: {"sha256": content_digest(unsigned, metadata)}}
-    out = embed_metadata(unsigned, signed)  # reuses the metadata's own buffer: the digest's buffers stay as they were
-    if content_digest(out, signed) != signed[INTEGRITY_KEY]["sha256"]:
-        raise RuntimeError("the checksum does not hold after embedding; the metadata writer changed the weights")
+    """embed_metadata, with the checksum of the whole file (runtime/metadata.file_digest) added: bench and stream then
+    refuse a file whose graph, weights or metadata were changed afterwards, before the runtime reads it."""
+    placeholder = embed_metadata(tflite_bytes, {**metadata, INTEGRITY_KEY: {"sha256": UNSIGNED_DIGEST}})
+    digest = file_digest(placeholder, UNSIGNED_DIGEST)
+    if digest is None:
+        raise RuntimeError("cannot sign the model: the digest's placeholder is not in it exactly once")
+    out = placeholder.replace(UNSIGNED_DIGEST.encode("ascii"), digest.encode("ascii"))
+    if not signed(out, read_metadata(out)):
+        raise RuntimeError("the checksum does not hold after embedding it")
     return out
 
 

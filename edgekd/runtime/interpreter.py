@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,7 +18,7 @@ import numpy as np
 
 from edgekd.errors import UserError
 from edgekd.console import quiet_native_output
-from edgekd.runtime.metadata import ModelFormatError, altered, is_tflite, read_metadata
+from edgekd.runtime.metadata import ModelFormatError, altered, is_tflite, read_metadata, signed
 
 # (module to import, attribute path of the Interpreter class, pip distribution), in order of
 # preference; TensorFlow (seconds to import, and deprecated for this) only as the last resort.
@@ -61,6 +64,35 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+# Loads and runs a model once on zeros in a child process: a damaged graph can crash the runtime itself (a
+# segmentation fault in allocate_tensors), which no except clause catches.
+_CHILD_CHECK = """
+import importlib, sys
+import numpy as np
+module, name, path = sys.argv[1:]
+interpreter = getattr(importlib.import_module(module), name)(model_path=path, num_threads=1)
+interpreter.allocate_tensors()
+for detail in interpreter.get_input_details():
+    interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+interpreter.invoke()
+"""
+
+
+def _check_in_child(path: Path, interpreter_class: type, runtime: str, timeout_s: float = 60.0) -> None:
+    """Refuse a model without export's checksum that crashes or hangs the runtime, trying it in a child process first.
+    A Python-level failure is left to the caller, which reports it in the runtime's own words."""
+    command = [sys.executable, "-c", _CHILD_CHECK, interpreter_class.__module__, interpreter_class.__qualname__,
+               str(path)]
+    try:
+        returncode = subprocess.run(command, capture_output=True, timeout=timeout_s).returncode
+    except subprocess.TimeoutExpired:
+        raise UserError(f"{path}: {runtime} did not finish loading and running it in {timeout_s:.0f} s; {_FIX}") from None
+    if returncode < 0:
+        name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else f"signal {-returncode}"
+        raise UserError(f"{path}: {runtime} crashes on it ({name}); the file is damaged or not a model edgekd can run; "
+                        f"{_FIX}")
+
+
 class TFLiteModel:
     """A loaded .tflite classifier: windows [N, T, C] in, logits or probabilities [N, K] out."""
 
@@ -103,9 +135,11 @@ class TFLiteModel:
         except ModelFormatError as e:
             raise UserError(f"{path}: corrupt TFLite file ({e}); {_FIX}") from None
         if changed:
-            raise UserError(f"{path}: was altered after export: its weights or metadata (normalisation, classes, test "
-                            f"split) no longer match the checksum export wrote; {_FIX}")
+            raise UserError(f"{path}: was altered after export: its graph, weights or metadata (normalisation, classes, "
+                            f"test split) no longer match the checksum export wrote; {_FIX}")
         interpreter_class, runtime = load_interpreter_class()
+        if not signed(model_bytes, metadata):
+            _check_in_child(path, interpreter_class, runtime)
         start = time.perf_counter()
         try:  # the runtime verifies the flatbuffer: ValueError or RuntimeError for a bad model
             with quiet_native_output():  # "Created TensorFlow Lite XNNPACK delegate for CPU."

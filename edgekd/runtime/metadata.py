@@ -50,39 +50,34 @@ def read_metadata(tflite_bytes: bytes) -> dict | None:
     return value
 
 
-INTEGRITY_KEY = "integrity"  # {"sha256": content_digest(...)}, written last by export (and personalize)
+INTEGRITY_KEY = "integrity"  # {"sha256": file_digest(...)}, written last by export
+UNSIGNED_DIGEST = "0" * 64  # stands in for the digest while it is computed
 
 
-def content_digest(tflite_bytes: bytes, metadata: dict) -> str:
-    """SHA-256 over every buffer of the model but edgekd's metadata (the weights and the converter's entries) and over
-    the metadata itself without its integrity entry: what export vouches for. An edited normalisation, test split or
-    weight no longer matches; a file re-signed by someone who edits it on purpose would, so it is a check against
+def file_digest(tflite_bytes: bytes, recorded: str) -> str | None:
+    """SHA-256 of the whole file with the recorded digest's 64 characters read as UNSIGNED_DIGEST: what export vouches
+    for, so an edited graph, weight, normalisation or test split no longer matches; None when `recorded` is not in the
+    file exactly once. A file re-signed by someone who edits it on purpose would match: it is a check against
     accidents and casual edits, not a signature."""
     import hashlib
 
-    r = _Reader(tflite_bytes)
-    model = r.root()
-    ours = None
-    for entry in r.vector_of_tables(model, _MODEL_METADATA):
-        if r.string(entry, _METADATA_NAME) == METADATA_NAME:
-            ours = r.scalar(entry, _METADATA_BUFFER, "<I", 0)
-    digest = hashlib.sha256()
-    for i, buffer in enumerate(r.vector_of_tables(model, _MODEL_BUFFERS)):
-        if i != ours:
-            data = r.buffer_data(buffer)
-            digest.update(i.to_bytes(4, "little") + len(data).to_bytes(8, "little") + data)
-    described = {k: v for k, v in metadata.items() if k != INTEGRITY_KEY}
-    digest.update(json.dumps(described, sort_keys=True, ensure_ascii=False).encode("utf-8"))
-    return digest.hexdigest()
+    mark = recorded.encode("ascii", errors="replace")
+    if len(mark) != len(UNSIGNED_DIGEST) or tflite_bytes.count(mark) != 1:
+        return None
+    return hashlib.sha256(bytes(tflite_bytes).replace(mark, UNSIGNED_DIGEST.encode("ascii"))).hexdigest()
+
+
+def signed(tflite_bytes: bytes, metadata: dict | None) -> bool:
+    """True when the metadata carries a checksum and the file matches it."""
+    recorded = (metadata or {}).get(INTEGRITY_KEY)
+    digest = recorded.get("sha256") if isinstance(recorded, dict) else None
+    return isinstance(digest, str) and digest != UNSIGNED_DIGEST and file_digest(tflite_bytes, digest) == digest
 
 
 def altered(tflite_bytes: bytes, metadata: dict | None) -> bool:
     """True when the metadata carries a checksum that the file no longer matches (files exported before checksums
     carry none and are taken as they are)."""
-    recorded = (metadata or {}).get(INTEGRITY_KEY)
-    if not isinstance(recorded, dict):
-        return False
-    return recorded.get("sha256") != content_digest(tflite_bytes, metadata)
+    return INTEGRITY_KEY in (metadata or {}) and not signed(tflite_bytes, metadata)
 
 
 def find_metadata_buffer(tflite_bytes: bytes, name: str) -> bytes | None:
