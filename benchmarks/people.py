@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/people.py                          # seeds 0, 1, 2 in turn
     .venv/bin/python benchmarks/people.py --seeds 1 --threads 1    # one seed; run two such side by side on 2 cores
     .venv/bin/python benchmarks/people.py --report-only            # rebuild RESULTS.md's PEOPLE section
+    .venv/bin/python benchmarks/people.py --seeds 2 --train-folds 4,5 --threads 1   # only train those folds, for a
+                                                   # second process beside `--seeds 2` (which reuses them when done)
 
 myo22 (22 people, real Myo armband sEMG, 7 gestures) in 5 folds of people: each fold tests on 4-5 people it never
 trained on and validates on 3 others, so every person is tested once. Each seed is a whole `edgekd distill --cv 5
@@ -72,6 +74,20 @@ def measure(seed: int) -> dict:
               "measured_at": time.strftime("%Y-%m-%d %H:%M")}
     write_json_atomic(RECORDS / f"seed-{seed}.json", record)
     return record
+
+
+def train_folds(seed: int, numbers: list[int]) -> None:
+    """Train folds of one seed exactly as cross_validate would (same configs and folders), so it reuses them."""
+    from edgekd.data.dataset import load_dataset
+    from edgekd.distill.cv import fold_configs
+    from edgekd.distill.run import distill
+
+    cfg = DistillConfig(dataset=str(MYO22), out=str(OUT / f"seed-{seed}"), seed=seed, verbose=0)
+    configs = fold_configs(cfg, load_dataset(cfg.dataset).subjects, FOLDS)
+    for number in numbers:
+        if not (Path(configs[number - 1].out) / "report.json").exists():
+            print(f"seed {seed}: training fold {number} in {configs[number - 1].out}", flush=True)
+            distill(configs[number - 1])
 
 
 def _person_accuracy(report: dict, model: str, person: str) -> float:
@@ -151,6 +167,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds, each a whole cross-validation")
     parser.add_argument("--threads", type=int, help="TensorFlow threads (1 for two processes side by side on 2 cores)")
     parser.add_argument("--report-only", action="store_true", help="rebuild the PEOPLE section from the saved records")
+    parser.add_argument("--train-folds", help="comma-separated fold numbers: train only these folds of each seed, "
+                                              "measure nothing (a measuring run of the seed reuses them)")
     args = parser.parse_args()
     if not args.report_only:
         if args.threads:
@@ -159,7 +177,12 @@ def main() -> None:
             tf.config.threading.set_intra_op_parallelism_threads(args.threads)
             tf.config.threading.set_inter_op_parallelism_threads(args.threads)
         for seed in (int(s) for s in args.seeds.split(",")):
-            measure(seed)
+            if args.train_folds:
+                train_folds(seed, [int(f) for f in args.train_folds.split(",")])
+            else:
+                measure(seed)
+        if args.train_folds:
+            return
     records = [json.loads(p.read_text()) for p in sorted(RECORDS.glob("seed-*.json"))]
     if not records:
         sys.exit(f"no records in {RECORDS}; run without --report-only first")

@@ -114,6 +114,8 @@ def test_export_pruned_int8_reports_sparsity_and_gzip_and_loads_without_tensorfl
     result = run_cli("export", tiny_run, "--int8", "--prune", "0.5", "--out", out, *FAST)
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "pruning: asked 50%" in result.output and "gzip" in result.output and "int8+prune50" in result.output
+    assert "pruning to 50%: 2 epochs in" in result.output  # the fine-tuning's progress summary, no Keras step bars
+    assert "/step" not in result.output
     model = TFLiteModel.load(out)
     assert model.metadata["variant"] == "int8" and abs(model.metadata["compression"]["prune"]["measured"] - 0.5) <= 0.02
     assert str(model.input_dtype) == "int8"

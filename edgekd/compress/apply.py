@@ -57,19 +57,20 @@ class Compressed:
     data: object  # the DistillationData it was fine-tuned with (validation windows for that choice)
 
 
-def compress(student, run_dir: Path, run: dict, options: CompressionOptions, log=print) -> Compressed:
+def compress(student, run_dir: Path, run: dict, options: CompressionOptions, log=print, progress: bool = True) -> Compressed:
+    """`progress`: a live line per fine-tuning (distill/progress.py) besides the `log` lines."""
     from edgekd.compress.finetune import load_distillation_data
 
     data = load_distillation_data(run_dir, run, options.data, log=log)
     seed = run["config"].get("seed", 0) if options.seed is None else options.seed
     model, done, masks, before_qat = student, {}, None, None
     if options.low_rank is not None:
-        model, done["low_rank"] = _low_rank(model, data, options, seed, log)
+        model, done["low_rank"] = _low_rank(model, data, options, seed, log, progress)
     if options.prune is not None:
         from edgekd.compress.prune import kernel_masks, prune
 
         log(f"pruning to {options.prune:.0%} sparsity over {options.finetune_epochs} KD fine-tuning epochs")
-        result = prune(model, data, options.prune, options.finetune_epochs, seed=seed)
+        result = prune(model, data, options.prune, options.finetune_epochs, seed=seed, verbose=int(progress))
         model, masks = result.model, kernel_masks(result.model)
         done["prune"] = {"sparsity": options.prune, "measured": round(result.sparsity, 4),
                          "per_layer": {k: round(v, 4) for k, v in result.per_layer.items()},
@@ -80,7 +81,7 @@ def compress(student, run_dir: Path, run: dict, options: CompressionOptions, log
         log(f"clustering each kernel to {options.cluster} shared values over {options.finetune_epochs} KD fine-tuning "
             f"epochs" + (", keeping the pruned zeros" if masks else ""))
         result = cluster(model, data, options.cluster, options.finetune_epochs, preserve_sparsity=masks is not None,
-                         seed=seed)
+                         seed=seed, verbose=int(progress))
         model = result.model
         done["cluster"] = {"clusters": options.cluster, "distinct": result.distinct, "val_accuracy": result.val_accuracy}
     if options.qat:
@@ -91,7 +92,7 @@ def compress(student, run_dir: Path, run: dict, options: CompressionOptions, log
         log(f"quantization-aware fine-tuning, {options.finetune_epochs} KD epochs"
             + (", keeping the pruned zeros" if masks else ""))
         result = quantization_aware(model, data, options.finetune_epochs, callbacks=[KeepZeros(masks)] if masks else (),
-                                    seed=seed)
+                                    seed=seed, verbose=int(progress))
         for name, why in result.not_covered.items():
             log(f"  not quantization-aware: {name} ({why})")
         model = result.model
@@ -99,7 +100,7 @@ def compress(student, run_dir: Path, run: dict, options: CompressionOptions, log
     return Compressed(model, done, before_qat, data)
 
 
-def _low_rank(student, data, options: CompressionOptions, seed: int, log) -> tuple[object, dict]:
+def _low_rank(student, data, options: CompressionOptions, seed: int, log, progress: bool) -> tuple[object, dict]:
     from edgekd.compress.finetune import finetune
     from edgekd.compress.low_rank import choose_fraction
     from edgekd.models.build import count_params
@@ -107,7 +108,8 @@ def _low_rank(student, data, options: CompressionOptions, seed: int, log) -> tup
     log(f"low rank: the smallest rank within {options.low_rank:g} points of validation accuracy after "
         f"{options.finetune_epochs} KD fine-tuning epochs")
     fraction, model, tried = choose_fraction(student, data.val_x, data.val_y, options.low_rank / 100.0,
-                                             tune=lambda m: finetune(m, data, options.finetune_epochs, seed=seed))
+                                             tune=lambda m: finetune(m, data, options.finetune_epochs, seed=seed,
+                                                                           verbose=int(progress), label="low rank"))
     for t in tried:
         log(f"  rank fraction {t['fraction']:g}: {t['params']:,} params, validation accuracy {t['val_accuracy']:.1%} "
             f"(unfactorised {t['baseline_accuracy']:.1%})")

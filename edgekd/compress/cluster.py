@@ -48,7 +48,7 @@ def cluster(student: keras.Model, data: DistillationData, clusters: int, epochs:
         return layer
 
     wrapped = keras.models.clone_model(clone_with_weights(student), clone_function=wrap)
-    val_accuracy = finetune(wrapped, data, epochs, seed=seed, verbose=verbose)
+    val_accuracy = finetune(wrapped, data, epochs, seed=seed, verbose=verbose, label=f"clustering to {clusters} values")
     stripped = clustering.strip_clustering(wrapped)
     return ClusterResult(stripped, clusters, distinct_values(stripped), val_accuracy)
 

@@ -75,20 +75,25 @@ def _load(run_dir: Path, run: dict, dataset_path: Path, log) -> DistillationData
 
 
 def finetune(model, data: DistillationData, epochs: int, callbacks=(), seed: int = 0, verbose: int = 0,
-             best_from_epoch: int = 0) -> float:
+             best_from_epoch: int = 0, label: str = "fine-tuning") -> float:
     """A fixed number of KD epochs, then the weights of the epoch with the best validation accuracy (ties: the lower
     validation loss) from `best_from_epoch` on (pruning passes the epoch its schedule reaches full sparsity: earlier
-    weights are less sparse). Returns that validation accuracy."""
+    weights are less sparse). Returns that validation accuracy. `verbose`: a progress line named `label` and a summary
+    line, as distill's (distill/progress.py)."""
     from edgekd._tf import keras
     from edgekd.distill.losses import kd_loss, packed_accuracy
+    from edgekd.distill.progress import EpochProgress
     from edgekd.distill.train import KeepBest
 
     model.compile(optimizer=keras.optimizers.Adam(data.learning_rate),
                   loss=kd_loss(data.n_classes, data.temperature, data.alpha, data.kd_term), metrics=[packed_accuracy(data.n_classes)])
     keep_best = KeepBest(patience=epochs, start_from_epoch=min(best_from_epoch, epochs - 1))
     keras.utils.set_random_seed(seed)
+    progress = [EpochProgress(label, epochs)] if verbose else []
     model.fit(data.train_x, data.train_targets, validation_data=(data.val_x, data.val_targets), epochs=epochs,
-              batch_size=data.batch_size, shuffle=True, callbacks=[*callbacks, keep_best], verbose=verbose)
+              batch_size=data.batch_size, shuffle=True, callbacks=[*callbacks, keep_best, *progress], verbose=0)
+    for line in progress:
+        line.summary(epochs, keep_best.best_epoch + 1, keep_best.best[0])
     return keep_best.best[0]
 
 

@@ -52,7 +52,7 @@ def prune(student: keras.Model, data: DistillationData, sparsity: float, epochs:
     wrapped = keras.models.clone_model(clone_with_weights(student), clone_function=wrap)
     full_sparsity_epoch = -(-end_step // data.steps_per_epoch) - 1  # the first epoch that ends at full sparsity
     val_accuracy = finetune(wrapped, data, epochs, callbacks=[sparsity_api.UpdatePruningStep()], seed=seed,
-                            verbose=verbose, best_from_epoch=full_sparsity_epoch)
+                            verbose=verbose, best_from_epoch=full_sparsity_epoch, label=f"pruning to {sparsity:.0%}")
     stripped = sparsity_api.strip_pruning(wrapped)
     per_layer = kernel_sparsity(stripped)
     zeros = sum(int(np.sum(k == 0)) for k in _kernels(stripped).values())

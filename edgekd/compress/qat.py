@@ -55,5 +55,6 @@ def quantization_aware(student: keras.Model, data: DistillationData, epochs: int
     annotated = keras.models.clone_model(source, clone_function=annotate)
     annotated.set_weights(source.get_weights())
     model = api.quantize_apply(annotated)
-    val_accuracy = finetune(model, data, epochs, callbacks=callbacks, seed=seed, verbose=verbose)
+    val_accuracy = finetune(model, data, epochs, callbacks=callbacks, seed=seed, verbose=verbose,
+                            label="quantization-aware fine-tuning")
     return QatResult(model, covered, not_covered, val_accuracy)

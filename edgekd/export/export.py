@@ -58,12 +58,13 @@ class ExportResult:
 
 def export_run(run_dir: str | Path, variant: str, out: str | Path, min_agreement: float | None = None,
                compression: CompressionOptions | None = None, log=print, classical_branch: str = "none",
-               force: bool = False) -> ExportResult:
+               force: bool = False, progress: bool = True) -> ExportResult:
     """`compression` (pruning, QAT, low rank) is applied to the student first; agreement is then measured
     against the compressed Keras model, and the accuracy of both is reported. `classical_branch` "lda": the
     (compressed) student and the LDA baseline in one model (models/hybrid.py), fitted on the run's training windows
     and calibrated on its validation windows, which are rebuilt from the dataset (compression.data if it moved).
-    An existing `out` is replaced only with `force`, and never when it is one of a run's own files."""
+    An existing `out` is replaced only with `force`, and never when it is one of a run's own files. `progress`: a live
+    line per fine-tuning."""
     started = time.perf_counter()
     run_dir, out = Path(run_dir), check_output(out, "--out", force)
     compression = compression or CompressionOptions()
@@ -87,7 +88,7 @@ def export_run(run_dir: str | Path, variant: str, out: str | Path, min_agreement
     if compression.any:
         from edgekd.compress.apply import compress
 
-        compressed = compress(student, run_dir, run, compression, log=log)
+        compressed = compress(student, run_dir, run, compression, log=log, progress=progress)
         student, done = compressed.model, compressed.done
     branch = None
     if classical_branch != "none":
