@@ -1,6 +1,8 @@
 """KeepBest: early stopping on validation accuracy, ties broken by validation loss, best weights restored."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -91,3 +93,13 @@ def test_a_bad_batch_size_is_a_usage_error(myo5, tmp_path, value, message):
 
     result = CliRunner().invoke(main, ["distill", str(myo5), "--out", str(tmp_path / "r"), "--batch-size", value])
     assert result.exit_code == 2 and message in result.output
+
+
+def test_a_run_records_its_batch_and_the_device_that_trained(tiny_run):
+    import json
+
+    run = json.loads((tiny_run / "run.json").read_text())
+    report = json.loads((tiny_run / "report.json").read_text())
+    assert run["training"]["batch_size"] == report["config"]["batch_size"] >= 1
+    assert run["training"]["device"] == report["config"]["device"]
+    assert re.fullmatch(r"CPU \(\d+ threads\)|GPU( \(.+\))?", report["config"]["device"])

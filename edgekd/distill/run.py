@@ -124,6 +124,20 @@ class DistillConfig:
             raise UserError("--fusion vote gives one-hot targets with no logits for --loss mse to match; use --loss kl or another --fusion")
 
 
+def training_device() -> str:
+    """What trained: the first GPU TensorFlow sees (with `pip install 'edgekd[train,gpu]'` on a machine with CUDA), by
+    name where the driver gives one, else "CPU" and its thread count."""
+    import os
+
+    from edgekd._tf import tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        name = tf.config.experimental.get_device_details(gpus[0]).get("device_name")
+        return f"GPU ({name})" if name else "GPU"
+    return f"CPU ({tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()} threads)"
+
+
 def auto_batch_size(training_windows: int) -> int:
     """At least 64 steps per epoch, between 32 and 256 windows per batch. On myo22 (18k training windows per fold) 256
     validated as high as 32 at a third of the seconds per epoch (benchmarks/RESULTS.md, DEFAULTS and TRAINSPEED); on a
@@ -308,7 +322,7 @@ def distill(cfg: DistillConfig) -> dict:
         # --students: student_kd.h5 is the first, student_kd_<j>.h5 the others; selector.h5 routes between them.
         "students": [p.name for p in student_presets], "selector": cfg.selector,
         "teachers": teachers_block,  # channels[i]: the input channels teacher_<i>.h5 reads (modalities), else null
-        "training": {"batch_size": fit_args["batch_size"]},  # what --batch-size auto came to
+        "training": {"batch_size": fit_args["batch_size"], "device": training_device()},  # what --batch-size auto came to, and what trained
         "config": asdict(cfg),
     })
     timings["total"] = time.perf_counter() - started
@@ -344,6 +358,7 @@ def distill(cfg: DistillConfig) -> dict:
                                    if augmentation.active else None,
                    "targets_in_step": targets_in_step, "mixup": cfg.mixup, "classical_teacher": cfg.classical_teacher,
                    "epochs": cfg.epochs, "patience": cfg.patience, "lr_schedule": cfg.lr_schedule, "batch_size": fit_args["batch_size"],
+                   "device": training_device(),
                    "window_s": cfg.window, "hop_s": cfg.hop, "model_rate_hz": rate},
     }
     write_json_atomic(out / "report.json", report)
