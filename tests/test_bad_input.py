@@ -112,4 +112,4 @@ def test_export_without_variant_or_run(tmp_path):
 
 def test_model_whose_channels_do_not_match_the_data(exported, two_stream_dataset):
     assert_user_error(run_cli("bench", exported["int8"], "--data", two_stream_dataset, "--runs", "1"),
-                      "do not match those of the model", "emg (8 ch)")
+                      "do not match those of the model", "emg (8 ch, 200 Hz)")

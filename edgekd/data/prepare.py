@@ -73,12 +73,14 @@ def check_dataset_fits(dataset: Dataset, preprocessor: Preprocessor, classes, mo
 
 
 def check_streams_fit(dataset: Dataset, preprocessor: Preprocessor, model: str) -> None:
-    """A UserError unless `dataset` has the streams and channels (names and order) that `model` reads."""
-    model_streams = {s.name: s.channels for s in preprocessor.streams}
-    data_streams = {s.name: s.channels for s in dataset.streams}
+    """A UserError unless `dataset` has the streams, channels (names and order) and sample rates that `model` reads
+    (the model's windows are cut at its own rates)."""
+    model_streams = {s.name: (s.channels, float(s.rate_hz)) for s in preprocessor.streams}
+    data_streams = {s.name: (s.channels, float(s.rate_hz)) for s in dataset.streams}
     if model_streams != data_streams:
         raise UserError(f"{dataset.root / 'dataset.toml'}: streams {_describe(data_streams)} do not match those of "
-                        f"{model} ({_describe(model_streams)}); use a dataset recorded with the same streams and channels")
+                        f"{model} ({_describe(model_streams)}); use a dataset recorded with the same streams, channels "
+                        f"and sample rates")
 
 
 def check_labels_known(dataset: Dataset, indices: list[int], classes, model: str) -> None:
@@ -90,4 +92,4 @@ def check_labels_known(dataset: Dataset, indices: list[int], classes, model: str
 
 
 def _describe(streams: dict) -> str:
-    return ", ".join(f"{name} ({len(ch)} ch)" for name, ch in streams.items())
+    return ", ".join(f"{name} ({len(ch)} ch, {rate:g} Hz)" for name, (ch, rate) in streams.items())

@@ -24,6 +24,7 @@ from edgekd.errors import UserError
 from edgekd.io import check_output, file_mode
 from edgekd.export.convert import INT8_QUANTIZERS, builtin_op_names, convert
 from edgekd.export.metadata_writer import embed_metadata, embed_signed_metadata
+from edgekd.runtime.personalize import RECORD_ROOM
 from edgekd.models.saved import load_model
 from edgekd.runtime.interpreter import TFLiteModel
 from edgekd.runtime.metadata import model_label
@@ -117,7 +118,8 @@ def export_run(run_dir: str | Path, variant: str, out: str | Path, min_agreement
     keras_accuracy = float(np.mean(np.argmax(best.keras_logits, 1) == test_y))
     tflite_accuracy = float(np.mean(np.argmax(best.logits, 1) == test_y))
     final = embed_signed_metadata(best.path.read_bytes(), {**best.metadata, "agreement": best.agreement,
-                                                    "test_accuracy": tflite_accuracy, "keras_test_accuracy": keras_accuracy})
+                                                    "test_accuracy": tflite_accuracy, "keras_test_accuracy": keras_accuracy},
+                                  reserve=RECORD_ROOM)
     best.path.write_bytes(final)
     os.chmod(best.path, file_mode(out))
     os.replace(best.path, out)

@@ -18,17 +18,18 @@ from edgekd.runtime.metadata import (INTEGRITY_KEY, METADATA_NAME, UNSIGNED_DIGE
                                      signed)
 
 
-def embed_metadata(tflite_bytes: bytes, metadata: dict) -> bytes:
+def embed_metadata(tflite_bytes: bytes, metadata: dict, reserve: int = 0) -> bytes:
     """A copy of the .tflite model with `metadata` stored under "edgekd", replacing any earlier one.
 
     `metadata` must be a JSON-serialisable dict. The weights, graph, signatures and the converter's own
-    metadata entries are kept; the returned model runs exactly like the input.
+    metadata entries are kept; the returned model runs exactly like the input. `reserve`: spaces after the JSON
+    (which JSON ignores), room for personalize to rewrite the metadata in place without TensorFlow.
     """
     if not isinstance(metadata, dict):
         raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
     if not is_tflite(tflite_bytes):
         raise ValueError("not a TFLite flatbuffer (no 'TFL3' file identifier at bytes 4..8)")
-    payload = json.dumps(metadata, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    payload = json.dumps(metadata, ensure_ascii=False, allow_nan=False).encode("utf-8") + b" " * reserve
 
     import edgekd._tf  # noqa: F401  (TensorFlow with legacy Keras switched on first)
     from tensorflow.lite.python import schema_py_generated as schema
@@ -62,10 +63,10 @@ def embed_metadata(tflite_bytes: bytes, metadata: dict) -> bytes:
     return out
 
 
-def embed_signed_metadata(tflite_bytes: bytes, metadata: dict) -> bytes:
+def embed_signed_metadata(tflite_bytes: bytes, metadata: dict, reserve: int = 0) -> bytes:
     """embed_metadata, with the checksum of the whole file (runtime/metadata.file_digest) added: bench and stream then
     refuse a file whose graph, weights or metadata were changed afterwards, before the runtime reads it."""
-    placeholder = embed_metadata(tflite_bytes, {**metadata, INTEGRITY_KEY: {"sha256": UNSIGNED_DIGEST}})
+    placeholder = embed_metadata(tflite_bytes, {**metadata, INTEGRITY_KEY: {"sha256": UNSIGNED_DIGEST}}, reserve)
     digest = file_digest(placeholder, UNSIGNED_DIGEST)
     if digest is None:
         raise RuntimeError("cannot sign the model: the digest's placeholder is not in it exactly once")

@@ -167,16 +167,19 @@ class TFLiteModel:
                             f"shape {windows.shape}; window the data as the model was trained")
         return windows
 
-    def _run(self, window: np.ndarray) -> np.ndarray:
-        """One window (T, C) float32 -> logits (K,) float32: reset, quantize, invoke, dequantize."""
-        x = window.reshape(self.input_shape)
+    def quantize_input(self, window: np.ndarray) -> np.ndarray:
+        """One window (T, C) float32 -> the input tensor's shape and type (int8 models: quantized)."""
+        x = np.asarray(window, np.float32).reshape(self.input_shape)
         if self.input_dtype.kind in "iu":
             scale, zero_point = self._input_quant
             info = np.iinfo(self.input_dtype)
             q = np.round(x / scale + zero_point) if scale else np.round(x)
-            x = np.clip(q, info.min, info.max).astype(self.input_dtype)
-        elif x.dtype != self.input_dtype:
-            x = x.astype(self.input_dtype)
+            return np.clip(q, info.min, info.max).astype(self.input_dtype)
+        return x.astype(self.input_dtype, copy=False)
+
+    def _run(self, window: np.ndarray) -> np.ndarray:
+        """One window (T, C) float32 -> logits (K,) float32: reset, quantize, invoke, dequantize."""
+        x = self.quantize_input(window)
         interpreter = self._interpreter
         try:
             interpreter.reset_all_variables()  # the fused LSTM keeps state between invokes

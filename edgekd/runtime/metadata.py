@@ -50,7 +50,7 @@ def read_metadata(tflite_bytes: bytes) -> dict | None:
     return value
 
 
-INTEGRITY_KEY = "integrity"  # {"sha256": file_digest(...)}, written last by export
+INTEGRITY_KEY = "integrity"  # {"sha256": file_digest(...)}, written last by export and personalize
 UNSIGNED_DIGEST = "0" * 64  # stands in for the digest while it is computed
 
 
@@ -78,6 +78,22 @@ def altered(tflite_bytes: bytes, metadata: dict | None) -> bool:
     """True when the metadata carries a checksum that the file no longer matches (files exported before checksums
     carry none and are taken as they are)."""
     return INTEGRITY_KEY in (metadata or {}) and not signed(tflite_bytes, metadata)
+
+
+def metadata_span(tflite_bytes: bytes) -> tuple[int, int]:
+    """(offset, length) in the file of the bytes of edgekd's metadata buffer, for a same-size rewrite in place
+    (runtime/personalize.py); a ModelFormatError when the file has none."""
+    r = _Reader(tflite_bytes)
+    model = r.root()
+    for entry in r.vector_of_tables(model, _MODEL_METADATA):
+        if r.string(entry, _METADATA_NAME) == METADATA_NAME:
+            buffers = r.vector_of_tables(model, _MODEL_BUFFERS)
+            index = r.scalar(entry, _METADATA_BUFFER, "<I", 0)
+            if index < len(buffers):
+                start, length = r._vector(buffers[index], _BUFFER_DATA, 1)
+                if length:
+                    return start, length
+    raise ModelFormatError(f"no {METADATA_NAME!r} metadata buffer")
 
 
 def find_metadata_buffer(tflite_bytes: bytes, name: str) -> bytes | None:
