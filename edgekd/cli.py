@@ -204,8 +204,12 @@ def _load_config(ctx, param, value):
               help="Add the LDA on time-domain features (the classical baseline) to the teachers the KD targets are fused from; --loss kl, students on clean windows.")
 @click.option("--cv", metavar="loso|K", help="Cross-validate over people: leave-one-subject-out (a run per subject in OUT/fold-<subject>/) "
                                           "or K folds of people (OUT/fold-<i>/); per-person table and OUT/cv_report.json (finished folds are reused).")
+@click.option("--workers", type=int, help="With --cv: train this many folds at once as Ray tasks on this machine, one CPU "
+                                         "each (needs `pip install 'edgekd[scale]'`).")
+@click.option("--ray-address", envvar="RAY_ADDRESS", help="With --cv: run the folds on this Ray cluster instead "
+                                                          "(or set RAY_ADDRESS); --out must be on storage every node sees.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def distill(dataset, quiet, **options):
+def distill(dataset, quiet, workers, ray_address, **options):
     """Train teachers on DATASET, distil their ensemble into a student, and write the run folder.
 
     Reports each teacher, the ensemble, the student trained from scratch, and the distilled student
@@ -215,10 +219,13 @@ def distill(dataset, quiet, **options):
     known = {f.name for f in fields(DistillConfig)}
     cfg = DistillConfig(dataset=str(dataset), verbose=0 if quiet else 1,
                         **{k: (str(v) if k == "out" else v) for k, v in options.items() if k in known})
+    typed_address = click.get_current_context().get_parameter_source("ray_address") == click.core.ParameterSource.COMMANDLINE
+    if (workers is not None or typed_address) and not options.get("cv"):
+        raise UserError("--workers and --ray-address run the folds of a cross-validation; add --cv loso or --cv K")
     if options.get("cv"):
         from edgekd.distill.cv import cross_validate, cv_table
 
-        cv_report = cross_validate(cfg, options["cv"])
+        cv_report = cross_validate(cfg, options["cv"], workers=workers, ray_address=ray_address)
         click.echo("\n" + cv_table(cv_report))
         click.echo(f"\nfolds and cv_report.json written to {cfg.out}")
         return

@@ -120,3 +120,31 @@ def test_cv_refuses_a_fold_count_it_cannot_make(two_stream_dataset, tmp_path, va
     args = [a if a != "loso" else value for a in CV_ARGS]
     result = CliRunner().invoke(main, ["distill", str(two_stream_dataset), "--out", str(tmp_path / "cv"), *args])
     assert result.exit_code == 2 and f"--cv {value}: use loso, or a number of folds of people from 2 to the 3 subjects" in result.output
+
+
+def test_cv_folds_on_a_local_ray_match_the_serial_run(cv_run, two_stream_dataset, tiny_preset, tmp_path):
+    """--workers 2 starts a 2-CPU local Ray, trains the 3 folds as tasks (one CPU, one TensorFlow thread each), and
+    gives the same folds, splits and report as the serial run; a rerun resumes from the Ray-trained folds."""
+    pytest.importorskip("ray")
+    serial_out, _ = cv_run
+    out = tmp_path / "ray"
+    args = ["distill", str(two_stream_dataset), "--out", str(out), *CV_ARGS, *tiny_preset, "--workers", "2"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "training 3 folds on Ray, 2 at a time" in result.output and result.output.count(": trained in ") == 3
+    serial, parallel = (json.loads((o / "cv_report.json").read_text()) for o in (serial_out, out))
+    assert [(f["subject"], f["val_on"]) for f in parallel["folds"]] == [(f["subject"], f["val_on"]) for f in serial["folds"]]
+    for a, b in zip(serial["folds"], parallel["folds"]):
+        assert set(a["test_accuracy"]) == set(b["test_accuracy"])
+        # one TensorFlow thread instead of the machine's: the same training up to float rounding
+        assert abs(a["test_accuracy"]["student_kd"] - b["test_accuracy"]["student_kd"]) <= 0.15
+    rerun = CliRunner().invoke(main, args)
+    assert rerun.exit_code == 0 and rerun.output.count("reusing the finished run") == 3 and "on Ray" not in rerun.output
+
+
+def test_workers_need_cv(two_stream_dataset, tmp_path):
+    from tests.test_bad_input import assert_user_error, run_cli
+
+    assert_user_error(run_cli("distill", two_stream_dataset, "--out", tmp_path / "r", "--workers", "2"), "add --cv")
+    assert_user_error(run_cli("distill", two_stream_dataset, "--out", tmp_path / "r", "--cv", "loso", "--workers", "0"),
+                      "--workers 0")

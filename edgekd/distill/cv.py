@@ -62,10 +62,15 @@ def fold_folder(subject: str, index: int) -> str:
     return f"fold-{subject}" if plain else f"fold-{index + 1}"
 
 
-def cross_validate(cfg: DistillConfig, method: str = "loso") -> dict:
+def cross_validate(cfg: DistillConfig, method: str = "loso", workers: int | None = None,
+                   ray_address: str | None = None) -> dict:
+    """`workers` (or `ray_address`): the folds left to train run as Ray tasks (distill/parallel.py), with the same
+    configs and folders as one after another."""
     given = [name for name, v in (("--split", cfg.split), ("--test-on", cfg.test_on), ("--val-on", cfg.val_on)) if v]
     if given:
         raise UserError(f"--cv {method} chooses the held-out subjects itself; drop {', '.join(given)}")
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers {workers}: give the number of folds to train at once, 1 or more")
     cfg.check()
     dataset = load_dataset(cfg.dataset)
     subjects = dataset.subjects
@@ -77,19 +82,11 @@ def cross_validate(cfg: DistillConfig, method: str = "loso") -> dict:
     if out.exists() and (out / "report.json").exists():
         raise UserError(f"{out}: holds a single distill run, not a cross-validation; choose another --out")
 
-    folds, people = [], []
     configs = fold_configs(cfg, subjects, folds_of_people)
-    for i, fold_cfg in enumerate(configs):
-        fold_dir = Path(fold_cfg.out)
-        where = f"fold {i + 1}/{len(configs)} (test on {', '.join(fold_cfg.test_on)}, validate on {', '.join(fold_cfg.val_on)})"
-        if (fold_dir / "report.json").exists():
-            _check_reusable(fold_dir, fold_cfg)
-            print(f"{where}: reusing the finished run in {fold_dir}", flush=True)
-            _, report = load_run(fold_dir)  # a damaged report is refused, not a traceback
-        else:
-            print(f"{where}: training in {fold_dir}", flush=True)
-            report = distill(fold_cfg)
-        fold = {"test_on": fold_cfg.test_on, "run": str(fold_dir), "val_on": fold_cfg.val_on,
+    reports = train_folds(configs, workers, ray_address)
+    folds, people = [], []
+    for i, (fold_cfg, report) in enumerate(zip(configs, reports)):
+        fold = {"test_on": fold_cfg.test_on, "run": fold_cfg.out, "val_on": fold_cfg.val_on,
                 "test_accuracy": fold_accuracies(report["test_accuracy"])}
         folds.append({"subject": fold_cfg.test_on[0], **fold, "val_on": fold_cfg.val_on[0]} if folds_of_people is None else fold)
         people += person_accuracies(report, fold_cfg.test_on, i + 1)
@@ -104,6 +101,37 @@ def cross_validate(cfg: DistillConfig, method: str = "loso") -> dict:
     }
     write_json_atomic(out / "cv_report.json", cv_report)
     return cv_report
+
+
+def train_folds(configs: list[DistillConfig], workers: int | None, ray_address: str | None) -> list[dict]:
+    """Each fold's report: a finished fold's is read back (an interrupted CV resumes), the rest are trained, one after
+    another in this process, or as Ray tasks with `workers` or `ray_address`."""
+    reports: list[dict | None] = [None] * len(configs)
+    where = lambda i: (f"fold {i + 1}/{len(configs)} (test on {', '.join(configs[i].test_on)}, "  # noqa: E731
+                       f"validate on {', '.join(configs[i].val_on)})")
+    for i, fold_cfg in enumerate(configs):
+        fold_dir = Path(fold_cfg.out)
+        if (fold_dir / "report.json").exists():
+            _check_reusable(fold_dir, fold_cfg)
+            print(f"{where(i)}: reusing the finished run in {fold_dir}", flush=True)
+            _, reports[i] = load_run(fold_dir)  # a damaged report is refused, not a traceback
+    left = [i for i, report in enumerate(reports) if report is None]
+    if left and (workers or ray_address):
+        from edgekd.distill.parallel import run_in_parallel
+
+        print(f"training {len(left)} folds on Ray" + (f" at {ray_address}" if ray_address else f", {workers} at a time"),
+              flush=True)
+
+        def done(j: int, report: dict) -> None:
+            reports[left[j]] = report
+            print(f"{where(left[j])}: trained in {configs[left[j]].out}", flush=True)
+
+        run_in_parallel([configs[i] for i in left], workers, ray_address, done)
+    for i in left:
+        if reports[i] is None:
+            print(f"{where(i)}: training in {configs[i].out}", flush=True)
+            reports[i] = distill(configs[i])
+    return reports
 
 
 def fold_accuracies(test_accuracy: dict) -> dict[str, float]:
