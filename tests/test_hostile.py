@@ -358,9 +358,9 @@ def test_a_model_altered_after_export_is_refused_by_bench_and_stream(exported, m
         meta["split"]["test"] = ["0"]  # training data scored as "test"
         altered = embed_metadata(data, meta)
     else:
-        from edgekd.runtime.metadata import _MODEL_BUFFERS, _Reader
+        from edgekd.runtime.metadata import _MODEL_BUFFERS, FlatBufferReader
 
-        reader = _Reader(data)
+        reader = FlatBufferReader(data)
         largest = max((reader.buffer_data(b) for b in reader.vector_of_tables(reader.root(), _MODEL_BUFFERS)), key=len)
         position = data.index(largest) + len(largest) // 2  # a byte in the middle of the largest weight tensor
         altered = data[:position] + bytes([data[position] ^ 0x40]) + data[position + 1:]

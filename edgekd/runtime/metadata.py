@@ -83,7 +83,7 @@ def altered(tflite_bytes: bytes, metadata: dict | None) -> bool:
 def metadata_span(tflite_bytes: bytes) -> tuple[int, int]:
     """(offset, length) in the file of the bytes of edgekd's metadata buffer, for a same-size rewrite in place
     (runtime/personalize.py); a ModelFormatError when the file has none."""
-    r = _Reader(tflite_bytes)
+    r = FlatBufferReader(tflite_bytes)
     model = r.root()
     for entry in r.vector_of_tables(model, _MODEL_METADATA):
         if r.string(entry, _METADATA_NAME) == METADATA_NAME:
@@ -98,7 +98,7 @@ def metadata_span(tflite_bytes: bytes) -> tuple[int, int]:
 
 def find_metadata_buffer(tflite_bytes: bytes, name: str) -> bytes | None:
     """The raw bytes of the buffer of the first Model.metadata entry called `name`, or None."""
-    r = _Reader(tflite_bytes)
+    r = FlatBufferReader(tflite_bytes)
     model = r.root()
     for entry in r.vector_of_tables(model, _MODEL_METADATA):
         if r.string(entry, _METADATA_NAME) == name:
@@ -111,8 +111,9 @@ def find_metadata_buffer(tflite_bytes: bytes, name: str) -> bytes | None:
     return None
 
 
-class _Reader:
-    """Bounds-checked access to the few FlatBuffer constructs the metadata lookup needs."""
+class FlatBufferReader:
+    """Bounds-checked access to the few FlatBuffer constructs edgekd reads: the metadata, and the tensors that
+    runtime/personalize.py rewrites in place."""
 
     def __init__(self, data: bytes):
         if not isinstance(data, (bytes, bytearray, memoryview)):

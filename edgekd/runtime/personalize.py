@@ -1,4 +1,4 @@
-"""A new wearer's own logits layer, fitted on the device from a few seconds of their gestures: numpy and scipy only.
+"""A new wearer's own logits layer, fitted on the device from a few seconds of their gestures: numpy, scipy, LiteRT.
 
 An exported student ends in one fully connected layer, the logits, on the mean of its last convolution over time
 (the embedding). personalize runs the calibration windows through the .tflite model with TFLite's intermediate
@@ -21,15 +21,15 @@ import numpy as np
 
 from edgekd.errors import UserError
 from edgekd.runtime.interpreter import TFLiteModel
-from edgekd.runtime.metadata import (INTEGRITY_KEY, UNSIGNED_DIGEST, ModelFormatError, _Reader, file_digest,
+from edgekd.runtime.metadata import (INTEGRITY_KEY, UNSIGNED_DIGEST, ModelFormatError, FlatBufferReader, file_digest,
                                      metadata_span)
 
 STRENGTH = 1e-2  # the pull toward the shipped weights (benchmarks/personalize.py chose it on validation people)
 RECORD_ROOM = 1024  # bytes export leaves in the metadata for the calibration record (about 500 for 7 classes)
-MIN_WINDOWS_PER_CLASS = 10
+MIN_WINDOWS_PER_CLASS = 10  # about 1.5 s of a gesture at myo22's 0.5 s windows and 0.1 s hop
 # int8: the output scale covers this many times the new logits' range on the calibration windows (a wider range
 # costs resolution: on the test suite's tiny model 1.25 kept 98% of decisions of the float head, 2.0 93%)
-OUTPUT_MARGIN = 1.25  # about 1.5 s of a gesture at myo22's 0.5 s windows and 0.1 s hop
+OUTPUT_MARGIN = 1.25
 _FIX = "re-export it with `edgekd export` (this version leaves room for personalization)"
 
 # TFLite schema field ids (vtable slots) the in-place writer reads.
@@ -247,7 +247,7 @@ class _TensorSpans:
 
     def __init__(self, data: bytearray, path: Path):
         self.data, self.path = data, path
-        self.reader = _Reader(bytes(data))
+        self.reader = FlatBufferReader(bytes(data))
         model = self.reader.root()
         self.tensors = self.reader.vector_of_tables(self.reader.vector_of_tables(model, _MODEL_SUBGRAPHS)[0], _SUBGRAPH_TENSORS)
         self.buffers = self.reader.vector_of_tables(model, _MODEL_BUFFERS)
