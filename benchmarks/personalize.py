@@ -6,8 +6,9 @@
 Each fold run of benchmarks/people.py (5 folds of people, each seed it has records for) trained on none of its
 validation and test people. Its KD student is exported int8 by this version's export. For each of those people,
 calibration is their cycle 0 (1 cycle: 5 s of each of 7 gestures, 35 s) or cycles 0-1 (2 cycles), and the test is
-their other cycles. The pull toward the shipped head (personalize's STRENGTH) is chosen from a grid on the
-validation people only: the best mean over 1 and 2 cycles, one value for every fold. The test people then give:
+their other cycles. The pull toward the shipped head (personalize's STRENGTH) and whether to refit the input
+normalisation to the person too (RENORMALIZE) are chosen from a grid on the validation people only: the best mean over
+1 and 2 cycles, one choice for every fold. The test people then give:
 - the int8 student without calibration;
 - the personalized int8 student: `personalize` itself on the exported file (runtime/personalize.py), then the
   written file run by the runtime, as bench and stream run it;
@@ -39,7 +40,7 @@ PEOPLE_OUT, PEOPLE_RECORDS = HERE / "out" / "people", HERE / "records" / "people
 OUT, RECORD = HERE / "out" / "personalize", HERE / "records" / "personalize.json"
 CYCLES = ("0", "1", "2", "3")
 CALIBRATIONS = {1: ("0",), 2: ("0", "1")}  # cycles of calibration -> which
-GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+GRID = [(renormalize, strength) for renormalize in (False, True) for strength in (1e-4, 1e-3, 1e-2, 1e-1, 1.0)]
 ROWS = (("shipped", "int8 student, no calibration"), ("personal", "personalized int8 student"),
         ("lda", "LDA on the calibration windows alone"), ("finetune", "whole student fine-tuned in TensorFlow (reference)"))
 FINETUNE_EPOCHS, FINETUNE_LR = 30, 1e-3
@@ -53,28 +54,35 @@ def joined(cycles: dict[str, personal.Calibration], chosen) -> tuple[np.ndarray,
     return (np.concatenate([cycles[c].windows for c in chosen]), np.concatenate([cycles[c].labels for c in chosen]))
 
 
+def grid_key(renormalize: bool, strength: float) -> str:
+    return ("renormalized, " if renormalize else "") + f"{strength:g}"
+
+
 def validation_grid(model: TFLiteModel, people: list[str]) -> dict:
-    """person -> cycles -> strength -> accuracy of fit_head on the embeddings (what personalize fits)."""
+    """person -> cycles -> grid_key -> accuracy of fit_head on the embeddings (what personalize fits)."""
     interpreter = personal.inspecting_interpreter(model)
     head = personal.find_head(model, interpreter)
     prior_w, prior_b = personal.shipped_weights(interpreter, head)
     out = {}
     for person in people:
         cycles = person_cycles(model, person)
-        features = {c: personal.embeddings(model, interpreter, head, cycles[c].windows) for c in CYCLES}
         out[person] = {}
         for n, calibration in CALIBRATIONS.items():
             rest = [c for c in CYCLES if c not in calibration]
-            x, y = np.concatenate([features[c] for c in calibration]), np.concatenate([cycles[c].labels for c in calibration])
-            tx, ty = np.concatenate([features[c] for c in rest]), np.concatenate([cycles[c].labels for c in rest])
+            x, y = joined(cycles, calibration)
+            tx, ty = joined(cycles, rest)
             out[person][str(n)] = {}
-            for strength in GRID:
-                w, b = personal.fit_head(x, y, prior_w, prior_b, strength)
-                out[person][str(n)][f"{strength:g}"] = float(np.mean(np.argmax(tx @ w.T + b, 1) == ty))
+            for renormalize in (False, True):
+                offset, scale = personal.personal_normalisation(x) if renormalize else (0.0, 1.0)
+                fx, ftx = (personal.embeddings(model, interpreter, head, ((w - offset) / scale).astype(np.float32))
+                           for w in (x, tx))
+                for strength in sorted({s for r, s in GRID if r == renormalize}):
+                    w, b = personal.fit_head(fx, y, prior_w, prior_b, strength)
+                    out[person][str(n)][grid_key(renormalize, strength)] = float(np.mean(np.argmax(ftx @ w.T + b, 1) == ty))
     return out
 
 
-def test_person(model: TFLiteModel, run: Path, person: str, strength: float) -> dict:
+def test_person(model: TFLiteModel, run: Path, person: str, renormalize: bool, strength: float) -> dict:
     from edgekd.models import classical
 
     cycles = person_cycles(model, person)
@@ -85,7 +93,7 @@ def test_person(model: TFLiteModel, run: Path, person: str, strength: float) -> 
         tx, ty = joined(cycles, rest)
         started = time.perf_counter()
         made = personal.personalize(model, personal.Calibration(x, y, f"{person} cycles {','.join(calibration)}"),
-                                    strength=strength)
+                                    strength=strength, renormalize=renormalize)
         seconds = time.perf_counter() - started
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "personal.tflite"
@@ -142,41 +150,47 @@ def measure(seeds: list[int] | None) -> dict:
     for f in folds:
         grid[f["key"]] = validation_grid(TFLiteModel.load(models[f["key"]].path), f["val_on"])
         print(f"{f['key']}: validation grid on {', '.join(f['val_on'])}", flush=True)
-    strength = choose_strength(grid)
-    print(f"strength {strength:g}, chosen on the validation people", flush=True)
+    renormalize, strength = choose(grid)
+    print(f"{grid_key(renormalize, strength)}, chosen on the validation people", flush=True)
     people = []
     for f in folds:
         model = TFLiteModel.load(models[f["key"]].path)
         for person in f["test_on"]:
             people.append({"seed": f["seed"], "fold": f["fold"], "subject": person,
-                           "cycles": test_person(model, f["run"], person, strength)})
+                           "cycles": test_person(model, f["run"], person, renormalize, strength)})
             row = people[-1]["cycles"]
             print(f"{f['key']} {person}: " + "; ".join(f"{n} cycle(s) " + ", ".join(f"{k} {100 * row[n][k]:.1f}" for k, _ in ROWS)
                                                         for n in row), flush=True)
-    return {"strength": strength, "validation_grid": grid, "people": people,
+    return {"strength": strength, "renormalize": renormalize, "validation_grid": grid, "people": people,
             "files": [{"key": f["key"], "bytes": f["bytes"]} for f in folds], "record_room": personal.RECORD_ROOM,
             "cpu": platform.processor() or platform.machine(), "measured_at": time.strftime("%Y-%m-%d %H:%M")}
 
 
-def choose_strength(grid: dict) -> float:
-    scores = {s: np.mean([acc[f"{s:g}"] for fold in grid.values() for person in fold.values() for acc in person.values()])
-              for s in GRID}
-    return max(GRID, key=lambda s: (scores[s], -s))
+def grid_means(grid: dict) -> dict[tuple[bool, float], float]:
+    return {choice: float(np.mean([acc[grid_key(*choice)] for fold in grid.values() for person in fold.values()
+                                   for acc in person.values()])) for choice in GRID}
+
+
+def choose(grid: dict) -> tuple[bool, float]:
+    """The best mean validation accuracy; at a tie the simpler choice (no renormalisation), then the larger pull."""
+    means = grid_means(grid)
+    return max(GRID, key=lambda choice: (round(means[choice], 4), not choice[0], choice[1]))
 
 
 def markdown(r: dict) -> str:
     people = r["people"]
     by_subject = sorted({p["subject"] for p in people})
     mean_of = lambda n, k: {s: float(np.mean([p["cycles"][n][k] for p in people if p["subject"] == s])) for s in by_subject}  # noqa: E731
-    grid_means = {s: np.mean([acc[f"{s:g}"] for fold in r["validation_grid"].values() for person in fold.values()
-                              for acc in person.values()]) for s in GRID}
+    means = grid_means(r["validation_grid"])
     seeds = sorted({p["seed"] for p in people})
     lines = ["## A new wearer: personalize on myo22's held-out people (`.venv/bin/python benchmarks/personalize.py`)", "",
              f"Fold runs of benchmarks/people.py (seeds {', '.join(map(str, seeds))}; 5 folds of people), each KD student "
              f"exported int8. Calibration: a person's cycle 0 (1 cycle, 35 s) or cycles 0-1 (2 cycles); test: their other "
              f"cycles. {len(by_subject)} test people, averaged over the seeds per person; measured {r['measured_at']} on {r['cpu']}.", "",
-             "Strength of the pull toward the shipped head, on the validation people (mean over 1 and 2 cycles): "
-             + ", ".join(f"{s:g}: {100 * v:.1f}" for s, v in grid_means.items()) + f"; chosen {r['strength']:g}.", "",
+             "Strength of the pull toward the shipped head, without and with the input normalisation refitted to the "
+             "person, on the validation people (mean over 1 and 2 cycles): "
+             + ", ".join(f"{grid_key(*c)}: {100 * v:.1f}" for c, v in means.items())
+             + f"; chosen {grid_key(r['renormalize'], r['strength'])}.", "",
              "| model | 1 cycle: mean ± sd over people | worst person | 2 cycles: mean ± sd | worst person |", "|---|---|---|---|---|"]
     table = {(n, k): mean_of(n, k) for n in ("1", "2") for k, _ in ROWS}
     for k, title in ROWS:

@@ -166,3 +166,26 @@ def test_a_model_that_does_not_end_in_a_logits_layer_is_refused(exported, myo5, 
 
     with pytest.raises(UserError, match="comes from SOFTMAX, not a logits layer"):
         personal.find_head(model, NoHead())
+
+
+def test_renormalizing_gives_the_person_their_own_z_score(exported, myo5, tmp_path):
+    from edgekd.data.dataset import load_dataset
+    from edgekd.data.prepare import recording_windows
+    from edgekd.data.windows import Preprocessor
+    from edgekd.runtime import personalize as personal
+    from edgekd.runtime.interpreter import TFLiteModel
+    from edgekd.runtime.metadata import signed
+
+    shipped = TFLiteModel.load(exported["int8"])
+    calibration = personal.load_calibration(shipped, myo5, {"repetition": ["0", "1"]})
+    made = personal.personalize(shipped, calibration, renormalize=True)
+    out = tmp_path / "renormalized.tflite"
+    out.write_bytes(made.model_bytes)
+    model = TFLiteModel.load(out)
+    assert signed(made.model_bytes, model.metadata) and "own normalisation" in model.metadata["personalized"]["method"]
+    dataset = load_dataset(myo5)
+    indices = [i for i, r in enumerate(dataset.recordings) if r.group("repetition") in ("0", "1")]
+    windows = recording_windows(dataset, indices, Preprocessor.from_dict(model.metadata["preprocessing"])).x
+    flat = windows.reshape(-1, windows.shape[-1])
+    assert np.allclose(flat.mean(0), 0, atol=1e-3) and np.allclose(flat.std(0), 1, atol=1e-3)
+    assert model.metadata["preprocessing"]["mean"] != shipped.metadata["preprocessing"]["mean"]

@@ -25,6 +25,7 @@ from edgekd.runtime.metadata import (INTEGRITY_KEY, UNSIGNED_DIGEST, ModelFormat
                                      metadata_span)
 
 STRENGTH = 1e-2  # the pull toward the shipped weights (benchmarks/personalize.py chose it on validation people)
+RENORMALIZE = False  # refit the per-channel normalisation to the person too (benchmarks/personalize.py decides)
 RECORD_ROOM = 1024  # bytes export leaves in the metadata for the calibration record (about 500 for 7 classes)
 MIN_WINDOWS_PER_CLASS = 10  # about 1.5 s of a gesture at myo22's 0.5 s windows and 0.1 s hop
 # int8: the output scale covers this many times the new logits' range on the calibration windows (a wider range
@@ -176,28 +177,49 @@ def load_calibration(model: TFLiteModel, data: str | Path, where: dict[str, list
 
 
 def personalize(model: TFLiteModel, calibration: Calibration, keep_missing: bool = False,
-                strength: float = STRENGTH) -> Personalized:
-    """The model's bytes with a logits layer fitted to `calibration` (load_calibration's windows of the model)."""
+                strength: float = STRENGTH, renormalize: bool = RENORMALIZE) -> Personalized:
+    """The model's bytes with a logits layer fitted to `calibration` (load_calibration's windows of the model), and
+    with `renormalize` the person's own per-channel offset and scale in place of the training people's."""
     classes = list(model.metadata["classes"])
     interpreter = inspecting_interpreter(model)
     head = find_head(model, interpreter)
     check_calibration(model, calibration, classes, keep_missing)
-    features = embeddings(model, interpreter, head, calibration.windows)
     prior_w, prior_b = shipped_weights(interpreter, head)
-    weights, bias = fit_head(features, calibration.labels, prior_w, prior_b, strength)
+    features = embeddings(model, interpreter, head, calibration.windows)
     shipped = float(np.mean(np.argmax(features @ prior_w.T + prior_b, 1) == calibration.labels))
+    preprocessing = model.metadata["preprocessing"]
+    if renormalize:
+        offset, scale = personal_normalisation(calibration.windows)
+        features = embeddings(model, interpreter, head, ((calibration.windows - offset) / scale).astype(np.float32))
+        preprocessing = renormalised(preprocessing, offset, scale)
+    weights, bias = fit_head(features, calibration.labels, prior_w, prior_b, strength)
     personal = float(np.mean(np.argmax(features @ weights.T + bias, 1) == calibration.labels))
     counts = np.bincount(calibration.labels, minlength=len(classes))
     record = {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "calibration": calibration.source[-200:],
               "windows": {c: int(n) for c, n in zip(classes, counts) if n},
               "kept_shipped": [c for c, n in zip(classes, counts) if not n],
-              "method": f"softmax regression toward the shipped logits layer, strength {strength:g}",
+              "method": f"softmax regression toward the shipped logits layer, strength {strength:g}"
+                        + (", on the person's own normalisation" if renormalize else ""),
               "calibration_accuracy": {"shipped": round(shipped, 4), "personal": round(personal, 4)}}
     data = write_head(model, interpreter, head, weights, bias, features)
     # What export measured (test accuracy, agreement with the Keras student) describes the shipped head, not this one.
     kept = {k: v for k, v in model.metadata.items() if k not in ("test_accuracy", "keras_test_accuracy", "agreement")}
-    data = rewrite_metadata(model.path, data, {**kept, "personalized": record})
+    data = rewrite_metadata(model.path, data, {**kept, "preprocessing": preprocessing, "personalized": record})
     return Personalized(data, record, (shipped, personal))
+
+
+def personal_normalisation(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(offset, scale) per channel of windows already normalised with the shipped statistics: how far the person's
+    signals sit from the training people's (an armband placed a little differently, other skin and muscle)."""
+    flat = windows.reshape(-1, windows.shape[-1]).astype(np.float64)
+    return flat.mean(axis=0), np.maximum(flat.std(axis=0), 1e-3)
+
+
+def renormalised(preprocessing: dict, offset: np.ndarray, scale: np.ndarray) -> dict:
+    """The metadata's preprocessing with (x - mean) / std composed with (z - offset) / scale: one z-score again."""
+    mean, std = np.asarray(preprocessing["mean"], np.float64), np.asarray(preprocessing["std"], np.float64)
+    return {**preprocessing, "mean": [float(np.float32(v)) for v in mean + offset * std],
+            "std": [float(np.float32(v)) for v in std * scale]}
 
 
 def check_calibration(model: TFLiteModel, calibration: Calibration, classes: list[str], keep_missing: bool) -> None:
