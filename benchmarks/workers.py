@@ -1,6 +1,6 @@
 """Folds on Ray: `edgekd distill --cv loso` on a subset of myo22's people, one after another and with --workers.
 
-    .venv/bin/python benchmarks/workers.py      # about 8 minutes on 2 cores; writes the WORKERS section
+    .venv/bin/python benchmarks/workers.py      # about 12 minutes on 2 cores; writes the WORKERS section
 
 PEOPLE people of myo22 (a dataset folder whose recordings.csv lists theirs; the recordings stay where they are),
 leave-one-subject-out, EPOCHS epochs (the ratio of wall times is what is measured, not accuracy). Three runs into
@@ -27,8 +27,8 @@ from edgekd.data.dataset import ALLOW_OUTSIDE_ENV  # noqa: E402
 from results_md import write_section  # noqa: E402
 
 MYO22 = HERE.parents[1] / "shared" / "data" / "myo22"
-PEOPLE = ("female0", "female1", "male0", "male1")
-EPOCHS = 15
+PEOPLE = ("female0", "female1", "female2", "male0", "male1", "male2")
+EPOCHS = 20
 RECORD = HERE / "records" / "workers.json"
 EDGEKD = Path(sys.executable).parent / "edgekd"
 
