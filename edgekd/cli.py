@@ -504,7 +504,7 @@ def _bench_json(r) -> dict:
 def personalize(model, calibration, out, where, keep_missing, force):
     """Fit MODEL's last layer to one person from CALIBRATION, a dataset folder of their recordings (what `edgekd stream
     --record` writes, or part of a bigger dataset with --where). Writes one .tflite, int8 or float32 as MODEL, that
-    bench and stream take like any other. No TensorFlow; seconds on a Raspberry Pi."""
+    bench and stream take like any other. No TensorFlow."""
     from edgekd.data.splits import parse_where
     from edgekd.io import check_output, write_bytes_atomic
     from edgekd.runtime import personalize as personal
