@@ -3,8 +3,7 @@
     .venv/bin/python benchmarks/people.py                          # seeds 0, 1, 2 in turn
     .venv/bin/python benchmarks/people.py --seeds 1 --threads 1    # one seed; run two such side by side on 2 cores
     .venv/bin/python benchmarks/people.py --report-only            # rebuild RESULTS.md's PEOPLE section
-    .venv/bin/python benchmarks/people.py --seeds 2 --train-folds 4,5 --threads 1   # only train those folds, for a
-                                                   # second process beside `--seeds 2` (which reuses them when done)
+    .venv/bin/python benchmarks/people.py --workers 2              # each seed's folds two at a time on a local Ray
 
 myo22 (22 people, real Myo armband sEMG, 7 gestures) in 5 folds of people: each fold tests on 4-5 people it never
 trained on and validates on 3 others, so every person is tested once. Each seed is a whole `edgekd distill --cv 5
@@ -49,13 +48,13 @@ TITLES = dict(MODELS)
 SIZE_LIMIT_BYTES, LATENCY_LIMIT_MS = 32 * 1024, 0.2
 
 
-def measure(seed: int) -> dict:
+def measure(seed: int, workers: int | None = None) -> dict:
     out = OUT / f"seed-{seed}"
     repo = HERE.parent
     command = f"edgekd distill {os.path.relpath(MYO22, repo)} --cv {FOLDS} --seed {seed} --out {os.path.relpath(out, repo)}"
     print(command, flush=True)
     started = time.perf_counter()
-    cv = cross_validate(DistillConfig(dataset=str(MYO22), out=str(out), seed=seed, verbose=0), str(FOLDS))
+    cv = cross_validate(DistillConfig(dataset=str(MYO22), out=str(out), seed=seed, verbose=0), str(FOLDS), workers=workers)
     people, files = [], []
     for number, fold in enumerate(cv["folds"], 1):
         model = export_run(Path(fold["run"]), "int8", out / f"student-int8-fold-{number}.tflite", log=lambda m: None, force=True)
@@ -74,20 +73,6 @@ def measure(seed: int) -> dict:
               "measured_at": time.strftime("%Y-%m-%d %H:%M")}
     write_json_atomic(RECORDS / f"seed-{seed}.json", record)
     return record
-
-
-def train_folds(seed: int, numbers: list[int]) -> None:
-    """Train folds of one seed exactly as cross_validate would (same configs and folders), so it reuses them."""
-    from edgekd.data.dataset import load_dataset
-    from edgekd.distill.cv import fold_configs
-    from edgekd.distill.run import distill
-
-    cfg = DistillConfig(dataset=str(MYO22), out=str(OUT / f"seed-{seed}"), seed=seed, verbose=0)
-    configs = fold_configs(cfg, load_dataset(cfg.dataset).subjects, FOLDS)
-    for number in numbers:
-        if not (Path(configs[number - 1].out) / "report.json").exists():
-            print(f"seed {seed}: training fold {number} in {configs[number - 1].out}", flush=True)
-            distill(configs[number - 1])
 
 
 def _person_accuracy(report: dict, model: str, person: str) -> float:
@@ -167,8 +152,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds, each a whole cross-validation")
     parser.add_argument("--threads", type=int, help="TensorFlow threads (1 for two processes side by side on 2 cores)")
     parser.add_argument("--report-only", action="store_true", help="rebuild the PEOPLE section from the saved records")
-    parser.add_argument("--train-folds", help="comma-separated fold numbers: train only these folds of each seed, "
-                                              "measure nothing (a measuring run of the seed reuses them)")
+    parser.add_argument("--workers", type=int, help="train each seed's folds this many at a time on a local Ray "
+                                                    "(edgekd distill --cv 5 --workers N)")
     args = parser.parse_args()
     if not args.report_only:
         if args.threads:
@@ -177,12 +162,7 @@ def main() -> None:
             tf.config.threading.set_intra_op_parallelism_threads(args.threads)
             tf.config.threading.set_inter_op_parallelism_threads(args.threads)
         for seed in (int(s) for s in args.seeds.split(",")):
-            if args.train_folds:
-                train_folds(seed, [int(f) for f in args.train_folds.split(",")])
-            else:
-                measure(seed)
-        if args.train_folds:
-            return
+            measure(seed, args.workers)
     records = [json.loads(p.read_text()) for p in sorted(RECORDS.glob("seed-*.json"))]
     if not records:
         sys.exit(f"no records in {RECORDS}; run without --report-only first")
