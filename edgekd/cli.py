@@ -575,8 +575,12 @@ def compare(runs, out, json_out, force):
 @click.option("--frame-ms", default=10.0, show_default=True, type=float, help="Samples per frame, in milliseconds of each stream.")
 @click.option("--recordings", callback=_comma_list, help="Recording indices (rows of recordings.csv from 0) in replay order. [default: all]")
 @click.option("--loop", is_flag=True, help="Start over after the last recording, until interrupted.")
+@click.option("--hold", type=float, metavar="SECONDS",
+              help="Play each recording for exactly SECONDS (cut, or repeated from its start) with no pause between: "
+                   "a wearer changing gesture on cue, as `edgekd stream --calibrate` prompts (use --calibrate SECONDS-2, "
+                   "and --recordings one per class in the model's class order).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the fault injection.")
-def simulate(dataset, port, pty, listen, baud, speed, text, faults, frame_ms, recordings, loop, seed):
+def simulate(dataset, port, pty, listen, baud, speed, text, faults, frame_ms, recordings, loop, hold, seed):
     """Replay DATASET's recordings as a wearable would send them: binary frames (firmware_bridge/PROTOCOL.md)
     or text lines, at real-time pace or --speed, with optional fault injection. No TensorFlow."""
     from edgekd.data.dataset import load_dataset
@@ -587,7 +591,7 @@ def simulate(dataset, port, pty, listen, baud, speed, text, faults, frame_ms, re
     except ValueError:
         raise UserError(f"--recordings {','.join(recordings)}: give comma-separated indices, e.g. 0,3,5") from None
     sim = Simulator(load_dataset(dataset), speed=speed, text=text, faults=parse_faults(faults), frame_ms=frame_ms,
-                    recordings=chosen, loop=loop, seed=seed)
+                    recordings=chosen, loop=loop, seed=seed, hold_s=hold)
     with open_link(port, pty, listen, baud) as link:
         click.echo(f"writing to {link.describe()}", err=True)
         if not link.wait_ready(timeout=None):
@@ -612,7 +616,12 @@ def simulate(dataset, port, pty, listen, baud, speed, text, faults, frame_ms, re
 @click.option("--record", type=click.Path(file_okay=False, path_type=Path), help="Folder to write the raw received samples to, as they arrive.")
 @click.option("--max-windows", type=click.IntRange(1), help="Stop after this many decisions.")
 @click.option("--idle-exit", type=float, help="Stop after this many seconds without data.")
-def stream(port, model_path, baud, text, rate, smooth, threshold, jsonl, record, max_windows, idle_exit):
+@click.option("--calibrate", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="First ask for each of the model's classes in turn (a 2 s countdown, then hold it SECONDS), "
+                   "personalize the model on those windows as `edgekd personalize` does, then recognise with the "
+                   "personal model. With --record DIR it is kept as DIR/personal.tflite, the calibration as the dataset "
+                   "DIR/calibration/.")
+def stream(port, model_path, baud, text, rate, smooth, threshold, jsonl, record, max_windows, idle_exit, calibrate):
     """Recognise signs live from a device on PORT: windows cut and normalised exactly as in training,
     LSTM state reset per window. Ctrl-C stops and prints the counters. No TensorFlow."""
     from firmware_bridge.live import LiveSession, run_session, serial_opener
@@ -621,7 +630,9 @@ def stream(port, model_path, baud, text, rate, smooth, threshold, jsonl, record,
     if rate is not None and not text:
         raise UserError("--rate applies to --text mode; binary frames carry their own timing")
     model = TFLiteModel.load(model_path)
-    session = LiveSession(model, text=text, text_rate_hz=rate, smooth=smooth, threshold=threshold, record=record)
+    guided = _guided_calibration(model, calibrate, record, port) if calibrate else {}
+    session = LiveSession(model, text=text, text_rate_hz=rate, smooth=smooth, threshold=threshold, record=record,
+                          **guided)
     interactive = sys.stdout.isatty() and not jsonl
 
     def emit(d):
@@ -641,8 +652,66 @@ def stream(port, model_path, baud, text, rate, smooth, threshold, jsonl, record,
     finally:
         if interactive:
             click.echo()
+        if session.calibration is not None:
+            kept = session.calibration.calibration_set()[1]
+            click.echo(f"calibration not finished ({len(set(kept.tolist()))} of {len(session.classes)} classes held); "
+                       "nothing personalized", err=True)
         counters = session.counters()
         click.echo("counters: " + ", ".join(f"{k}={v}" for k, v in counters.items()), err=True)
+
+
+def _guided_calibration(model, seconds: float, record: Path | None, port: str) -> dict:
+    """LiveSession's calibration and on_calibrated for `stream --calibrate SECONDS`, checked before the device is
+    opened: a model personalize can refit, enough windows per class, and (with --record) a free calibration folder."""
+    import tempfile
+
+    from edgekd.data.windows import Preprocessor
+    from edgekd.io import write_bytes_atomic
+    from edgekd.runtime import personalize as personal
+    from edgekd.runtime.interpreter import TFLiteModel
+    from firmware_bridge.calibrate import GuidedCalibration, write_calibration_dataset
+
+    personal.check_personalizable(model)
+    pre = Preprocessor.from_dict(model.metadata["preprocessing"])
+    per_class = int((seconds - pre.spec.window_s) / pre.spec.hop_s + 1e-9) + 1 if seconds >= pre.spec.window_s else 0
+    if per_class < personal.MIN_WINDOWS_PER_CLASS:
+        least = pre.spec.window_s + (personal.MIN_WINDOWS_PER_CLASS - 1) * pre.spec.hop_s
+        raise UserError(f"--calibrate {seconds:g}: gives {per_class} windows of each class, personalize needs "
+                        f"{personal.MIN_WINDOWS_PER_CLASS}; hold each class at least {least:g} s")
+    as_dataset = len(pre.streams) == 1 and pre.streams[0].rate_hz == pre.spec.model_rate_hz
+    for kept in ("calibration", "personal.tflite"):
+        if record and (Path(record) / kept).exists():
+            raise UserError(f"{Path(record) / kept}: exists; choose another --record folder")
+    classes = list(model.metadata["classes"])
+    interactive = sys.stderr.isatty()
+
+    def say(live: str, plain: str | None) -> None:
+        if interactive:
+            click.echo("\r" + live.ljust(72), nl=False, err=True)
+        elif plain:
+            click.echo(plain, err=True)
+
+    def on_calibrated(windows, labels):
+        if interactive:
+            click.echo(err=True)
+        made = personal.personalize(model, personal.Calibration(windows, labels, f"live calibration on {port}"))
+        shipped, personal_accuracy = made.calibration_accuracy
+        click.echo(f"personalized on {len(labels)} windows: calibration accuracy {shipped:.1%} -> {personal_accuracy:.1%}; "
+                   "recognising with the personal model", err=True)
+        if not record:
+            with tempfile.TemporaryDirectory() as tmp:  # the model is read into memory: the file can go
+                return TFLiteModel.load(write_bytes_atomic(Path(tmp) / "personal.tflite", made.model_bytes))
+        path = write_bytes_atomic(Path(record) / "personal.tflite", made.model_bytes)
+        click.echo(f"wrote {path}", err=True)
+        if as_dataset:
+            write_calibration_dataset(Path(record) / "calibration", windows, labels, pre, classes)
+            click.echo(f"calibration kept as the dataset {Path(record) / 'calibration'}", err=True)
+        else:
+            click.echo(f"calibration not kept as a dataset (the model resamples or stacks its streams); the raw "
+                       f"samples are in {record}", err=True)
+        return TFLiteModel.load(path)
+
+    return {"calibration": GuidedCalibration(classes, seconds, pre.spec.window_s, say), "on_calibrated": on_calibrated}
 
 
 def _stop_on_sigterm(signum, frame):

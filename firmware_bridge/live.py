@@ -226,7 +226,10 @@ class LiveSession:
     """One model listening to one device: feed it bytes as they arrive, get decisions back."""
 
     def __init__(self, model, *, text: bool = False, text_rate_hz: float | None = None, smooth: int = 1,
-                 threshold: float = 0.0, record: Path | None = None, max_fill_s: float = 0.1):
+                 threshold: float = 0.0, record: Path | None = None, max_fill_s: float = 0.1,
+                 calibration=None, on_calibrated=None):
+        """`calibration` (firmware_bridge/calibrate.GuidedCalibration): its windows come first and are not decided;
+        when it is over, on_calibrated(windows, labels) returns the model to go on with."""
         meta = model.metadata
         if not meta or "preprocessing" not in meta:
             raise UserError(f"{model.path}: carries no edgekd metadata (streams, window, normalisation); "
@@ -252,6 +255,7 @@ class LiveSession:
         self.smoother = Smoother(smooth, threshold)
         self.recorder = Recorder(record, pre) if record else None
         self.stats = SessionStats()
+        self.calibration, self.on_calibrated = calibration, on_calibrated
         self._warm_up()
         self._text_samples = 0
         self._segment = None
@@ -292,10 +296,17 @@ class LiveSession:
     def _decide(self, arrival: float) -> list[Decision]:
         decisions = []
         for segment, k, raw in self.timeline.ready_windows():
+            window = self.pre.normalize(raw[np.newaxis])
+            if self.calibration is not None:
+                if self.calibration.take(self.timeline.window_end_s(k), window[0]):
+                    continue
+                self.model = self.on_calibrated(*self.calibration.calibration_set())
+                self.calibration = None
+                self.smoother.reset()
             if segment != self._segment:
                 self._segment = segment
                 self.smoother.reset()
-            probs = self.model.predict_proba(self.pre.normalize(raw[np.newaxis]))[0]
+            probs = self.model.predict_proba(window)[0]
             label, confidence = self.smoother.update(probs)
             decisions.append(Decision(segment, k, round(self.timeline.window_end_s(k), 6), self._last_seq,
                                       None if label is None else self.classes[label], confidence,

@@ -8,6 +8,9 @@ Timing (device time, microseconds, the same clock the frames carry):
   start together at S.
 * Recordings follow one another in the given order with GAP_US (0.5 s) of device time between the end of
   one and the start of the next, with no samples in it: the device clock keeps running, the wearer rests.
+  With `hold_s`, each recording lasts exactly hold_s seconds (cut, or repeated from its start) and the next
+  follows without a gap: one continuous wearing whose gestures change every hold_s seconds, as
+  `edgekd stream --calibrate` prompts them.
   With `loop=True` the whole selection repeats forever (another gap before each repeat); seq numbers and
   device time keep counting up.
 * Each stream is cut into frames of n = max(1, round(frame_ms / 1000 * rate)) samples (capped at what one
@@ -160,7 +163,7 @@ class Simulator:
 
     def __init__(self, dataset, *, speed: float = 1.0, text: bool = False, faults: Faults = Faults(),
                  frame_ms: float = 10.0, recordings: list[int] | None = None, loop: bool = False, seed: int = 0,
-                 start_us: int = 0):
+                 start_us: int = 0, hold_s: float | None = None):
         self.dataset = dataset
         self.streams = tuple(dataset.streams)
         self.speed = _check_speed(speed)
@@ -169,6 +172,10 @@ class Simulator:
         self.loop = bool(loop)
         self.seed = seed
         self.start_us = int(start_us)
+        if hold_s is not None and not (math.isfinite(hold_s) and hold_s > 0):
+            raise UserError(f"--hold {hold_s}: give the seconds each recording lasts, e.g. --hold 7")
+        self.hold_s = hold_s
+        self.gap_us = 0 if hold_s else GAP_US
         if not (math.isfinite(frame_ms) and frame_ms > 0):
             raise UserError(f"--frame-ms {frame_ms}: a frame lasts a positive number of milliseconds, e.g. 10")
         if self.text and len(self.streams) != 1:
@@ -186,13 +193,13 @@ class Simulator:
         slots, start, frames = [], 0, {s.name: 0 for s in self.streams}
         witnesses: dict[str, list[np.ndarray]] = {s.name: [] for s in self.streams}
         for position, index in enumerate(self.selected):
-            signals = self.dataset.load_signals(self.dataset.recordings[index])
+            signals = self._signals(index)
             lengths = {s.name: len(signals[s.name]) for s in self.streams}
             slots.append(_Slot(position, index, start, lengths, dict(frames)))
             for s in self.streams:
                 frames[s.name] += -(-lengths[s.name] // self.frame_samples[s.name])
                 witnesses[s.name].append(_scale_witnesses(signals[s.name]))
-            start += max(sample_offset_us(lengths[s.name], s.rate_hz) for s in self.streams) + GAP_US
+            start += max(sample_offset_us(lengths[s.name], s.rate_hz) for s in self.streams) + self.gap_us
         scales = {} if self.text else {s.name: float(protocol.choose_scale(np.concatenate(witnesses[s.name])))
                                        for s in self.streams}
         return slots, start, frames, scales
@@ -227,10 +234,22 @@ class Simulator:
 
     def _device_values(self, index: int) -> dict[str, np.ndarray]:
         """Recording `index` as the device holds it: int16 counts (binary) or the raw floats (text)."""
-        signals = self.dataset.load_signals(self.dataset.recordings[index])
+        signals = self._signals(index)
         if self.text:
             return signals
         return {s.name: protocol.quantize(signals[s.name], self.scales[s.name]) for s in self.streams}
+
+    def _signals(self, index: int) -> dict[str, np.ndarray]:
+        """Recording `index`'s samples per stream; with hold_s exactly hold_s seconds of them (repeated if shorter)."""
+        signals = self.dataset.load_signals(self.dataset.recordings[index])
+        if not self.hold_s:
+            return signals
+        held = {}
+        for s in self.streams:
+            n = max(1, int(round(self.hold_s * s.rate_hz)))
+            x = signals[s.name]
+            held[s.name] = np.concatenate([x] * -(-n // len(x)))[:n] if len(x) else x
+        return held
 
     def sent_values(self, recording_index: int) -> dict[str, np.ndarray]:
         """Exactly what a decoder reconstructs from recording `recording_index` (an index into

@@ -394,3 +394,17 @@ def test_pty_close_waits_for_a_slow_reader_to_take_everything():
     thread.join(3)
     reader.close()
     assert len(got) == 52
+
+
+def test_hold_plays_each_recording_for_exactly_that_long_without_a_pause(myo5):
+    dataset = load_dataset(myo5)
+    sim = Simulator(dataset, recordings=[0, 1, 2], hold_s=5.5, speed=0)
+    rows = sim.schedule()
+    assert [r["first_sample_us"] for r in rows] == [0, 5_500_000, 11_000_000]  # no gap: one continuous wearing
+    assert all(r["n_samples"] == 1100 for r in rows)  # 5.5 s at 200 Hz, longer than the ~3 s recordings: repeated
+    original = dataset.load_signals(dataset.recordings[0])["emg"]
+    sent = sim.sent_values(0)["emg"]
+    n = len(original)  # 602 samples: the second copy is cut at 1100
+    np.testing.assert_allclose(sent[n:], sent[:len(sent) - n])
+    with pytest.raises(UserError, match="--hold 0"):
+        Simulator(dataset, hold_s=0)

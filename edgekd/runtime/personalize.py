@@ -222,6 +222,21 @@ def renormalised(preprocessing: dict, offset: np.ndarray, scale: np.ndarray) -> 
             "std": [float(np.float32(v)) for v in std * scale]}
 
 
+def check_personalizable(model: TFLiteModel) -> None:
+    """A UserError now, before minutes of calibrating, when personalize could not refit `model`: no edgekd metadata, no
+    plain logits layer, or no room for the record."""
+    meta = model.metadata
+    if not meta or "preprocessing" not in meta or "classes" not in meta:
+        raise UserError(f"{model.path}: carries no edgekd metadata, so its windows and classes are unknown; {_FIX}")
+    find_head(model, inspecting_interpreter(model))
+    try:
+        _, room = metadata_span(model.model_bytes)
+    except ModelFormatError:
+        room = 0
+    if room < len(json.dumps(meta, ensure_ascii=False).encode("utf-8")) + 64:  # files exported before the room: none
+        raise UserError(f"{model.path}: has no room for the calibration record; {_FIX}")
+
+
 def check_calibration(model: TFLiteModel, calibration: Calibration, classes: list[str], keep_missing: bool) -> None:
     counts = np.bincount(calibration.labels, minlength=len(classes))
     missing = [c for c, n in zip(classes, counts) if n == 0]
