@@ -275,6 +275,18 @@ bench_arm() {
     stderr_to bench-host "$HOST_BIN/edgekd" bench "$MODELS/student-fp32.tflite" "$MODELS/student-int8.tflite" \
         --data "$MYO5" --runs 50 --json "$OUT/bench-host.json" >"$OUT/bench-host.txt"
 }
+# `edgekd personalize` is device side too: the int8 student fitted to myo5's repetition 0, on ARM and then on the host;
+# the report's timings table gives both (the ratio is what emulation says about a Pi, not a Pi's own figure).
+personalize_arm() {
+    log "edgekd personalize inside the chroot (emulated), then on the host"
+    timed personalize-arm64 "myo5 repetition 0, int8, emulated" stderr_to personalize-arm64 in_chroot \
+        $VENV/bin/edgekd personalize $WORK/models/student-int8.tflite "$MYO5_ARM" --where repetition=0 \
+        --out $WORK/out/personal-int8-arm64.tflite >"$OUT/personalize-arm64.txt"
+    timed personalize-host "myo5 repetition 0, int8" stderr_to personalize-host "$HOST_BIN/edgekd" personalize \
+        "$MODELS/student-int8.tflite" "$MYO5" --where repetition=0 --out "$OUT/personal-int8-host.tflite" \
+        >"$OUT/personalize-host.txt"
+    cp "$ROOTFS$WORK/out/personal-int8-arm64.tflite" "$OUT/"
+}
 # `edgekd simulate` is part of the device profile too: run it on ARM as a TCP server (it waits for its
 # client, so nothing is lost) and read it from the host with `edgekd stream`: every window of the recording
 # must arrive.
@@ -420,6 +432,7 @@ main() {
     timed arm-checks "aarch64 Python, no tensorflow" check_arm
     timed arm-bench "edgekd bench --runs 50, ARM then host" bench_arm
     timed compare "host vs ARM logits" compare_outputs
+    personalize_arm
     timed arm-simulate "" simulate_arm
     timed stream "host simulator -> pty -> ARM edgekd stream" stream_check
     unmount_all
