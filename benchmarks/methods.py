@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/methods.py --only myo5       # the real-data cases alone (about 25 minutes)
     .venv/bin/python benchmarks/methods.py --run "myo5 test rep 2=PATH/TO/RUN"   # reuse a finished run's teachers
     .venv/bin/python benchmarks/methods.py --only "isl50 synthetic, test subject s5, augmented"   # one case (about 35 minutes)
+    .venv/bin/python benchmarks/methods.py --only myo5 --workers 2   # the students two at a time on a local Ray
 
 For each case, one `edgekd distill` run (spine.py's settings, or --run) provides the teachers. distill/replay.py
 rebuilds the run's windows and the teachers' outputs; each method's student then trains with seeds 0..N-1
@@ -274,8 +275,8 @@ class Sweep:
         return dict(n_classes=self.data.n_classes, temperature=cfg.temperature, epochs=cfg.epochs, batch_size=self._batch_size(),
                     patience=cfg.patience, learning_rate=cfg.learning_rate, verbose=0)
 
-    def student(self, method: str, teachers: str, seed: int, student: str | None = None) -> None:
-        """`student`: a preset other than the run's."""
+    def student(self, method: str, teachers: str, seed: int, student: str | None = None) -> str:
+        """`student`: a preset other than the run's. Returns the line it prints."""
         from edgekd.distill.student import Objective, train_student
         from edgekd.models.build import count_params
         from edgekd.models.presets import load_preset
@@ -313,8 +314,10 @@ class Sweep:
                  "epochs": fitted.epochs_run, "train_s": round(train_s, 1), **self._test(model, branch.float_layers if branch and branch.kept else ())}
         self.record["students"].append(entry)
         self.save()
-        print(f"  {method:<16} teachers {teachers:<9} {cfg.student} seed {seed}: val {entry['val_accuracy']:.3f} test "
-              f"{entry['test_accuracy']:.3f} int8 {entry['int8_test_accuracy']:.3f} ({train_s:.0f} s)", flush=True)
+        line = (f"  {method:<16} teachers {teachers:<9} {cfg.student} seed {seed}: val {entry['val_accuracy']:.3f} test "
+                f"{entry['test_accuracy']:.3f} int8 {entry['int8_test_accuracy']:.3f} ({train_s:.0f} s)")
+        print(line, flush=True)
+        return line
 
     def _batch_size(self) -> int:
         """The run's batch: its --batch-size, or what auto came to (run.json's training block; 32 before it existed)."""
@@ -364,9 +367,11 @@ class Sweep:
                  "system": reports["test"], **self._test(system)}
         self.record["students"].append(entry)
         self.save()
-        print(f"  selector         teachers {teachers:<9} seed {seed}: val {entry['val_accuracy']:.3f} test "
-              f"{entry['test_accuracy']:.3f} int8 {entry['int8_test_accuracy']} students {reports['test']['students']} "
-              f"oracle {reports['test']['oracle']:.3f} ({train_s:.0f} s)", flush=True)
+        line = (f"  selector         teachers {teachers:<9} seed {seed}: val {entry['val_accuracy']:.3f} test "
+                f"{entry['test_accuracy']:.3f} int8 {entry['int8_test_accuracy']} students {reports['test']['students']} "
+                f"oracle {reports['test']['oracle']:.3f} ({train_s:.0f} s)")
+        print(line, flush=True)
+        return line
 
     def _val_log_loss(self, model) -> float:
         """Mean cross-entropy of the model's logits on the validation labels: it ranks students whose validation
@@ -553,6 +558,41 @@ def targets(rec: dict, rows: list[dict]) -> list[str]:
             f"{met(int8 >= classical)}"]
 
 
+def sweep_on_ray(case, run_dir: Path, seeds: int, jobs: list[tuple], workers: int) -> None:
+    """The students of `jobs` ((method, teachers, seed, student)) as tasks of Ray actors, each actor with its own replay
+    of the case (the windows and the teachers' outputs: built once per actor, not per student), one CPU and one
+    TensorFlow thread. Each saves into the case's record as it finishes, as two serial sweeps side by side do
+    (Sweep.save merges under a lock), so an interrupted sweep still resumes."""
+    import os
+
+    import ray
+    from ray.util import ActorPool
+
+    here = Path(__file__).resolve().parent
+    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(here), str(here.parent)])}})
+
+    @ray.remote(num_cpus=1)
+    class SweepWorker:
+        def __init__(self):
+            from edgekd._tf import tf
+
+            tf.config.threading.set_intra_op_parallelism_threads(1)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+            self.sweep = Sweep(case, run_dir, seeds)
+
+        def student(self, method, teachers, seed, student):
+            return self.sweep.student(method, teachers, seed, student)
+
+    print(f"  {len(jobs)} students on Ray, {workers} at a time", flush=True)
+    try:
+        pool = ActorPool([SweepWorker.remote() for _ in range(min(workers, len(jobs)))])
+        for line in pool.map_unordered(lambda worker, job: worker.student.remote(*job), jobs):
+            print(line, flush=True)
+    finally:
+        ray.shutdown()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="the case of this name, else the cases whose name starts with this")
@@ -560,6 +600,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="student seeds per method (0..N-1); the record keeps every seed swept")
     parser.add_argument("--methods", help="comma-separated: of the case's methods (CASE_METHODS, OTHER_STUDENTS) only these")
     parser.add_argument("--report-only", action="store_true", help="rebuild the section from saved numbers")
+    parser.add_argument("--workers", type=int, help="train the students of the run's own teachers N at a time on a local "
+                                                    "Ray (`pip install 'edgekd[scale]'`), each worker with its own replay")
     args = parser.parse_args()
     given = dict(item.split("=", 1) for item in args.run)
     unknown = [m for m in (args.methods or "").split(",") if args.methods and m not in METHODS]
@@ -579,10 +621,15 @@ def main() -> None:
             # --methods filters the other students' methods too
             jobs = [(None, m) for m in CASE_METHODS[case.name] if m in methods] + \
                 [(student, m) for student, listed in OTHER_STUDENTS.get(case.name, {}).items() for m in listed if m in methods]
-            for seed in sweep.seeds:  # seed-major: an interrupted sweep still has every method at some seeds
-                for student, method in jobs:
-                    if not sweep.done(method, "bootstrap", seed, student):
-                        sweep.student(method, "bootstrap", seed, student)
+            # seed-major: an interrupted sweep still has every method at some seeds
+            pending = [(method, "bootstrap", seed, student) for seed in sweep.seeds for student, method in jobs
+                       if not sweep.done(method, "bootstrap", seed, student)]
+            if args.workers and pending:
+                sweep_on_ray(case, sweep.run_dir, args.seeds, pending, args.workers)
+                sweep.record = json.loads(sweep.record_path.read_text())  # what the workers saved
+            else:
+                for job in pending:
+                    sweep.student(*job)
             for source in OTHER_TEACHERS.get(case.name, []) if not args.methods else []:
                 if all(sweep.done("mean kl", source, seed) for seed in sweep.seeds):
                     continue
