@@ -75,3 +75,34 @@ def test_calibrate_refuses_too_short_a_hold_and_a_model_it_cannot_personalize(ex
     old = tmp_path / "old.tflite"
     old.write_bytes(embed_signed_metadata(data, {k: v for k, v in read_metadata(data).items() if k != "integrity"}))
     assert_user_error(run_cli("stream", "--port", "loop://", "--model", old, "--calibrate", "5"), "no room")
+
+
+def test_calibration_over_a_pty_then_the_personal_model_decides(exported, myo5):
+    """The same path over a pseudo-terminal, in process: the session's model after calibration is the personal one."""
+    import threading
+
+    import serial
+
+    from edgekd.cli import _guided_calibration
+    from firmware_bridge.live import LiveSession, run_session
+    from firmware_bridge.simulator import Simulator, open_link
+
+    model = TFLiteModel.load(exported["int8"])
+    dataset = load_dataset(myo5)
+    order = [next(i for i, r in enumerate(dataset.recordings) if r.label == c and r.group("repetition") == rep)
+             for rep in ("0", "2") for c in model.metadata["classes"]]
+    seconds = 3.5
+    sim = Simulator(dataset, speed=20, recordings=order, hold_s=READY_S + seconds)
+    link = open_link(pty=True)
+    reader = serial.serial_for_url(link.describe(), timeout=0)  # open before the device starts sending
+    session = LiveSession(model, **_guided_calibration(model, seconds, None, link.describe()))
+    replay = threading.Thread(target=sim.run, args=(link.write,))
+    replay.start()
+    decisions = []
+    try:
+        run_session(session, lambda first: reader, decisions.append, idle_exit_s=1.0, log=lambda m: None)
+    finally:
+        replay.join(30)
+        link.close()
+    assert session.calibration is None and "personalized" in session.model.metadata
+    assert len(decisions) > 20 and min(d.end_time_s for d in decisions) > 5 * (READY_S + seconds)
