@@ -171,6 +171,15 @@ class FlatBufferReader:
                                    f"{vec} runs past the end of the {len(self.data)}-byte file")
         return start, length
 
+    def vector(self, table: int, field_id: int, elem_size: int) -> tuple[int, int]:
+        """(offset of the first element, length) of a vector field; (0, 0) when absent."""
+        return self._vector(table, field_id, elem_size)
+
+    def subtable(self, table: int, field_id: int) -> int | None:
+        """The table a field points at, or None when the field is absent."""
+        pos = self._field(table, field_id)
+        return self._table(self._indirect(pos)) if pos else None
+
     def vector_of_tables(self, table: int, field_id: int) -> list[int]:
         start, length = self._vector(table, field_id, 4)
         return [self._table(self._indirect(start + 4 * i)) for i in range(length)]

@@ -163,9 +163,7 @@ def load_calibration(model: TFLiteModel, data: str | Path, where: dict[str, list
     from edgekd.data.splits import select_recordings
     from edgekd.data.windows import Preprocessor
 
-    meta = model.metadata
-    if not meta or "preprocessing" not in meta or "classes" not in meta:
-        raise UserError(f"{model.path}: carries no edgekd metadata, so its windows and classes are unknown; {_FIX}")
+    meta = _require_metadata(model)
     dataset = load_dataset(data)
     preprocessor = Preprocessor.from_dict(meta["preprocessing"])
     check_streams_fit(dataset, preprocessor, f"the model {model.path}")
@@ -225,9 +223,7 @@ def renormalised(preprocessing: dict, offset: np.ndarray, scale: np.ndarray) -> 
 def check_personalizable(model: TFLiteModel) -> None:
     """A UserError now, before minutes of calibrating, when personalize could not refit `model`: no edgekd metadata, no
     plain logits layer, or no room for the record."""
-    meta = model.metadata
-    if not meta or "preprocessing" not in meta or "classes" not in meta:
-        raise UserError(f"{model.path}: carries no edgekd metadata, so its windows and classes are unknown; {_FIX}")
+    meta = _require_metadata(model)
     find_head(model, inspecting_interpreter(model))
     try:
         _, room = metadata_span(model.model_bytes)
@@ -235,6 +231,13 @@ def check_personalizable(model: TFLiteModel) -> None:
         room = 0
     if room < len(json.dumps(meta, ensure_ascii=False).encode("utf-8")) + 64:  # files exported before the room: none
         raise UserError(f"{model.path}: has no room for the calibration record; {_FIX}")
+
+
+def _require_metadata(model: TFLiteModel) -> dict:
+    meta = model.metadata
+    if not meta or "preprocessing" not in meta or "classes" not in meta:
+        raise UserError(f"{model.path}: carries no edgekd metadata, so its windows and classes are unknown; {_FIX}")
+    return meta
 
 
 def check_calibration(model: TFLiteModel, calibration: Calibration, classes: list[str], keep_missing: bool) -> None:
@@ -295,11 +298,11 @@ class _TensorSpans:
             users = sum(self.reader.scalar(t, _TENSOR_BUFFER, "<I", 0) == buffer for t in self.tensors)
             if not buffer or users != 1:
                 raise UserError(f"{self.path}: its logits weights are not a tensor of their own; {_FIX}")
-            return self.reader._vector(self.buffers[buffer], _BUFFER_DATA, 1)
-        quantization = self.reader._field(self.tensors[index], _TENSOR_QUANTIZATION)
-        if not quantization:
+            return self.reader.vector(self.buffers[buffer], _BUFFER_DATA, 1)
+        quantization = self.reader.subtable(self.tensors[index], _TENSOR_QUANTIZATION)
+        if quantization is None:
             raise UserError(f"{self.path}: its logits layer carries no quantization parameters; {_FIX}")
-        return self.reader._vector(self.reader._table(self.reader._indirect(quantization)), field_id, elem_size)
+        return self.reader.vector(quantization, field_id, elem_size)
 
     def count(self, index: int, field_id: int) -> int:
         return self._span(index, field_id, 4)[1]
