@@ -28,8 +28,8 @@ STRENGTH = 1e-2  # the pull toward the shipped weights (benchmarks/personalize.p
 RENORMALIZE = False  # refit the per-channel normalisation to the person too (benchmarks/personalize.py decides)
 RECORD_ROOM = 1024  # bytes export leaves in the metadata for the calibration record (about 500 for 7 classes)
 MIN_WINDOWS_PER_CLASS = 10  # about 1.5 s of a gesture at myo22's 0.5 s windows and 0.1 s hop
-# int8: the output scale covers this many times the new logits' range on the calibration windows (a wider range
-# costs resolution: on the test suite's tiny model 1.25 kept 98% of decisions of the float head, 2.0 93%)
+# int8: the output scale covers this many times the new logits' range on the calibration windows; a wider range costs
+# resolution (tests/test_personalize.py checks the written file decides as the fitted float head does)
 OUTPUT_MARGIN = 1.25
 _FIX = "re-export it with `edgekd export` (this version leaves room for personalization)"
 
