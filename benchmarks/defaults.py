@@ -15,6 +15,7 @@ students side by side (`--threads 1` each: two one-thread processes train about 
 Defaults are chosen on the validation people only: the highest mean validation accuracy over people. Test
 accuracies are recorded beside them and never used to choose.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,6 +30,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from results_md import write_section  # noqa: E402
+
 from edgekd.data.dataset import load_dataset  # noqa: E402
 from edgekd.data.prepare import prepare_windows  # noqa: E402
 from edgekd.data.splits import split_recordings  # noqa: E402
@@ -36,7 +39,6 @@ from edgekd.data.windows import WindowSpec  # noqa: E402
 from edgekd.distill.cv import fold_configs  # noqa: E402
 from edgekd.distill.run import DistillConfig, test_groups  # noqa: E402
 from edgekd.io import write_json_atomic  # noqa: E402
-from results_md import write_section  # noqa: E402
 
 MYO22 = HERE.parents[1] / "shared" / "data" / "myo22"
 FOLDS = 5
@@ -48,26 +50,57 @@ PRESETS = HERE / "presets"  # architectures that exist only to be compared here
 @dataclass(frozen=True)
 class TeacherSet:
     """How a fold's teachers train: distill options (DistillConfig fields) over the defaults of this sweep."""
+
     description: str
     options: dict = field(default_factory=dict)
 
 
 # The sweep's common ground: what distill used before issue 19 except the batch (256, with the learning rate
 # unchanged: the 32-window batch cost 3 s per student epoch on 25k windows, 256 costs 0.7 s).
-BASE = dict(teacher="conv-teacher", teachers=3, teachers_from="bootstrap", batch_size=256, learning_rate=2e-3, epochs=60,
-            patience=12, window=0.5, hop=0.1, temperature=4.0, alpha=0.3)
+BASE = dict(
+    teacher="conv-teacher",
+    teachers=3,
+    teachers_from="bootstrap",
+    batch_size=256,
+    learning_rate=2e-3,
+    epochs=60,
+    patience=12,
+    window=0.5,
+    hop=0.1,
+    temperature=4.0,
+    alpha=0.3,
+)
 TEACHER_SETS = {
     "drop": TeacherSet("conv-teacher (input-channel dropout 0.3), bootstrap resamples"),
-    "drop seeds": TeacherSet("conv-teacher, every teacher on all windows from its own seed", {"teachers_from": "seeds"}),
-    "drop gain noise": TeacherSet("conv-teacher trained on windows with random gain (0.2) and noise (0.1), bootstrap",
-                                  {"augment_gain": 0.2, "augment_noise": 0.1, "augment_teachers": True}),
-    "drop long": TeacherSet("conv-teacher, up to 150 epochs with patience 30, bootstrap", {"epochs": 150, "patience": 30}),
-    "no drop": TeacherSet("conv-teacher without input-channel dropout, bootstrap", {"teacher": str(PRESETS / "conv-teacher-nodrop.toml")}),
-    "wide": TeacherSet("a conv-teacher of 128 filters, input-channel dropout 0.3, bootstrap", {"teacher": str(PRESETS / "conv-teacher-wide.toml")}),
-    "wide gain noise": TeacherSet("a conv-teacher of 128 filters, input-channel dropout 0.3, on windows with random gain (0.2) and "
-                                  "noise (0.1), bootstrap, up to 100 epochs with patience 20",
-                                  {"teacher": str(PRESETS / "conv-teacher-wide.toml"), "augment_gain": 0.2, "augment_noise": 0.1,
-                                   "augment_teachers": True, "epochs": 100, "patience": 20}),
+    "drop seeds": TeacherSet(
+        "conv-teacher, every teacher on all windows from its own seed", {"teachers_from": "seeds"}
+    ),
+    "drop gain noise": TeacherSet(
+        "conv-teacher trained on windows with random gain (0.2) and noise (0.1), bootstrap",
+        {"augment_gain": 0.2, "augment_noise": 0.1, "augment_teachers": True},
+    ),
+    "drop long": TeacherSet(
+        "conv-teacher, up to 150 epochs with patience 30, bootstrap", {"epochs": 150, "patience": 30}
+    ),
+    "no drop": TeacherSet(
+        "conv-teacher without input-channel dropout, bootstrap", {"teacher": str(PRESETS / "conv-teacher-nodrop.toml")}
+    ),
+    "wide": TeacherSet(
+        "a conv-teacher of 128 filters, input-channel dropout 0.3, bootstrap",
+        {"teacher": str(PRESETS / "conv-teacher-wide.toml")},
+    ),
+    "wide gain noise": TeacherSet(
+        "a conv-teacher of 128 filters, input-channel dropout 0.3, on windows with random gain (0.2) and "
+        "noise (0.1), bootstrap, up to 100 epochs with patience 20",
+        {
+            "teacher": str(PRESETS / "conv-teacher-wide.toml"),
+            "augment_gain": 0.2,
+            "augment_noise": 0.1,
+            "augment_teachers": True,
+            "epochs": 100,
+            "patience": 20,
+        },
+    ),
 }
 
 
@@ -75,10 +108,13 @@ TEACHER_SETS = {
 class Student:
     """One way to train the student: `alpha` 1 is scratch (labels only); `clean_targets_under_dropout` reproduces the
     defect of issue 19 (precomputed clean-window targets while the student's own first layer drops input channels)."""
+
     description: str
     preset: str = "edge-conv"
     alpha: float = 0.3
-    options: dict = field(default_factory=dict)  # DistillConfig fields: temperature, batch_size, epochs, augment_*, mixup
+    options: dict = field(
+        default_factory=dict
+    )  # DistillConfig fields: temperature, batch_size, epochs, augment_*, mixup
     clean_targets_under_dropout: bool = False
 
 
@@ -87,35 +123,63 @@ STUDENTS = {
     "scratch": Student("edge-conv on labels", alpha=1.0),
     "scratch dropout": Student("edge-conv with input-channel dropout 0.3 on labels", DROPPING, alpha=1.0),
     "kd": Student("edge-conv by KD, T=4 alpha=0.3, targets precomputed"),
-    "kd dropout before the fix": Student("edge-conv with input-channel dropout, KD targets precomputed on clean windows",
-                                          DROPPING, clean_targets_under_dropout=True),
+    "kd dropout before the fix": Student(
+        "edge-conv with input-channel dropout, KD targets precomputed on clean windows",
+        DROPPING,
+        clean_targets_under_dropout=True,
+    ),
     "kd dropout": Student("edge-conv with input-channel dropout, KD targets computed on the dropped windows", DROPPING),
     "kd T=2": Student("KD at T=2", options={"temperature": 2.0}),
     "kd T=8": Student("KD at T=8", options={"temperature": 8.0}),
     "kd alpha=0.1": Student("KD, alpha 0.1", alpha=0.1),
     "kd alpha=0.5": Student("KD, alpha 0.5", alpha=0.5),
     "kd long": Student("KD, up to 150 epochs with patience 30", options={"epochs": 150, "patience": 30}),
-    "scratch long": Student("labels, up to 150 epochs with patience 30", alpha=1.0, options={"epochs": 150, "patience": 30}),
+    "scratch long": Student(
+        "labels, up to 150 epochs with patience 30", alpha=1.0, options={"epochs": 150, "patience": 30}
+    ),
     "kd batch 32": Student("KD, batch 32", options={"batch_size": 32}),
     "scratch batch 32": Student("labels, batch 32", alpha=1.0, options={"batch_size": 32}),
-    "kd gain noise": Student("KD on windows with random gain 0.2 and noise 0.1 (targets in the step)",
-                             options={"augment_gain": 0.2, "augment_noise": 0.1}),
-    "scratch gain noise": Student("labels, windows with random gain 0.2 and noise 0.1", alpha=1.0,
-                                  options={"augment_gain": 0.2, "augment_noise": 0.1}),
-    "kd gain noise alpha=0.5": Student("KD, alpha 0.5, windows with random gain 0.2 and noise 0.1 (targets in the step)",
-                                       alpha=0.5, options={"augment_gain": 0.2, "augment_noise": 0.1}),
-    "kd gain 0.3 noise 0.2": Student("KD on windows with random gain 0.3 and noise 0.2 (targets in the step)",
-                                     options={"augment_gain": 0.3, "augment_noise": 0.2}),
-    "scratch gain 0.3 noise 0.2": Student("labels, windows with random gain 0.3 and noise 0.2", alpha=1.0,
-                                          options={"augment_gain": 0.3, "augment_noise": 0.2}),
-    "kd gain noise mixup": Student("KD on windows with random gain 0.2 and noise 0.1, mixed pairwise (mixup 0.4; targets in the step)",
-                                   options={"augment_gain": 0.2, "augment_noise": 0.1, "mixup": 0.4}),
-    "scratch gain noise mixup": Student("labels, windows with random gain 0.2 and noise 0.1, mixed pairwise (mixup 0.4)", alpha=1.0,
-                                        options={"augment_gain": 0.2, "augment_noise": 0.1, "mixup": 0.4}),
-    "kd gain noise long": Student("KD on windows with random gain 0.2 and noise 0.1, up to 150 epochs with patience 30",
-                                  options={"augment_gain": 0.2, "augment_noise": 0.1, "epochs": 150, "patience": 30}),
-    "scratch gain noise long": Student("labels, windows with random gain 0.2 and noise 0.1, up to 150 epochs, patience 30",
-                                       alpha=1.0, options={"augment_gain": 0.2, "augment_noise": 0.1, "epochs": 150, "patience": 30}),
+    "kd gain noise": Student(
+        "KD on windows with random gain 0.2 and noise 0.1 (targets in the step)",
+        options={"augment_gain": 0.2, "augment_noise": 0.1},
+    ),
+    "scratch gain noise": Student(
+        "labels, windows with random gain 0.2 and noise 0.1",
+        alpha=1.0,
+        options={"augment_gain": 0.2, "augment_noise": 0.1},
+    ),
+    "kd gain noise alpha=0.5": Student(
+        "KD, alpha 0.5, windows with random gain 0.2 and noise 0.1 (targets in the step)",
+        alpha=0.5,
+        options={"augment_gain": 0.2, "augment_noise": 0.1},
+    ),
+    "kd gain 0.3 noise 0.2": Student(
+        "KD on windows with random gain 0.3 and noise 0.2 (targets in the step)",
+        options={"augment_gain": 0.3, "augment_noise": 0.2},
+    ),
+    "scratch gain 0.3 noise 0.2": Student(
+        "labels, windows with random gain 0.3 and noise 0.2",
+        alpha=1.0,
+        options={"augment_gain": 0.3, "augment_noise": 0.2},
+    ),
+    "kd gain noise mixup": Student(
+        "KD on windows with random gain 0.2 and noise 0.1, mixed pairwise (mixup 0.4; targets in the step)",
+        options={"augment_gain": 0.2, "augment_noise": 0.1, "mixup": 0.4},
+    ),
+    "scratch gain noise mixup": Student(
+        "labels, windows with random gain 0.2 and noise 0.1, mixed pairwise (mixup 0.4)",
+        alpha=1.0,
+        options={"augment_gain": 0.2, "augment_noise": 0.1, "mixup": 0.4},
+    ),
+    "kd gain noise long": Student(
+        "KD on windows with random gain 0.2 and noise 0.1, up to 150 epochs with patience 30",
+        options={"augment_gain": 0.2, "augment_noise": 0.1, "epochs": 150, "patience": 30},
+    ),
+    "scratch gain noise long": Student(
+        "labels, windows with random gain 0.2 and noise 0.1, up to 150 epochs, patience 30",
+        alpha=1.0,
+        options={"augment_gain": 0.2, "augment_noise": 0.1, "epochs": 150, "patience": 30},
+    ),
 }
 
 
@@ -135,9 +199,20 @@ def folds() -> list[Fold]:
     made = []
     for i, cfg in enumerate(fold_configs(DistillConfig(dataset=str(MYO22), out=""), dataset.subjects, FOLDS), 1):
         split = split_recordings(dataset, "subject", cfg.test_on, cfg.val_on)
-        preprocessor, parts = prepare_windows(dataset, split, WindowSpec(max(s.rate_hz for s in dataset.streams), BASE["window"], BASE["hop"]))
-        made.append(Fold(i, cfg.test_on, cfg.val_on, parts, {p: test_groups(dataset, "subject", w) for p, w in parts.items()},
-                         len(dataset.classes), preprocessor.streams))
+        preprocessor, parts = prepare_windows(
+            dataset, split, WindowSpec(max(s.rate_hz for s in dataset.streams), BASE["window"], BASE["hop"])
+        )
+        made.append(
+            Fold(
+                i,
+                cfg.test_on,
+                cfg.val_on,
+                parts,
+                {p: test_groups(dataset, "subject", w) for p, w in parts.items()},
+                len(dataset.classes),
+                preprocessor.streams,
+            )
+        )
     return made
 
 
@@ -146,16 +221,25 @@ def config(options: dict) -> DistillConfig:
 
 
 def fit_args(cfg: DistillConfig, n_classes: int) -> dict:
-    return dict(n_classes=n_classes, temperature=cfg.temperature, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                patience=cfg.patience, learning_rate=cfg.learning_rate, schedule=cfg.lr_schedule, verbose=0, kd_term="kl")
+    return dict(
+        n_classes=n_classes,
+        temperature=cfg.temperature,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        patience=cfg.patience,
+        learning_rate=cfg.learning_rate,
+        schedule=cfg.lr_schedule,
+        verbose=0,
+        kd_term="kl",
+    )
 
 
 def teachers_of(name: str, fold: Fold) -> list:
     """The fold's teachers of this set: trained through distill's teacher strategies once, then loaded."""
     from edgekd._tf import keras
     from edgekd.distill.augment import Augmentation
-    from edgekd.distill.teachers import STRATEGIES, TeacherJob
     from edgekd.distill.replay import RunTeacher
+    from edgekd.distill.teachers import STRATEGIES, TeacherJob
     from edgekd.models.presets import load_preset
 
     folder = OUT / "teachers" / name.replace(" ", "-") / f"fold-{fold.number}"
@@ -164,15 +248,30 @@ def teachers_of(name: str, fold: Fold) -> list:
     if not all(f.exists() for f in files):
         started = time.perf_counter()
         train, val = fold.parts["train"], fold.parts["val"]
-        job = TeacherJob(cfg, load_preset(cfg.teacher), train, val, fold.n_classes, train.x.shape[1], train.x.shape[2], fold.streams,
-                         fit_args(cfg, fold.n_classes), log=lambda m: None,
-                         augmentation=Augmentation(cfg.augment_gain, cfg.augment_noise) if cfg.augment_teachers else None)
+        job = TeacherJob(
+            cfg,
+            load_preset(cfg.teacher),
+            train,
+            val,
+            fold.n_classes,
+            train.x.shape[1],
+            train.x.shape[2],
+            fold.streams,
+            fit_args(cfg, fold.n_classes),
+            log=lambda m: None,
+            augmentation=Augmentation(cfg.augment_gain, cfg.augment_noise) if cfg.augment_teachers else None,
+        )
         ensemble = STRATEGIES[cfg.teachers_from](job)
         folder.mkdir(parents=True, exist_ok=True)
         for teacher, path in zip(ensemble.teachers, files):
             teacher.model.save(path, include_optimizer=False)
-        write_json_atomic(folder / "fits.json", {"epochs": [t.fit.epochs_run for t in ensemble.teachers],
-                                                 "seconds": round(time.perf_counter() - started, 1)})
+        write_json_atomic(
+            folder / "fits.json",
+            {
+                "epochs": [t.fit.epochs_run for t in ensemble.teachers],
+                "seconds": round(time.perf_counter() - started, 1),
+            },
+        )
     return [RunTeacher(keras.models.load_model(f, compile=False), None) for f in files]
 
 
@@ -192,7 +291,10 @@ def train_variant(student: Student, fold: Fold, teachers: list, seed: int) -> di
     logits = {p: [predict_logits(t.model, fold.parts[p].x) for t in teachers] for p in ("train", "val")}
     targets = distillation_targets(logits, val.y, "mean", "kl", cfg.temperature)
     one_hot = np.eye(fold.n_classes, dtype=np.float32)
-    packed = {p: pack_targets(fold.parts[p].y, targets[p] if student.alpha < 1 else one_hot[fold.parts[p].y]) for p in ("train", "val")}
+    packed = {
+        p: pack_targets(fold.parts[p].y, targets[p] if student.alpha < 1 else one_hot[fold.parts[p].y])
+        for p in ("train", "val")
+    }
     args = fit_args(cfg, fold.n_classes)
     started = time.perf_counter()
     if student.clean_targets_under_dropout:  # before the fix: the dropout layer stays inside the student
@@ -200,19 +302,43 @@ def train_variant(student: Student, fold: Fold, teachers: list, seed: int) -> di
         fitted = fit(model, train.x, packed["train"], val.x, packed["val"], alpha=student.alpha, seed=seed, **args)
     else:
         online = online_teachers(teachers, "mean", "kl", cfg.temperature, teacher_accuracies(logits["val"], val.y))
-        model, fitted = train_student(load_preset(student.preset), train.x.shape[1], train.x.shape[2], fold.n_classes, train.x,
-                                      packed["train"], val.x, packed["val"], objective=Objective(), alpha=student.alpha, seed=seed,
-                                      name="student", fit_args=args, augmentation=Augmentation(cfg.augment_gain, cfg.augment_noise),
-                                      mixup=cfg.mixup, online=online)
+        model, fitted = train_student(
+            load_preset(student.preset),
+            train.x.shape[1],
+            train.x.shape[2],
+            fold.n_classes,
+            train.x,
+            packed["train"],
+            val.x,
+            packed["val"],
+            objective=Objective(),
+            alpha=student.alpha,
+            seed=seed,
+            name="student",
+            fit_args=args,
+            augmentation=Augmentation(cfg.augment_gain, cfg.augment_noise),
+            mixup=cfg.mixup,
+            online=online,
+        )
     seconds = time.perf_counter() - started
-    decided = {p: np.argmax(predict_logits(model, w.x), axis=1) for p, w in (("train", train), ("val", val), ("test", test))}
+    decided = {
+        p: np.argmax(predict_logits(model, w.x), axis=1) for p, w in (("train", train), ("val", val), ("test", test))
+    }
     ensemble_train = np.argmax(np.mean([softmax(z) for z in logits["train"]], axis=0), axis=1)
-    per_person = lambda p: {s: float(np.mean(decided[p][fold.groups[p] == s] == fold.parts[p].y[fold.groups[p] == s]))  # noqa: E731
-                            for s in sorted(set(fold.groups[p].tolist()))}
-    return {"fold": fold.number, "seed": seed, "val": per_person("val"), "test": per_person("test"),
-            "train_accuracy": float(np.mean(decided["train"] == train.y)),
-            "train_agreement_with_ensemble": float(np.mean(decided["train"] == ensemble_train)),
-            "epochs": fitted.epochs_run, "seconds": round(seconds, 1)}
+    per_person = lambda p: {
+        s: float(np.mean(decided[p][fold.groups[p] == s] == fold.parts[p].y[fold.groups[p] == s]))  # noqa: E731
+        for s in sorted(set(fold.groups[p].tolist()))
+    }
+    return {
+        "fold": fold.number,
+        "seed": seed,
+        "val": per_person("val"),
+        "test": per_person("test"),
+        "train_accuracy": float(np.mean(decided["train"] == train.y)),
+        "train_agreement_with_ensemble": float(np.mean(decided["train"] == ensemble_train)),
+        "epochs": fitted.epochs_run,
+        "seconds": round(seconds, 1),
+    }
 
 
 def teacher_record(name: str, fold: Fold, teachers: list) -> dict:
@@ -224,17 +350,29 @@ def teacher_record(name: str, fold: Fold, teachers: list) -> dict:
     for p in ("val", "test"):
         w, groups = fold.parts[p], fold.groups[p]
         probabilities = [softmax(predict_logits(t.model, w.x)) for t in teachers]
-        models = {**{f"teacher {i + 1}": z for i, z in enumerate(probabilities)}, "ensemble": np.mean(probabilities, axis=0)}
-        entry[p] = {m: {s: float(np.mean(np.argmax(z[groups == s], 1) == w.y[groups == s])) for s in sorted(set(groups.tolist()))}
-                    for m, z in models.items()}
+        models = {
+            **{f"teacher {i + 1}": z for i, z in enumerate(probabilities)},
+            "ensemble": np.mean(probabilities, axis=0),
+        }
+        entry[p] = {
+            m: {
+                s: float(np.mean(np.argmax(z[groups == s], 1) == w.y[groups == s]))
+                for s in sorted(set(groups.tolist()))
+            }
+            for m, z in models.items()
+        }
     return entry
 
 
 def record_path(teacher_set: str, student: str) -> Path:
-    return RECORDS / teacher_set.replace(" ", "-") / f"{student.replace(' ', '-').replace('=', '').replace(',', '')}.json"
+    return (
+        RECORDS / teacher_set.replace(" ", "-") / f"{student.replace(' ', '-').replace('=', '').replace(',', '')}.json"
+    )
 
 
-def update_record(path: Path, fresh: dict, entry: dict | None = None, key=("fold", "seed"), field: str = "runs") -> dict:
+def update_record(
+    path: Path, fresh: dict, entry: dict | None = None, key=("fold", "seed"), field: str = "runs"
+) -> dict:
     """Add `entry` to the record at `path` (created from `fresh`) under a lock, re-reading the file first: processes
     working side by side on other folds or seeds of the same record add to it rather than overwrite each other."""
     import fcntl
@@ -253,26 +391,43 @@ def update_record(path: Path, fresh: dict, entry: dict | None = None, key=("fold
 def run(teacher_set: str, students: list[str], seeds: list[int], fold_numbers: list[int]) -> None:
     all_folds = [f for f in folds() if f.number in fold_numbers]
     teachers_file = record_path(teacher_set, "teachers")
-    fresh_teachers = {"teacher_set": teacher_set, "description": TEACHER_SETS[teacher_set].description,
-                      "options": {**BASE, **TEACHER_SETS[teacher_set].options}, "folds": []}
+    fresh_teachers = {
+        "teacher_set": teacher_set,
+        "description": TEACHER_SETS[teacher_set].description,
+        "options": {**BASE, **TEACHER_SETS[teacher_set].options},
+        "folds": [],
+    }
     for fold in all_folds:
         teachers = teachers_of(teacher_set, fold)
         if fold.number not in [f["fold"] for f in update_record(teachers_file, fresh_teachers, field="folds")["folds"]]:
-            update_record(teachers_file, fresh_teachers, teacher_record(teacher_set, fold, teachers), key=("fold",), field="folds")
+            update_record(
+                teachers_file, fresh_teachers, teacher_record(teacher_set, fold, teachers), key=("fold",), field="folds"
+            )
         for name in students:
             path = record_path(teacher_set, name)
-            fresh = {"teacher_set": teacher_set, "student": name, "description": STUDENTS[name].description,
-                     "preset": STUDENTS[name].preset, "alpha": STUDENTS[name].alpha, "options": STUDENTS[name].options, "runs": []}
+            fresh = {
+                "teacher_set": teacher_set,
+                "student": name,
+                "description": STUDENTS[name].description,
+                "preset": STUDENTS[name].preset,
+                "alpha": STUDENTS[name].alpha,
+                "options": STUDENTS[name].options,
+                "runs": [],
+            }
             for seed in seeds:
                 if any(r["fold"] == fold.number and r["seed"] == seed for r in update_record(path, fresh)["runs"]):
                     continue
                 entry = train_variant(STUDENTS[name], fold, teachers, seed)
                 update_record(path, fresh, entry)
-                print(f"{teacher_set} / {name} fold {fold.number} seed {seed}: val {np.mean(list(entry['val'].values())):.3f} "
-                      f"test {np.mean(list(entry['test'].values())):.3f} ({entry['seconds']:.0f} s)", flush=True)
+                print(
+                    f"{teacher_set} / {name} fold {fold.number} seed {seed}: val {np.mean(list(entry['val'].values())):.3f} "
+                    f"test {np.mean(list(entry['test'].values())):.3f} ({entry['seconds']:.0f} s)",
+                    flush=True,
+                )
 
 
 # ---- report -------------------------------------------------------------------------------------------
+
 
 def person_mean(runs: list[dict], part: str) -> tuple[float, float, int]:
     """(mean over people, sd over seeds of that mean, seeds): each seed's mean over every person of every fold."""
@@ -282,12 +437,16 @@ def person_mean(runs: list[dict], part: str) -> tuple[float, float, int]:
 
 
 def markdown() -> str:
-    lines = ["## Choosing the defaults on real people (`.venv/bin/python benchmarks/defaults.py`)", "",
-             f"myo22 (22 people, real Myo sEMG) in the {FOLDS} folds of `edgekd distill --cv {FOLDS}`: each fold tests on "
-             "4-5 people and validates on 3 others. Accuracies are means over the people (each person's own accuracy, then "
-             "the mean); ± is the sd over student seeds of that mean. Choices are made on validation only; test is shown "
-             "beside it and chose nothing. train / agree: the student's accuracy on its own training windows and its "
-             "agreement there with the ensemble.", ""]
+    lines = [
+        "## Choosing the defaults on real people (`.venv/bin/python benchmarks/defaults.py`)",
+        "",
+        f"myo22 (22 people, real Myo sEMG) in the {FOLDS} folds of `edgekd distill --cv {FOLDS}`: each fold tests on "
+        "4-5 people and validates on 3 others. Accuracies are means over the people (each person's own accuracy, then "
+        "the mean); ± is the sd over student seeds of that mean. Choices are made on validation only; test is shown "
+        "beside it and chose nothing. train / agree: the student's accuracy on its own training windows and its "
+        "agreement there with the ensemble.",
+        "",
+    ]
     for set_dir in sorted(p for p in RECORDS.iterdir() if p.is_dir()) if RECORDS.exists() else []:
         teachers_file = set_dir / "teachers.json"
         if not teachers_file.exists():
@@ -299,8 +458,13 @@ def markdown() -> str:
         names = [m for m in t["folds"][0]["val"]]
         lines += ["| model | validation | test |", "|---|---|---|"]
         lines += [f"| {m} | {100 * mean('val', m):.1f} | {100 * mean('test', m):.1f} |" for m in names]
-        lines += ["", f"Folds {', '.join(map(str, complete))}.", "", "| student | seeds | validation | test | train | agree | epochs | s per student |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"Folds {', '.join(map(str, complete))}.",
+            "",
+            "| student | seeds | validation | test | train | agree | epochs | s per student |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         rows = []
         for path in sorted(set_dir.glob("*.json")):
             if path.name == "teachers.json":
@@ -311,10 +475,15 @@ def markdown() -> str:
                 continue  # a variant not yet run on every fold of the set is left out rather than compared unfairly
             val, val_sd, n = person_mean(runs, "val")
             test, test_sd, _ = person_mean(runs, "test")
-            rows.append((val, f"| {rec['student']} ({rec['description']}) | {n} | {100 * val:.1f} ± {100 * val_sd:.1f} | "
-                              f"{100 * test:.1f} ± {100 * test_sd:.1f} | {100 * np.mean([r['train_accuracy'] for r in runs]):.1f} | "
-                              f"{100 * np.mean([r['train_agreement_with_ensemble'] for r in runs]):.1f} | "
-                              f"{np.mean([r['epochs'] for r in runs]):.0f} | {np.mean([r['seconds'] for r in runs]):.0f} |"))
+            rows.append(
+                (
+                    val,
+                    f"| {rec['student']} ({rec['description']}) | {n} | {100 * val:.1f} ± {100 * val_sd:.1f} | "
+                    f"{100 * test:.1f} ± {100 * test_sd:.1f} | {100 * np.mean([r['train_accuracy'] for r in runs]):.1f} | "
+                    f"{100 * np.mean([r['train_agreement_with_ensemble'] for r in runs]):.1f} | "
+                    f"{np.mean([r['epochs'] for r in runs]):.0f} | {np.mean([r['seconds'] for r in runs]):.0f} |",
+                )
+            )
         lines += [row for _, row in sorted(rows, key=lambda r: -r[0])] + [""]
     return "\n".join(lines)
 
@@ -324,7 +493,9 @@ def main() -> None:
     parser.add_argument("--teachers", default="drop", help=f"teacher set: one of {', '.join(TEACHER_SETS)}")
     parser.add_argument("--students", default="", help=f"comma-separated: of {', '.join(STUDENTS)}")
     parser.add_argument("--seeds", default="0", help="comma-separated student seeds")
-    parser.add_argument("--folds", default=",".join(str(i) for i in range(1, FOLDS + 1)), help="comma-separated fold numbers")
+    parser.add_argument(
+        "--folds", default=",".join(str(i) for i in range(1, FOLDS + 1)), help="comma-separated fold numbers"
+    )
     parser.add_argument("--threads", type=int, help="TensorFlow threads (1 for processes side by side)")
     parser.add_argument("--report-only", action="store_true", help="rebuild the DEFAULTS section from the records")
     args = parser.parse_args()
@@ -336,8 +507,12 @@ def main() -> None:
 
             tf.config.threading.set_intra_op_parallelism_threads(args.threads)
             tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-        run(args.teachers, [s for s in args.students.split(",") if s], [int(s) for s in args.seeds.split(",")],
-            [int(f) for f in args.folds.split(",")])
+        run(
+            args.teachers,
+            [s for s in args.students.split(",") if s],
+            [int(s) for s in args.seeds.split(",")],
+            [int(f) for f in args.folds.split(",")],
+        )
     text = markdown()
     write_section("DEFAULTS", text)
     print(text)

@@ -10,6 +10,7 @@ repeat the QAT export over --qat-seeds fine-tuning seeds (default 3; `--rows qat
 check issue 4's targets. Writes the FRONTIER section of benchmarks/RESULTS.md, the raw numbers to
 benchmarks/out/frontier/<case>.json and a plot per case to benchmarks/figures/.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results_md import write_section
 from spine import OUT, _slug, cases, run_for  # noqa: F401  (sys.path set up by spine)
 
 from edgekd.compress.apply import CompressionOptions
@@ -26,17 +28,23 @@ from edgekd.export.export import export_run
 from edgekd.io import write_json_atomic
 from edgekd.runtime import frontier
 from edgekd.runtime.bench import bench_model
-from results_md import write_section
 
 HERE = Path(__file__).resolve().parent
 FIGURES = HERE / "figures"
 CASE_NAMES = ("myo5 test rep 2", "isl50 synthetic, test subject s5")
 # (variant, compression): every row of the frontier.
 EXPORTS = [
-    ("float32", {}), ("float16", {}), ("dynamic", {}), ("int8", {}),
+    ("float32", {}),
+    ("float16", {}),
+    ("dynamic", {}),
+    ("int8", {}),
     ("int8", {"qat": True}),
-    ("int8", {"prune": 0.5}), ("int8", {"prune": 0.5, "qat": True}), ("int8", {"prune": 0.75}), ("int8", {"prune": 0.9}),
-    ("int8", {"prune": 0.5, "cluster": 16}), ("int8", {"prune": 0.5, "cluster": 8}),
+    ("int8", {"prune": 0.5}),
+    ("int8", {"prune": 0.5, "qat": True}),
+    ("int8", {"prune": 0.75}),
+    ("int8", {"prune": 0.9}),
+    ("int8", {"prune": 0.5, "cluster": 16}),
+    ("int8", {"prune": 0.5, "cluster": 8}),
     ("float32", {"prune": 0.5}),
     ("float32", {"low_rank": 1.0}),  # int8 would repeat the same rank search: only worth it if this one passes
 ]
@@ -47,7 +55,9 @@ def file_label(variant: str, compression: dict) -> str:
     return "+".join([variant] + [tags.get(k, lambda v: k.replace("_", ""))(v) for k, v in compression.items()])
 
 
-def export_all(run: Path, folder: Path, dataset: str, rows: list[str] | None, saved_failures: list[dict]) -> tuple[list, list[dict]]:
+def export_all(
+    run: Path, folder: Path, dataset: str, rows: list[str] | None, saved_failures: list[dict]
+) -> tuple[list, list[dict]]:
     """Export the chosen rows (all by default), then bench every model in `folder` together: one bench run."""
     failures = [f for f in saved_failures if rows is not None and f["label"] not in rows]
     for variant, compression in EXPORTS:
@@ -56,8 +66,14 @@ def export_all(run: Path, folder: Path, dataset: str, rows: list[str] | None, sa
             continue
         print(f"\n== {label}", flush=True)
         try:
-            export_run(run, variant, folder / f"{label}.tflite", compression=CompressionOptions(**compression),
-                       log=lambda m: print(m, flush=True), force=True)
+            export_run(
+                run,
+                variant,
+                folder / f"{label}.tflite",
+                compression=CompressionOptions(**compression),
+                log=lambda m: print(m, flush=True),
+                force=True,
+            )
         except UserError as e:  # e.g. no rank within the low-rank budget: that is a measurement too
             print(f"not exported: {e.message}", flush=True)
             (folder / f"{label}.tflite").unlink(missing_ok=True)
@@ -79,22 +95,55 @@ def qat_repeats(run: Path, folder: Path, seeds: int) -> list[dict]:
     repeats = []
     for seed in range(seeds):
         print(f"\n== int8+qat, fine-tuning seed {seed}", flush=True)
-        result = export_run(run, "int8", folder / f"int8+qat-seed{seed}.tflite", compression=CompressionOptions(qat=True, seed=seed),
-                            log=lambda m: print(m, flush=True), force=True)
+        result = export_run(
+            run,
+            "int8",
+            folder / f"int8+qat-seed{seed}.tflite",
+            compression=CompressionOptions(qat=True, seed=seed),
+            log=lambda m: print(m, flush=True),
+            force=True,
+        )
         qat = result.compression.get("qat") or {}
-        repeats.append({"seed": seed, "kept": "qat" if qat else "post-training", "test_accuracy": result.tflite_accuracy,
-                        "qat_val_accuracy": qat.get("val_accuracy"), "post_training_val_accuracy": qat.get("post_training_val_accuracy")})
+        repeats.append(
+            {
+                "seed": seed,
+                "kept": "qat" if qat else "post-training",
+                "test_accuracy": result.tflite_accuracy,
+                "qat_val_accuracy": qat.get("val_accuracy"),
+                "post_training_val_accuracy": qat.get("post_training_val_accuracy"),
+            }
+        )
         result.path.unlink()
     return repeats
 
 
 def case_record(case, run: Path, results, failures) -> dict:
-    rows = [{"label": r.label, "file": Path(r.model).stem, "accuracy": r.accuracy, "agreement_with_float": r.agreement_with_float,
-             "bytes": r.bytes, "gzip_bytes": r.gzip_bytes, "p50_ms": r.latency_ms["p50"], "p99_ms": r.latency_ms["p99"],
-             "peak_rss_kb": r.peak_rss_kb, "pareto": r.pareto, "compression": r.compression} for r in results]
+    rows = [
+        {
+            "label": r.label,
+            "file": Path(r.model).stem,
+            "accuracy": r.accuracy,
+            "agreement_with_float": r.agreement_with_float,
+            "bytes": r.bytes,
+            "gzip_bytes": r.gzip_bytes,
+            "p50_ms": r.latency_ms["p50"],
+            "p99_ms": r.latency_ms["p99"],
+            "peak_rss_kb": r.peak_rss_kb,
+            "pareto": r.pareto,
+            "compression": r.compression,
+        }
+        for r in results
+    ]
     report = json.loads((run / "report.json").read_text())
-    return {"case": case.name, "run": str(run), "rows": rows, "failures": failures, "runtime": results[0].runtime,
-            "keras_student_accuracy": report["test_accuracy"]["student_kd"], "measured_at": time.strftime("%Y-%m-%d %H:%M")}
+    return {
+        "case": case.name,
+        "run": str(run),
+        "rows": rows,
+        "failures": failures,
+        "runtime": results[0].runtime,
+        "keras_student_accuracy": report["test_accuracy"]["student_kd"],
+        "measured_at": time.strftime("%Y-%m-%d %H:%M"),
+    }
 
 
 def int8_weight_bytes(path: Path) -> bytes:
@@ -103,8 +152,11 @@ def int8_weight_bytes(path: Path) -> bytes:
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(path.read_bytes()))
     int8 = 9  # schema TensorType.INT8
-    return b"".join(bytes(model.buffers[t.buffer].data) for t in model.subgraphs[0].tensors
-                    if t.type == int8 and model.buffers[t.buffer].data is not None)
+    return b"".join(
+        bytes(model.buffers[t.buffer].data)
+        for t in model.subgraphs[0].tensors
+        if t.type == int8 and model.buffers[t.buffer].data is not None
+    )
 
 
 def gzip_size(data: bytes) -> int:
@@ -121,22 +173,32 @@ def targets(record: dict) -> list[str]:
         d = 100 * (i8["accuracy"] - f32["accuracy"])
         out.append(f"int8 within 1 point of the float student: {d:+.1f} points ({'met' if d >= -1 else 'NOT met'})")
     # Every pruned post-training int8 row of EXPORTS, clustered or not, by sparsity (QAT rows answer the QAT target).
-    rows = sorted(((v, c) for v, c in EXPORTS if v == "int8" and "prune" in c and not c.get("qat")), key=lambda r: r[1]["prune"])
+    rows = sorted(
+        ((v, c) for v, c in EXPORTS if v == "int8" and "prune" in c and not c.get("qat")), key=lambda r: r[1]["prune"]
+    )
     for pruned in [file_label(v, c) for v, c in rows]:
         p = by.get(pruned)
         if p and i8:
             ratio, d = p["gzip_bytes"] / i8["gzip_bytes"], 100 * (p["accuracy"] - i8["accuracy"])
             verdict = "met" if ratio <= 0.6 and d >= -1 else "NOT met"
             tag = "" if "prune50" in pruned else " (the target is set for 50%)"
-            out.append(f"{pruned}: gzip {ratio:.0%} of unpruned int8, accuracy {d:+.1f} points; target ≤ 60% and ≥ −1 "
-                       f"point: {verdict}{tag}")
+            out.append(
+                f"{pruned}: gzip {ratio:.0%} of unpruned int8, accuracy {d:+.1f} points; target ≤ 60% and ≥ −1 "
+                f"point: {verdict}{tag}"
+            )
             models = OUT / "frontier" / _slug(record["case"]) / "models"
-            if pruned == "int8+prune50" and (models / "int8.tflite").exists() and (models / f"{pruned}.tflite").exists():
+            if (
+                pruned == "int8+prune50"
+                and (models / "int8.tflite").exists()
+                and (models / f"{pruned}.tflite").exists()
+            ):
                 dense, sparse = (int8_weight_bytes(models / f"{name}.tflite") for name in ("int8", pruned))
                 rest = i8["gzip_bytes"] - gzip_size(dense)
-                out.append(f"  why: the int8 weights alone ({len(dense):,} bytes) gzip to {gzip_size(dense):,} bytes dense and "
-                           f"{gzip_size(sparse):,} at 50% zeros ({gzip_size(sparse) / gzip_size(dense):.0%}); the rest of the "
-                           f"file, about {rest:,} gzip bytes, does not shrink")
+                out.append(
+                    f"  why: the int8 weights alone ({len(dense):,} bytes) gzip to {gzip_size(dense):,} bytes dense and "
+                    f"{gzip_size(sparse):,} at 50% zeros ({gzip_size(sparse) / gzip_size(dense):.0%}); the rest of the "
+                    f"file, about {rest:,} gzip bytes, does not shrink"
+                )
     q = by.get("int8+qat")
     if q and i8:
         d = 100 * (q["accuracy"] - i8["accuracy"])
@@ -145,37 +207,53 @@ def targets(record: dict) -> list[str]:
         if repeats:
             diffs = [100 * (r["test_accuracy"] - i8["accuracy"]) for r in repeats]
             each = ", ".join(f"seed {r['seed']} {d:+.1f} ({r['kept']} kept)" for r, d in zip(repeats, diffs))
-            out.append(f"  over {len(repeats)} fine-tuning seeds (`--qat-seeds`), the exported --qat int8 against PTQ: {each}; "
-                       f"mean {np.mean(diffs):+.1f} ({'met' if np.mean(diffs) >= 0 else 'NOT met'} on the mean)")
+            out.append(
+                f"  over {len(repeats)} fine-tuning seeds (`--qat-seeds`), the exported --qat int8 against PTQ: {each}; "
+                f"mean {np.mean(diffs):+.1f} ({'met' if np.mean(diffs) >= 0 else 'NOT met'} on the mean)"
+            )
     return out
 
 
 def markdown(records: list[dict]) -> str:
-    lines = ["## Compression frontier (`.venv/bin/python benchmarks/frontier.py`)", "",
-             "One distilled student per case, every export of it benched on the held-out windows (`edgekd bench`",
-             "with `--data`): accuracy, agreement with the float32 export, bytes, gzip -9 bytes, p50/p99 of one-window",
-             "latency (1 thread), peak RSS the model adds to the runtime. `*` = Pareto-optimal on accuracy, gzip bytes",
-             "and p50. Compressed variants are fine-tuned 10 epochs with the run's KD loss (seed 0, one run each:",
-             "differences of a point or two are within fine-tuning noise).", ""]
+    lines = [
+        "## Compression frontier (`.venv/bin/python benchmarks/frontier.py`)",
+        "",
+        "One distilled student per case, every export of it benched on the held-out windows (`edgekd bench`",
+        "with `--data`): accuracy, agreement with the float32 export, bytes, gzip -9 bytes, p50/p99 of one-window",
+        "latency (1 thread), peak RSS the model adds to the runtime. `*` = Pareto-optimal on accuracy, gzip bytes",
+        "and p50. Compressed variants are fine-tuned 10 epochs with the run's KD loss (seed 0, one run each:",
+        "differences of a point or two are within fine-tuning noise).",
+        "",
+    ]
     for rec in records:
         run = Path(rec["run"])
         run = run.relative_to(HERE.parent) if run.is_relative_to(HERE.parent) else run
-        reuse = "" if run == (OUT / "frontier" / _slug(rec["case"]) / "run").relative_to(HERE.parent) else f' --run "{rec["case"]}={run}"'
-        lines += [f"### {rec['case']}", "",
-                  f"Command: `.venv/bin/python benchmarks/frontier.py --only {rec['case'].split()[0]}{reuse}`"
-                  + (" (a reused run is the spine benchmark's run of the same case). " if reuse else ". ")
-                  + f"Run `{run}`, "
-                  f"Keras student {100 * rec['keras_student_accuracy']:.1f}%; {rec['runtime']}; measured {rec['measured_at']}. "
-                  f"Plot: `benchmarks/figures/frontier-{_slug(rec['case'])}.png`.", "",
-                  "| model | accuracy % | agreement % | bytes | gzip | p50 ms | p99 ms | peak KB | pareto |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        reuse = (
+            ""
+            if run == (OUT / "frontier" / _slug(rec["case"]) / "run").relative_to(HERE.parent)
+            else f' --run "{rec["case"]}={run}"'
+        )
+        lines += [
+            f"### {rec['case']}",
+            "",
+            f"Command: `.venv/bin/python benchmarks/frontier.py --only {rec['case'].split()[0]}{reuse}`"
+            + (" (a reused run is the spine benchmark's run of the same case). " if reuse else ". ")
+            + f"Run `{run}`, "
+            f"Keras student {100 * rec['keras_student_accuracy']:.1f}%; {rec['runtime']}; measured {rec['measured_at']}. "
+            f"Plot: `benchmarks/figures/frontier-{_slug(rec['case'])}.png`.",
+            "",
+            "| model | accuracy % | agreement % | bytes | gzip | p50 ms | p99 ms | peak KB | pareto |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in rec["rows"]:
             agreement = "-" if r["agreement_with_float"] is None else f"{100 * r['agreement_with_float']:.1f}"
             peak = "-" if r["peak_rss_kb"] is None else f"{r['peak_rss_kb']:,}"
             qat_declined = "qat" in r.get("file", "") and "qat" not in r["label"]
             name = f"{r['file']} (post-training kept: {r['label']})" if qat_declined else r["label"]
-            lines.append(f"| {name} | {100 * r['accuracy']:.1f} | {agreement} | {r['bytes']:,} | {r['gzip_bytes']:,} | "
-                         f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {peak} | {'*' if r['pareto'] else ''} |")
+            lines.append(
+                f"| {name} | {100 * r['accuracy']:.1f} | {agreement} | {r['bytes']:,} | {r['gzip_bytes']:,} | "
+                f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {peak} | {'*' if r['pareto'] else ''} |"
+            )
         for f in rec["failures"]:
             lines.append(f"\n{f['label']}: not exported: {f['why']}")
         lines += ["", "Targets (issue 4):", ""]
@@ -187,10 +265,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="cases whose name starts with this")
     parser.add_argument("--run", action="append", default=[], help="CASE=RUN_DIR: reuse a finished run for a case")
-    parser.add_argument("--rows", help="re-export only these comma-separated rows (e.g. int8+qat,int8+prune50); "
-                                       "every model of the case is benched again; qat-seeds (alone: nothing re-benched) "
-                                       "repeats the QAT export over --qat-seeds fine-tuning seeds")
-    parser.add_argument("--qat-seeds", type=int, default=3, help="repeat `export --qat --int8` with this many fine-tuning seeds")
+    parser.add_argument(
+        "--rows",
+        help="re-export only these comma-separated rows (e.g. int8+qat,int8+prune50); "
+        "every model of the case is benched again; qat-seeds (alone: nothing re-benched) "
+        "repeats the QAT export over --qat-seeds fine-tuning seeds",
+    )
+    parser.add_argument(
+        "--qat-seeds", type=int, default=3, help="repeat `export --qat --int8` with this many fine-tuning seeds"
+    )
     parser.add_argument("--report-only", action="store_true", help="rebuild the section from saved numbers")
     args = parser.parse_args()
     given = dict(item.split("=", 1) for item in args.run)
@@ -212,7 +295,11 @@ def main() -> None:
             if args.qat_seeds and (rows is None or "qat-seeds" in rows):
                 old["qat_seeds"] = qat_repeats(run, models, args.qat_seeds)
             write_json_atomic(record_path, old)
-    records = [json.loads((saved / f"{_slug(n)}.json").read_text()) for n in CASE_NAMES if (saved / f"{_slug(n)}.json").exists()]
+    records = [
+        json.loads((saved / f"{_slug(n)}.json").read_text())
+        for n in CASE_NAMES
+        if (saved / f"{_slug(n)}.json").exists()
+    ]
     write_section("FRONTIER", markdown(records))
     print(markdown(records))
 

@@ -15,6 +15,7 @@ edgekd's one-line UserError, and nothing may hang):
   runtime module first tries in a child process of its own);
 - metadata: an exported model whose edgekd metadata gets one random edit, checked against its export checksum.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,9 +30,10 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from results_md import write_section  # noqa: E402
+
 from edgekd.errors import UserError  # noqa: E402
 from firmware_bridge.protocol import SYNC, FrameDecoder, encode_frame  # noqa: E402
-from results_md import write_section  # noqa: E402
 
 RECORD = HERE / "records" / "fuzz.json"
 
@@ -40,7 +42,15 @@ def frames(rng, n: int) -> list[bytes]:
     out = []
     for i in range(n):
         channels = int(rng.integers(1, 9))
-        out.append(encode_frame(int(rng.integers(0, 3)), i, i * 10_000, rng.integers(-3000, 3000, (int(rng.integers(1, 12)), channels)), 1.0))
+        out.append(
+            encode_frame(
+                int(rng.integers(0, 3)),
+                i,
+                i * 10_000,
+                rng.integers(-3000, 3000, (int(rng.integers(1, 12)), channels)),
+                1.0,
+            )
+        )
     return out
 
 
@@ -53,9 +63,9 @@ def mutate(rng, data: bytes, edits: int) -> bytes:
         elif op == 1:
             b[at:at] = bytes(rng.integers(0, 256, int(rng.integers(1, 24)), dtype=np.uint8))
         elif op == 2:
-            del b[at:at + int(rng.integers(1, 32))]
+            del b[at : at + int(rng.integers(1, 32))]
         else:
-            b[at:at] = b[max(0, at - 48):at]
+            b[at:at] = b[max(0, at - 48) : at]
     return bytes(b)
 
 
@@ -77,7 +87,7 @@ def wire(cases: int = 20_000) -> dict:
             decoder, got, at = FrameDecoder(), [], 0
             while at < len(data):
                 step = int(rng.integers(1, 200))
-                got += decoder.feed(data[at:at + step])
+                got += decoder.feed(data[at : at + step])
                 at += step
             got += decoder.flush()
         except Exception:  # noqa: BLE001 - counting, not hiding: the record must show 0
@@ -91,17 +101,24 @@ def wire(cases: int = 20_000) -> dict:
     valid = frames(rng, 2000)
     stream = bytearray()
     for i, f in enumerate(valid):
-        stream += garbage[i * 25_000:(i + 1) * 25_000] + f
+        stream += garbage[i * 25_000 : (i + 1) * 25_000] + f
     decoder = FrameDecoder()
     started = time.perf_counter()
     out = []
     for at in range(0, len(stream), 65536):
-        out += decoder.feed(bytes(stream[at:at + 65536]))
+        out += decoder.feed(bytes(stream[at : at + 65536]))
     seconds = time.perf_counter() - started
-    return {"cases": tried, "exceptions": exceptions, "intact_frames": sent, "recovered": recovered,
-            "garbage_mb": round(len(stream) / 1e6, 1), "frames_in_garbage": len(valid),
-            "frames_recovered_from_garbage": sum(1 for f in out if f.to_bytes() in set(valid)),
-            "mb_per_s": round(len(stream) / 1e6 / seconds, 1), "peak_buffer_bytes": decoder._peak}
+    return {
+        "cases": tried,
+        "exceptions": exceptions,
+        "intact_frames": sent,
+        "recovered": recovered,
+        "garbage_mb": round(len(stream) / 1e6, 1),
+        "frames_in_garbage": len(valid),
+        "frames_recovered_from_garbage": sum(1 for f in out if f.to_bytes() in set(valid)),
+        "mb_per_s": round(len(stream) / 1e6 / seconds, 1),
+        "peak_buffer_bytes": decoder._peak,
+    }
 
 
 def recordings(cases: int = 3000) -> dict:
@@ -111,16 +128,24 @@ def recordings(cases: int = 3000) -> dict:
     counts = {"cases": 0, "loaded": 0, "user_errors": 0, "exceptions": 0}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        (root / "dataset.toml").write_text('classes = ["x", "y"]\n[streams.emg]\nrate_hz = 200\nchannels = ["a", "b"]\n')
+        (root / "dataset.toml").write_text(
+            'classes = ["x", "y"]\n[streams.emg]\nrate_hz = 200\nchannels = ["a", "b"]\n'
+        )
         (root / "recordings.csv").write_text("path,subject,label\nr.npz,s1,x\nr.csv,s1,y\n")
         np.savez(root / "valid.npz", emg=rng.normal(size=(400, 2)).astype(np.float32))
-        valid = {"npz": (root / "valid.npz").read_bytes(),
-                 "csv": ("a,b\n" + "\n".join(f"{x:.3f},{y:.3f}" for x, y in rng.normal(size=(400, 2)))).encode()}
+        valid = {
+            "npz": (root / "valid.npz").read_bytes(),
+            "csv": ("a,b\n" + "\n".join(f"{x:.3f},{y:.3f}" for x, y in rng.normal(size=(400, 2)))).encode(),
+        }
         dataset = load_dataset(root)
         for i in range(cases):
             kind = ("npz", "csv")[i % 2]
             data = valid[kind]
-            data = data[: int(rng.integers(0, len(data)))] if rng.random() < 0.2 else mutate(rng, data, int(rng.integers(1, 6)))
+            data = (
+                data[: int(rng.integers(0, len(data)))]
+                if rng.random() < 0.2
+                else mutate(rng, data, int(rng.integers(1, 6)))
+            )
             (root / f"r.{kind}").write_bytes(data)
             counts["cases"] += 1
             try:
@@ -163,8 +188,20 @@ def models(model: Path, batches: int = 20, per_batch: int = 100) -> dict:
     total = {"cases": 0, "ran": 0, "user_errors": 0, "exceptions": 0, "runtime_crashes": 0}
     with tempfile.TemporaryDirectory() as tmp:
         for batch in range(batches):
-            proc = subprocess.run([sys.executable, "-c", MODEL_BATCH, str(model), str(100 + batch), str(per_batch),
-                                   str(Path(tmp) / "m.tflite")], capture_output=True, text=True, cwd=HERE.parent)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    MODEL_BATCH,
+                    str(model),
+                    str(100 + batch),
+                    str(per_batch),
+                    str(Path(tmp) / "m.tflite"),
+                ],
+                capture_output=True,
+                text=True,
+                cwd=HERE.parent,
+            )
             lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
             last = lines[-1] if lines else {"cases": 0}
             if proc.returncode != 0:  # the runtime crashed on the case it was on: count it, go on with a new batch
@@ -197,13 +234,24 @@ def exported_model(folder: Path) -> Path:
     from edgekd.export.export import export_run
 
     run = folder / "run"
-    distill(DistillConfig(dataset=str(bundled_dataset("myo5")), out=str(run), epochs=2, teachers=1, test_on=["2"], val_on=["1"], verbose=0))
+    distill(
+        DistillConfig(
+            dataset=str(bundled_dataset("myo5")),
+            out=str(run),
+            epochs=2,
+            teachers=1,
+            test_on=["2"],
+            val_on=["1"],
+            verbose=0,
+        )
+    )
     return export_run(run, "int8", folder / "student-int8.tflite", min_agreement=0.0, log=lambda m: None).path
 
 
 def without_metadata(model: Path, out: Path) -> Path:
-    from edgekd._tf import tf  # noqa: F401  (the flatbuffer tools come with TensorFlow)
     from tensorflow.lite.tools import flatbuffer_utils
+
+    from edgekd._tf import tf  # noqa: F401  (the flatbuffer tools come with TensorFlow)
 
     flat = flatbuffer_utils.read_model_from_bytearray(bytearray(model.read_bytes()))
     flat.metadata = [m for m in flat.metadata if m.name != b"edgekd"]
@@ -213,22 +261,29 @@ def without_metadata(model: Path, out: Path) -> Path:
 
 def markdown(r: dict) -> str:
     w, rec, m, u, meta = r["wire"], r["recordings"], r["models"], r["unsigned_models"], r["metadata"]
-    return "\n".join([
-        "## Hostile input (`.venv/bin/python benchmarks/fuzz.py`)", "",
-        f"Measured {r['measured_at']}; seeded generators, so the same command gives the same cases.", "",
-        "| target | cases | outcome |", "|---|---|---|",
-        f"| wire decoder: random and mutated byte streams in random splits | {w['cases']:,} | {w['exceptions']} exceptions; "
-        f"{w['recovered']:,} of {w['intact_frames']:,} frames left intact by the mutations recovered |",
-        f"| wire decoder: {w['garbage_mb']} MB of garbage with {w['frames_in_garbage']:,} frames between | 1 | "
-        f"{w['frames_recovered_from_garbage']:,} frames recovered, {w['mb_per_s']} MB/s, peak buffer {w['peak_buffer_bytes']:,} bytes |",
-        f"| recording files (.npz, .csv) mutated or truncated | {rec['cases']:,} | {rec['loaded']:,} still valid and loaded, "
-        f"{rec['user_errors']:,} one-line errors, {rec['exceptions']} other exceptions |",
-        f"| int8 model with 1-4 random bytes changed, loaded and run | {m['cases']:,} | {m['ran']:,} ran, {m['user_errors']:,} "
-        f"one-line errors, {m['exceptions']} other exceptions, {m['runtime_crashes']} crashes inside the TFLite runtime |",
-        f"| the same without edgekd's metadata (no checksum), 1-4 bytes changed | {u['cases']:,} | {u['ran']:,} ran, "
-        f"{u['user_errors']:,} one-line errors, {u['exceptions']} other exceptions, {u['runtime_crashes']} crashes inside "
-        "the TFLite runtime |",
-        f"| model metadata edited after export | {meta['cases']:,} | {meta['caught']:,} refused as altered |", ""])
+    return "\n".join(
+        [
+            "## Hostile input (`.venv/bin/python benchmarks/fuzz.py`)",
+            "",
+            f"Measured {r['measured_at']}; seeded generators, so the same command gives the same cases.",
+            "",
+            "| target | cases | outcome |",
+            "|---|---|---|",
+            f"| wire decoder: random and mutated byte streams in random splits | {w['cases']:,} | {w['exceptions']} exceptions; "
+            f"{w['recovered']:,} of {w['intact_frames']:,} frames left intact by the mutations recovered |",
+            f"| wire decoder: {w['garbage_mb']} MB of garbage with {w['frames_in_garbage']:,} frames between | 1 | "
+            f"{w['frames_recovered_from_garbage']:,} frames recovered, {w['mb_per_s']} MB/s, peak buffer {w['peak_buffer_bytes']:,} bytes |",
+            f"| recording files (.npz, .csv) mutated or truncated | {rec['cases']:,} | {rec['loaded']:,} still valid and loaded, "
+            f"{rec['user_errors']:,} one-line errors, {rec['exceptions']} other exceptions |",
+            f"| int8 model with 1-4 random bytes changed, loaded and run | {m['cases']:,} | {m['ran']:,} ran, {m['user_errors']:,} "
+            f"one-line errors, {m['exceptions']} other exceptions, {m['runtime_crashes']} crashes inside the TFLite runtime |",
+            f"| the same without edgekd's metadata (no checksum), 1-4 bytes changed | {u['cases']:,} | {u['ran']:,} ran, "
+            f"{u['user_errors']:,} one-line errors, {u['exceptions']} other exceptions, {u['runtime_crashes']} crashes inside "
+            "the TFLite runtime |",
+            f"| model metadata edited after export | {meta['cases']:,} | {meta['caught']:,} refused as altered |",
+            "",
+        ]
+    )
 
 
 def main() -> None:
@@ -236,9 +291,14 @@ def main() -> None:
         model = exported_model(Path(tmp))
         unsigned = without_metadata(model, Path(tmp) / "unsigned.tflite")
         print("model exported; fuzzing", flush=True)
-        result = {"wire": wire(), "recordings": recordings(), "models": models(model),
-                  "unsigned_models": models(unsigned, batches=5), "metadata": metadata(model),
-                  "measured_at": time.strftime("%Y-%m-%d %H:%M")}
+        result = {
+            "wire": wire(),
+            "recordings": recordings(),
+            "models": models(model),
+            "unsigned_models": models(unsigned, batches=5),
+            "metadata": metadata(model),
+            "measured_at": time.strftime("%Y-%m-%d %H:%M"),
+        }
     RECORD.write_text(json.dumps(result, indent=2) + "\n")
     text = markdown(result)
     write_section("FUZZ", text)

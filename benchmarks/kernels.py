@@ -27,6 +27,7 @@ and show the spread of the round p50s. Compare ratios within one run, not agains
 
 Writes benchmarks/out/kernels.md and the KERNELS section of benchmarks/RESULTS.md (--no-results skips that).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,7 +39,7 @@ import shlex
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -47,15 +48,15 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
+from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: E402
+from results_md import demote_headings, write_section  # noqa: E402
+
 from edgekd._tf import keras  # noqa: E402  (switches on tf_keras before TensorFlow loads)
 from edgekd.export.convert import INT8_QUANTIZERS, convert  # noqa: E402
 from edgekd.export.export import MIN_AGREEMENT  # noqa: E402
 from edgekd.io import write_bytes_atomic  # noqa: E402
 from edgekd.models.saved import load_model  # noqa: E402
 from edgekd.runtime.interpreter import TFLiteModel  # noqa: E402
-from results_md import demote_headings, write_section  # noqa: E402
-
-from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: E402
 
 LITERT_VERSION = importlib.metadata.version("ai-edge-litert")
 # The myo5 repetition-2 student that benchmarks/frontier.py distils (or pass --run with any finished run).
@@ -97,18 +98,20 @@ def convert_student(student, representative, test_x, log) -> list[Converted]:
     out = []
     for variant in WHOLE_VARIANTS:
         # int8 as edgekd export does it: the MLIR quantizer first, the legacy one if the MLIR model disagrees
-        for quantizer in (INT8_QUANTIZERS if variant == "int8" else (None,)):
+        for quantizer in INT8_QUANTIZERS if variant == "int8" else (None,):
             flat = convert(student, variant, representative, quantizer or "mlir")
             agreement = float(np.mean(np.argmax(tflite_logits(flat, test_x), 1) == keras_pred))
-            log(f"  student {variant}{f' ({quantizer})' if quantizer else ''}: {len(flat):,} bytes, "
-                f"agreement {agreement:.1%}")
+            log(
+                f"  student {variant}{f' ({quantizer})' if quantizer else ''}: {len(flat):,} bytes, "
+                f"agreement {agreement:.1%}"
+            )
             if agreement >= MIN_AGREEMENT[variant] or quantizer == INT8_QUANTIZERS[-1]:
                 break
         out.append(Converted("student", variant, flat, quantizer, agreement))
     return out
 
 
-def student_parts(student) -> list[tuple[str, "keras.Model", "keras.Model"]]:
+def student_parts(student) -> list[tuple[str, keras.Model, keras.Model]]:
     """(name, part model, model from the student's input to the part's input), each part reusing trained layers.
 
     convert() reads (window_len, channels) from a 3-D input, so the Dense head takes its 32 features as a
@@ -116,10 +119,12 @@ def student_parts(student) -> list[tuple[str, "keras.Model", "keras.Model"]]:
     layers = [layer for layer in student.layers if not isinstance(layer, keras.layers.InputLayer)]
     lstms = [i for i, layer in enumerate(layers) if isinstance(layer, keras.layers.LSTM)]
     head = [i for i, layer in enumerate(layers) if isinstance(layer, keras.layers.Dense)][-1]
-    blocks = [("conv block", layers[:lstms[0]])]
-    blocks += [(f"lstm {n + 1} ({layers[i].units} units{', sequence out' if layers[i].return_sequences else ''})",
-                [layers[i]]) for n, i in enumerate(lstms)]
-    blocks += [("dense head", layers[lstms[-1] + 1:head + 1])]
+    blocks = [("conv block", layers[: lstms[0]])]
+    blocks += [
+        (f"lstm {n + 1} ({layers[i].units} units{', sequence out' if layers[i].return_sequences else ''})", [layers[i]])
+        for n, i in enumerate(lstms)
+    ]
+    blocks += [("dense head", layers[lstms[-1] + 1 : head + 1])]
     parts = []
     for name, block in blocks:
         feed = block[0].get_input_at(0)  # node 0: the layer as called inside the student
@@ -161,8 +166,9 @@ def wrap(flat: bytes, resolver: str, threads: int) -> TFLiteModel:
     """edgekd's own runner (reset, quantize, invoke, dequantize) around an interpreter built with this resolver."""
     start = time.perf_counter()
     it = interpreter(flat, resolver, threads)
-    return TFLiteModel(Path(f"<{resolver}>"), flat, None, f"ai-edge-litert {LITERT_VERSION}", it,
-                       (time.perf_counter() - start) * 1e3)
+    return TFLiteModel(
+        Path(f"<{resolver}>"), flat, None, f"ai-edge-litert {LITERT_VERSION}", it, (time.perf_counter() - start) * 1e3
+    )
 
 
 def delegated_ops(it: Interpreter) -> tuple[list[str], list[str]]:
@@ -183,8 +189,10 @@ def delegated_ops(it: Interpreter) -> tuple[list[str], list[str]]:
             taken.add(producer[t])
             stack.extend(nodes[producer[t]]["inputs"])
     originals = [n for n in nodes if n["op_name"] != "DELEGATE"]
-    return ([n["op_name"] for n in originals if n["index"] in taken],
-            [n["op_name"] for n in originals if n["index"] not in taken])
+    return (
+        [n["op_name"] for n in originals if n["index"] in taken],
+        [n["op_name"] for n in originals if n["index"] not in taken],
+    )
 
 
 def summarize_ops(names: list[str]) -> str:
@@ -322,8 +330,17 @@ def cpu_flags() -> str:
     return "?"
 
 
-def report(args, command: str, whole: list[Converted], parts: list[Converted], part_shapes: dict,
-           configs: dict, coverage: dict, started: datetime, seconds: float) -> str:
+def report(
+    args,
+    command: str,
+    whole: list[Converted],
+    parts: list[Converted],
+    part_shapes: dict,
+    configs: dict,
+    coverage: dict,
+    started: datetime,
+    seconds: float,
+) -> str:
     cores = len([ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("processor")])
     L = [
         "# Kernels: why full-int8 students are slow on x86, and the fastest variant",
@@ -352,12 +369,15 @@ def report(args, command: str, whole: list[Converted], parts: list[Converted], p
             for t in args.threads:
                 cfg = configs[("student", c.variant, r, t)]
                 q = f" ({c.quantizer})" if c.quantizer else ""
-                L.append(f"| {c.variant}{q} | {len(c.flat):,} ({c.gzip_bytes:,}) | {c.agreement:.1%} | {r} | {t} | "
-                         f"{ms(med(cfg.window_p50))} / {ms(med(cfg.window_p90))} | "
-                         f"{ms(med(cfg.invoke_p50))} / {ms(med(cfg.invoke_p90))} | {spread(cfg.invoke_p50)} | "
-                         f"{med(cfg.invoke_p50) / base[(r, t)]:.1f}× |")
+                L.append(
+                    f"| {c.variant}{q} | {len(c.flat):,} ({c.gzip_bytes:,}) | {c.agreement:.1%} | {r} | {t} | "
+                    f"{ms(med(cfg.window_p50))} / {ms(med(cfg.window_p90))} | "
+                    f"{ms(med(cfg.invoke_p50))} / {ms(med(cfg.invoke_p90))} | {spread(cfg.invoke_p50)} | "
+                    f"{med(cfg.invoke_p50) / base[(r, t)]:.1f}× |"
+                )
     students = [cfg for k, cfg in configs.items() if k[0] == "student"]
     fastest = min(students, key=lambda cfg: med(cfg.window_p50))
+
     # Rounds are interleaved, so compare round by round: the median over rounds of (this round's p50 ÷ the
     # fastest configuration's p50 in the same round).
     def paired(cfg: Config) -> float:
@@ -369,8 +389,12 @@ def report(args, command: str, whole: list[Converted], parts: list[Converted], p
         f"Fastest whole-student configuration (window p50): **{fastest.model.variant}, {fastest.resolver}, "
         f"{fastest.threads} thread(s)**, {ms(med(fastest.window_p50))} ms per window "
         f"({ms(med(fastest.invoke_p50))} ms in invoke). Within 10% of it (median over rounds of the same-round "
-        "ratio): " + ("; ".join(f"{c.model.variant}, {c.resolver}, {c.threads} thread(s) {paired(c):.2f}×"
-                                for c in ties) or "none") + ".",
+        "ratio): "
+        + (
+            "; ".join(f"{c.model.variant}, {c.resolver}, {c.threads} thread(s) {paired(c):.2f}×" for c in ties)
+            or "none"
+        )
+        + ".",
         "",
         "## What the XNNPACK delegate takes (default resolver, 1 thread)",
         "",
@@ -391,10 +415,14 @@ def report(args, command: str, whole: list[Converted], parts: list[Converted], p
     ]
     names = list(dict.fromkeys(c.model for c in parts)) + ["student"]
     for r in PART_RESOLVERS:
-        L += [f"Resolver: {r}.", "",
-              "| part | shape, params | " + " | ".join(f"{v} ms (range)" for v in PART_VARIANTS)
-              + " | int8 ÷ float32 | int8 − float32 ms |",
-              "|---|---|" + "---:|" * (len(PART_VARIANTS) + 2)]
+        L += [
+            f"Resolver: {r}.",
+            "",
+            "| part | shape, params | "
+            + " | ".join(f"{v} ms (range)" for v in PART_VARIANTS)
+            + " | int8 ÷ float32 | int8 − float32 ms |",
+            "|---|---|" + "---:|" * (len(PART_VARIANTS) + 2),
+        ]
         for name in names:
             cells = {v: configs[(name, v, r, 1)].invoke_p50 for v in PART_VARIANTS}
             shape = part_shapes.get(name, "whole model")
@@ -410,13 +438,17 @@ def report(args, command: str, whole: list[Converted], parts: list[Converted], p
         "|---|" + "---:|" * len(PART_VARIANTS),
     ]
     for name in names[:-1]:
-        L.append(f"| {name} | " + " | ".join(f"{len(c.flat):,}" for v in PART_VARIANTS
-                                             for c in parts if c.model == name and c.variant == v) + " |")
+        L.append(
+            f"| {name} | "
+            + " | ".join(f"{len(c.flat):,}" for v in PART_VARIANTS for c in parts if c.model == name and c.variant == v)
+            + " |"
+        )
     return "\n".join(L) + "\n"
 
 
 def findings(args, names: list[str], configs: dict) -> list[str]:
     """Sentences computed from this run's medians (invoke p50 unless said otherwise)."""
+
     def inv(model, variant, resolver="default", threads=1):
         return med(configs[(model, variant, resolver, threads)].invoke_p50)
 
@@ -441,19 +473,29 @@ def findings(args, names: list[str], configs: dict) -> list[str]:
         "- XNNPACK (default − no-delegate, 1 thread): "
         + "; ".join(f"{v} {inv('student', v) - inv('student', v, 'no-delegate'):+.3f} ms" for v in WHOLE_VARIANTS)
         + ". On the LSTM parts: "
-        + "; ".join(f"{n.split(' (')[0]} int8 {inv(n, 'int8') - inv(n, 'int8', 'no-delegate'):+.3f} ms" for n in lstms) + ".",
+        + "; ".join(f"{n.split(' (')[0]} int8 {inv(n, 'int8') - inv(n, 'int8', 'no-delegate'):+.3f} ms" for n in lstms)
+        + ".",
         "- Optimized vs reference kernels for the int8 LSTM (no-delegate ÷ reference): "
-        + "; ".join(f"{n.split(' (')[0]} {inv(n, 'int8', 'no-delegate') / inv(n, 'int8', 'reference'):.2f}" for n in lstms)
+        + "; ".join(
+            f"{n.split(' (')[0]} {inv(n, 'int8', 'no-delegate') / inv(n, 'int8', 'reference'):.2f}" for n in lstms
+        )
         + "; for the float32 LSTM: "
-        + "; ".join(f"{n.split(' (')[0]} {inv(n, 'float32', 'no-delegate') / inv(n, 'float32', 'reference'):.2f}"
-                    for n in lstms) + ".",
+        + "; ".join(
+            f"{n.split(' (')[0]} {inv(n, 'float32', 'no-delegate') / inv(n, 'float32', 'reference'):.2f}" for n in lstms
+        )
+        + ".",
     ]
-    L.append("- Python around the invoke in edgekd's window path (window − invoke p50, default resolver, 1 thread): "
-             + "; ".join(f"{v} {win('student', v) - inv('student', v):+.3f} ms" for v in WHOLE_VARIANTS)
-             + " (int8 adds quantizing the input and dequantizing the logits in numpy).")
+    L.append(
+        "- Python around the invoke in edgekd's window path (window − invoke p50, default resolver, 1 thread): "
+        + "; ".join(f"{v} {win('student', v) - inv('student', v):+.3f} ms" for v in WHOLE_VARIANTS)
+        + " (int8 adds quantizing the input and dequantizing the logits in numpy)."
+    )
     if 2 in args.threads:
-        L.append("- 2 threads ÷ 1 thread, default resolver: "
-                 + "; ".join(f"{v} {inv('student', v, threads=2) / inv('student', v):.2f}" for v in WHOLE_VARIANTS) + ".")
+        L.append(
+            "- 2 threads ÷ 1 thread, default resolver: "
+            + "; ".join(f"{v} {inv('student', v, threads=2) / inv('student', v):.2f}" for v in WHOLE_VARIANTS)
+            + "."
+        )
     L += [
         "",
         "Why, read from the TensorFlow Lite sources rather than measured here (`tensorflow/lite/kernels/internal/"
@@ -486,13 +528,15 @@ def main() -> None:
     if 1 not in args.threads:
         parser.error("--threads must include 1 (the per-part tables use it)")
     command = ".venv/bin/python benchmarks/kernels.py" + "".join(f" {shlex.quote(a)}" for a in sys.argv[1:])
-    started, clock = datetime.now(timezone.utc), time.perf_counter()
+    started, clock = datetime.now(UTC), time.perf_counter()
 
     def log(message: str) -> None:
         print(message, flush=True)
 
     if not (args.run / "student_kd.h5").is_file():
-        sys.exit(f"{args.run}: no finished run; run `.venv/bin/python benchmarks/frontier.py --only myo5` first or pass --run")
+        sys.exit(
+            f"{args.run}: no finished run; run `.venv/bin/python benchmarks/frontier.py --only myo5` first or pass --run"
+        )
     log(f"loading {args.run}")
     student = load_model(args.run / "student_kd.h5")
     with np.load(args.run / "windows.npz", allow_pickle=False) as w:
@@ -530,8 +574,7 @@ def main() -> None:
     log(f"timing {len(configs)} configurations, {args.rounds} rounds x {args.runs} invokes (window, then invoke only)")
     run_rounds(list(configs.values()), inputs, args.rounds, args.runs, args.warmup, log)
 
-    markdown = report(args, command, whole, parts, part_shapes, configs, coverage, started,
-                      time.perf_counter() - clock)
+    markdown = report(args, command, whole, parts, part_shapes, configs, coverage, started, time.perf_counter() - clock)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(args.out, markdown.encode())
     log(f"wrote {args.out}")

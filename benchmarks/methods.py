@@ -24,6 +24,7 @@ between methods is paired, and a method "beats scratch" only if its worst seed b
 a second student preset (OTHER_STUDENTS: the teacher's shape) trains by scratch and mean kl too: the size axis.
 The best student is chosen on validation (accuracy, then log-loss), never on test.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,6 +38,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
+from results_md import kept_subsection, write_section
 from spine import OUT, _slug, cases, run_for  # noqa: F401  (sys.path set up by spine)
 
 from edgekd.distill.augment import Augmentation
@@ -45,7 +47,6 @@ from edgekd.distill.replay import RunTeacher, load_run_data
 from edgekd.distill.run import REPRESENTATIVE_WINDOWS, DistillConfig, kd_objective, load_run, student_targets
 from edgekd.io import write_json_atomic
 from edgekd.models.classical import evaluate, fit_baselines, time_domain_features, with_classical_teacher
-from results_md import kept_subsection, write_section
 
 SAVED = Path(__file__).resolve().parent / "records" / "methods"
 MYO5_SHIFTED, ISL50 = "myo5 test rep 3 (shifted armband)", "isl50 synthetic, test subject s5"
@@ -59,6 +60,7 @@ AUGMENTED_TEACHERS = {"augment_gain": 0.3, "augment_noise": 0.2, "augment_teache
 @dataclass(frozen=True)
 class Method:
     """One way to train a student, as `edgekd distill` options would give it. None: the run's own setting."""
+
     fusion: str = "mean"
     loss: str = "kl"
     alpha: float | None = None  # 1.0: labels only (scratch); None: the run's --alpha (0.3)
@@ -104,8 +106,9 @@ METHODS = {
     # --lr-schedule cosine --epochs 150 --patience 150: 2.5 times as long, the rate decayed to 0, the best epoch kept
     "scratch + cosine 150": Method(alpha=1.0, schedule="cosine", epochs=150, patience=150),
     "mean kl + cosine 150": Method(schedule="cosine", epochs=150, patience=150, baseline="scratch + cosine 150"),
-    "mean kl + LDA teacher + cosine 150": Method(classical_teacher="lda", schedule="cosine", epochs=150, patience=150,
-                                                baseline="scratch + cosine 150"),
+    "mean kl + LDA teacher + cosine 150": Method(
+        classical_teacher="lda", schedule="cosine", epochs=150, patience=150, baseline="scratch + cosine 150"
+    ),
     # export --classical-branch lda: the trained student and the LDA in one model (models/hybrid.py)
     "scratch + LDA branch": Method(alpha=1.0, classical_branch="lda"),
     "mean kl + LDA branch": Method(classical_branch="lda", baseline="scratch + LDA branch"),
@@ -115,21 +118,62 @@ SELECTOR_STUDENTS = ("edge-conv", "edge-student")
 # loss-mean is left out everywhere: its gradient equals mean's (tests/test_fusion.py proves it).
 CASE_METHODS = {
     "myo5 test rep 2": list(METHODS),  # about 20 s per student
-    ISL50: ["scratch", "mean kl", "vote kl", "scratch + augment", "mean kl + augment", "scratch + augment + mixup", "mean kl + consistent",
-            "mean kl + LDA teacher", "scratch + LDA branch", "mean kl + LDA branch", "weighted kl", "mean mse", "multi-head kl", "mean hint"],
-    ISL50 + AUGMENTED_SUFFIX: ["scratch + augment", "mean kl + augment", "scratch + LDA branch", "mean kl + LDA branch"],
-    MYO5_SHIFTED: ["scratch", "mean kl", "scratch + augment", "mean kl + augment", "mean kl + LDA teacher", "scratch + LDA branch",
-                   "mean kl + LDA branch"],
+    ISL50: [
+        "scratch",
+        "mean kl",
+        "vote kl",
+        "scratch + augment",
+        "mean kl + augment",
+        "scratch + augment + mixup",
+        "mean kl + consistent",
+        "mean kl + LDA teacher",
+        "scratch + LDA branch",
+        "mean kl + LDA branch",
+        "weighted kl",
+        "mean mse",
+        "multi-head kl",
+        "mean hint",
+    ],
+    ISL50 + AUGMENTED_SUFFIX: [
+        "scratch + augment",
+        "mean kl + augment",
+        "scratch + LDA branch",
+        "mean kl + LDA branch",
+    ],
+    MYO5_SHIFTED: [
+        "scratch",
+        "mean kl",
+        "scratch + augment",
+        "mean kl + augment",
+        "mean kl + LDA teacher",
+        "scratch + LDA branch",
+        "mean kl + LDA branch",
+    ],
     MYO5_SHIFTED + AUGMENTED_SUFFIX: ["scratch + augment", "mean kl + augment"],
 }
 # Students other than the run's (edge-conv), each trained by these methods: on isl50 a teacher-sized student
 # distilled to the ensemble's accuracy in one run (README), so the sweep measures the size axis over seeds.
-OTHER_STUDENTS = {ISL50: {"conv-teacher": ["scratch", "mean kl", "scratch + augment", "mean kl + augment",
-                                           "scratch + augment + mixup", "mean kl + consistent", "mean kl + LDA teacher",
-                                           "scratch + cosine 150", "mean kl + cosine 150", "mean kl + LDA teacher + cosine 150",
-                                           "scratch + LDA branch", "mean kl + LDA branch"]},
-                  ISL50 + AUGMENTED_SUFFIX: {"conv-teacher": ["scratch + augment", "mean kl + augment", "scratch + LDA branch",
-                                                             "mean kl + LDA branch"]}}
+OTHER_STUDENTS = {
+    ISL50: {
+        "conv-teacher": [
+            "scratch",
+            "mean kl",
+            "scratch + augment",
+            "mean kl + augment",
+            "scratch + augment + mixup",
+            "mean kl + consistent",
+            "mean kl + LDA teacher",
+            "scratch + cosine 150",
+            "mean kl + cosine 150",
+            "mean kl + LDA teacher + cosine 150",
+            "scratch + LDA branch",
+            "mean kl + LDA branch",
+        ]
+    },
+    ISL50 + AUGMENTED_SUFFIX: {
+        "conv-teacher": ["scratch + augment", "mean kl + augment", "scratch + LDA branch", "mean kl + LDA branch"]
+    },
+}
 # The run's own teachers are "bootstrap". myo5 has one sEMG stream, so no modality experts there; isl50's
 # sEMG, accelerometer and gyroscope experts are its only other source (each isl50 teacher set costs ~15 minutes).
 OTHER_TEACHERS = {"myo5 test rep 2": ["seeds", "subsets", "snapshots"], ISL50: ["modalities"]}
@@ -147,7 +191,11 @@ def sweep_cases(only: str | None) -> list:
             base = known[name.removesuffix(AUGMENTED_SUFFIX)]
             known[name] = replace(base, name=name, options={**base.options, **AUGMENTED_TEACHERS})
     # --only: the case of exactly that name, else every case whose name starts with it
-    selected = [known[only]] if only in CASE_NAMES else [known[name] for name in CASE_NAMES if only is None or name.startswith(only)]
+    selected = (
+        [known[only]]
+        if only in CASE_NAMES
+        else [known[name] for name in CASE_NAMES if only is None or name.startswith(only)]
+    )
     if any(c.dataset == known[ISL50].dataset for c in selected):
         cases(ISL50)  # writes the isl50 synthetic dataset on first use
     return selected
@@ -159,7 +207,9 @@ def record_path(case: str, teacher_accuracy: list[float]) -> Path:
     a comparison between methods holds only on the same teachers. The case's first record keeps the plain name; a
     record of another teacher set is named after a digest of its teachers' test accuracies."""
     plain = SAVED / f"{_slug(case)}.json"
-    if not plain.exists() or np.allclose(json.loads(plain.read_text()).get("teacher_test_accuracy", teacher_accuracy), teacher_accuracy):
+    if not plain.exists() or np.allclose(
+        json.loads(plain.read_text()).get("teacher_test_accuracy", teacher_accuracy), teacher_accuracy
+    ):
         return plain
     digest = hashlib.sha1(json.dumps([round(a, 6) for a in teacher_accuracy]).encode()).hexdigest()[:8]
     return SAVED / f"{_slug(case)}--teachers-{digest}.json"
@@ -173,9 +223,14 @@ def case_records(case: str) -> list[tuple[str, dict]]:
     """(heading, record) for every saved record of a case: the first teacher set's under the case's name, then the
     others' in the order they were first swept, each headed with its digest."""
     plain = SAVED / f"{_slug(case)}.json"
-    others = [(p.stem.rsplit("--teachers-", 1)[1], json.loads(p.read_text())) for p in SAVED.glob(f"{_slug(case)}--teachers-*.json")]
+    others = [
+        (p.stem.rsplit("--teachers-", 1)[1], json.loads(p.read_text()))
+        for p in SAVED.glob(f"{_slug(case)}--teachers-*.json")
+    ]
     others.sort(key=lambda item: min(item[1].get("sweep_s") or {"": 0}))
-    return ([(case, json.loads(plain.read_text()))] if plain.exists() else []) + [(f"{case}, teacher set {d}", rec) for d, rec in others]
+    return ([(case, json.loads(plain.read_text()))] if plain.exists() else []) + [
+        (f"{case}, teacher set {d}", rec) for d, rec in others
+    ]
 
 
 def _cpu() -> str:
@@ -183,8 +238,11 @@ def _cpu() -> str:
     import platform
 
     cpuinfo = Path("/proc/cpuinfo")
-    models = [line.split(":", 1)[1].strip() for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
-              if line.startswith("model name")]
+    models = [
+        line.split(":", 1)[1].strip()
+        for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
+        if line.startswith("model name")
+    ]
     return models[0] if models else platform.processor() or platform.machine()
 
 
@@ -194,15 +252,22 @@ class Sweep:
     def __init__(self, case, run_dir: Path, seeds: int):
         self.case, self.run_dir, self.seeds = case, run_dir, list(range(seeds))
         self.run, _ = load_run(run_dir)
-        known = {f.name for f in fields(DistillConfig)}  # a run from before an option was removed (--consistent) still loads
-        self.cfg = DistillConfig(**{**{k: v for k, v in self.run["config"].items() if k in known}, "verbose": 0, "repeats": 1})
+        known = {
+            f.name for f in fields(DistillConfig)
+        }  # a run from before an option was removed (--consistent) still loads
+        self.cfg = DistillConfig(
+            **{**{k: v for k, v in self.run["config"].items() if k in known}, "verbose": 0, "repeats": 1}
+        )
         print(f"\n== {case.name}: replaying {run_dir}", flush=True)
         self.data = load_run_data(run_dir, self.run, Path(self.run["dataset"]["path"]), parts=("train", "val", "test"))
         test = self.data.parts["test"]
         self.teacher_accuracy = [float(np.mean(np.argmax(z, 1) == test.y)) for z in self.data.teacher_logits["test"]]
         self.record_path = record_path(case.name, self.teacher_accuracy)
         self.record = json.loads(self.record_path.read_text()) if self.record_path.exists() else {"students": []}
-        print(f"  teachers {' / '.join(f'{100 * a:.1f}' for a in self.teacher_accuracy)}: record {self.record_path.name}", flush=True)
+        print(
+            f"  teachers {' / '.join(f'{100 * a:.1f}' for a in self.teacher_accuracy)}: record {self.record_path.name}",
+            flush=True,
+        )
         self.teacher_sets = {"bootstrap": (self.data.teachers, self.data.teacher_logits)}
         train = self.data.parts["train"]
         self.representative = train.x[np.random.default_rng(0).permutation(len(train.y))[:REPRESENTATIVE_WINDOWS]]
@@ -226,8 +291,13 @@ class Sweep:
 
     def done(self, method: str, teachers: str, seed: int, student: str | None = None) -> bool:
         student = student or self.cfg.student
-        return any(s["method"] == method and s["teachers"] == teachers and s["seed"] == seed
-                   and s.get("student", self.cfg.student) == student for s in self.record["students"])
+        return any(
+            s["method"] == method
+            and s["teachers"] == teachers
+            and s["seed"] == seed
+            and s.get("student", self.cfg.student) == student
+            for s in self.record["students"]
+        )
 
     def baselines(self) -> None:
         parts = self.data.parts
@@ -238,16 +308,36 @@ class Sweep:
         # what the "+ LDA teacher" methods distil from: the networks and the LDA, mean of softmaxes
         with_lda = with_classical_teacher("lda", {"test": test_logits}, parts, self.data.n_classes)["test"]
         fitted = fit_baselines(time_domain_features(parts["train"].x), parts["train"].y, seed=0)
-        self.record.update({
-            "case": self.case.name, "run": _in_repo(str(self.run_dir)), "seeds": sorted({*self.record.get("seeds", []), *self.seeds}), "cpu": self.record.get("cpu") or _cpu(),
-            "windows": {part: int(len(w.y)) for part, w in parts.items()},
-            "teacher_test_accuracy": self.teacher_accuracy,
-            "ensemble_test_accuracy": float(np.mean(np.argmax(ensemble, 1) == parts["test"].y)),
-            "ensemble_with_lda_test_accuracy": float(np.mean(np.argmax(np.mean([softmax(z) for z in with_lda], 0), 1) == parts["test"].y)),
-            "baselines_test_accuracy": evaluate(fitted, time_domain_features(parts["test"].x), parts["test"].y),
-            "config": {k: self.run["config"].get(k) for k in ("temperature", "alpha", "epochs", "patience", "batch_size", "student", "teacher",
-                                                            "augment_gain", "augment_noise", "augment_teachers")},
-        })
+        self.record.update(
+            {
+                "case": self.case.name,
+                "run": _in_repo(str(self.run_dir)),
+                "seeds": sorted({*self.record.get("seeds", []), *self.seeds}),
+                "cpu": self.record.get("cpu") or _cpu(),
+                "windows": {part: int(len(w.y)) for part, w in parts.items()},
+                "teacher_test_accuracy": self.teacher_accuracy,
+                "ensemble_test_accuracy": float(np.mean(np.argmax(ensemble, 1) == parts["test"].y)),
+                "ensemble_with_lda_test_accuracy": float(
+                    np.mean(np.argmax(np.mean([softmax(z) for z in with_lda], 0), 1) == parts["test"].y)
+                ),
+                "baselines_test_accuracy": evaluate(fitted, time_domain_features(parts["test"].x), parts["test"].y),
+                "config": {
+                    k: self.run["config"].get(k)
+                    for k in (
+                        "temperature",
+                        "alpha",
+                        "epochs",
+                        "patience",
+                        "batch_size",
+                        "student",
+                        "teacher",
+                        "augment_gain",
+                        "augment_noise",
+                        "augment_teachers",
+                    )
+                },
+            }
+        )
         self.save()
 
     def train_teachers(self, source: str) -> None:
@@ -259,21 +349,42 @@ class Sweep:
 
         parts, cfg = self.data.parts, DistillConfig(**{**self.cfg.__dict__, "teachers_from": source})
         _, window_len, channels = parts["train"].x.shape
-        job = TeacherJob(cfg, load_preset(cfg.teacher), parts["train"], parts["val"], self.data.n_classes, window_len, channels,
-                         Preprocessor.from_dict(self.run["preprocessing"]).streams, self._fit_args(), log=lambda m: None)
+        job = TeacherJob(
+            cfg,
+            load_preset(cfg.teacher),
+            parts["train"],
+            parts["val"],
+            self.data.n_classes,
+            window_len,
+            channels,
+            Preprocessor.from_dict(self.run["preprocessing"]).streams,
+            self._fit_args(),
+            log=lambda m: None,
+        )
         started = time.perf_counter()
         teachers = [RunTeacher(t.model, t.channels) for t in STRATEGIES[source](job).teachers]
-        logits = {part: [predict_logits(t.model, teacher_input(w.x, t.channels)) for t in teachers] for part, w in parts.items()}
+        logits = {
+            part: [predict_logits(t.model, teacher_input(w.x, t.channels)) for t in teachers]
+            for part, w in parts.items()
+        }
         self.teacher_sets[source] = (teachers, logits)
         self.record.setdefault("other_teachers", {})[source] = {
             "test_accuracy": [float(np.mean(np.argmax(z, 1) == parts["test"].y)) for z in logits["test"]],
-            "train_s": round(time.perf_counter() - started, 1)}
+            "train_s": round(time.perf_counter() - started, 1),
+        }
         print(f"  teachers from {source}: {self.record['other_teachers'][source]}", flush=True)
 
     def _fit_args(self) -> dict:
         cfg = self.cfg
-        return dict(n_classes=self.data.n_classes, temperature=cfg.temperature, epochs=cfg.epochs, batch_size=self._batch_size(),
-                    patience=cfg.patience, learning_rate=cfg.learning_rate, verbose=0)
+        return dict(
+            n_classes=self.data.n_classes,
+            temperature=cfg.temperature,
+            epochs=cfg.epochs,
+            batch_size=self._batch_size(),
+            patience=cfg.patience,
+            learning_rate=cfg.learning_rate,
+            verbose=0,
+        )
 
     def student(self, method: str, teachers: str, seed: int, student: str | None = None) -> str:
         """`student`: a preset other than the run's. Returns the line it prints."""
@@ -285,37 +396,68 @@ class Sweep:
             return self.selector_system(teachers, seed)
         m = METHODS[method]
         fusion, loss = m.fusion, m.loss
-        cfg = DistillConfig(**{**self.cfg.__dict__, "fusion": fusion, "loss": loss, "student": student or self.cfg.student})
+        cfg = DistillConfig(
+            **{**self.cfg.__dict__, "fusion": fusion, "loss": loss, "student": student or self.cfg.student}
+        )
         teacher_models, teacher_logits = self.teacher_sets[teachers]
         parts = self.data.parts
-        sources = with_classical_teacher(m.classical_teacher, {p: teacher_logits[p] for p in ("train", "val")}, parts, self.data.n_classes)
+        sources = with_classical_teacher(
+            m.classical_teacher, {p: teacher_logits[p] for p in ("train", "val")}, parts, self.data.n_classes
+        )
         targets = distillation_targets(sources, parts["val"].y, fusion, loss, cfg.temperature)
-        packed = student_targets(cfg, teacher_models, {p: parts[p] for p in ("train", "val")}, targets, self.data.n_classes)
+        packed = student_targets(
+            cfg, teacher_models, {p: parts[p] for p in ("train", "val")}, targets, self.data.n_classes
+        )
         kind = "student_scratch" if is_scratch(method) else "student_kd"
         objective = Objective() if is_scratch(method) else kd_objective(cfg, len(sources["train"]), packed["hint_dims"])
         _, window_len, channels = parts["train"].x.shape
         started = time.perf_counter()
-        model, fitted = train_student(load_preset(cfg.student), window_len, channels, self.data.n_classes, parts["train"].x,
-                                      packed[kind]["train"], parts["val"].x, packed[kind]["val"], objective=objective,
-                                      alpha=cfg.alpha if m.alpha is None else m.alpha, seed=seed, name=kind,
-                                      fit_args={**self._fit_args(), "kd_term": "mse" if loss == "mse" else "kl", **m.training()},
-                                      augmentation=m.augmentation, mixup=m.mixup,
-                                      online=self._online(teacher_models, teacher_logits, fusion, loss, m.classical_teacher))
+        model, fitted = train_student(
+            load_preset(cfg.student),
+            window_len,
+            channels,
+            self.data.n_classes,
+            parts["train"].x,
+            packed[kind]["train"],
+            parts["val"].x,
+            packed[kind]["val"],
+            objective=objective,
+            alpha=cfg.alpha if m.alpha is None else m.alpha,
+            seed=seed,
+            name=kind,
+            fit_args={**self._fit_args(), "kd_term": "mse" if loss == "mse" else "kl", **m.training()},
+            augmentation=m.augmentation,
+            mixup=m.mixup,
+            online=self._online(teacher_models, teacher_logits, fusion, loss, m.classical_teacher),
+        )
         val_accuracy, branch = fitted.best_val_accuracy, None
         if m.classical_branch != "none":
             from edgekd.models.hybrid import hybrid
 
-            model, branch = hybrid(model, parts["train"].x, parts["train"].y, parts["val"].x, parts["val"].y, self.data.n_classes)
+            model, branch = hybrid(
+                model, parts["train"].x, parts["train"].y, parts["val"].x, parts["val"].y, self.data.n_classes
+            )
             val_accuracy = float(np.mean(np.argmax(model.predict(parts["val"].x, verbose=0), 1) == parts["val"].y))
         train_s = time.perf_counter() - started
-        entry = {"method": method, "teachers": teachers, "student": cfg.student, "params": count_params(model), "seed": seed,
-                 "val_accuracy": val_accuracy, "val_log_loss": self._val_log_loss(model),
-                 **({"classical_branch": branch.describe()} if branch else {}),
-                 "epochs": fitted.epochs_run, "train_s": round(train_s, 1), **self._test(model, branch.float_layers if branch and branch.kept else ())}
+        entry = {
+            "method": method,
+            "teachers": teachers,
+            "student": cfg.student,
+            "params": count_params(model),
+            "seed": seed,
+            "val_accuracy": val_accuracy,
+            "val_log_loss": self._val_log_loss(model),
+            **({"classical_branch": branch.describe()} if branch else {}),
+            "epochs": fitted.epochs_run,
+            "train_s": round(train_s, 1),
+            **self._test(model, branch.float_layers if branch and branch.kept else ()),
+        }
         self.record["students"].append(entry)
         self.save()
-        line = (f"  {method:<16} teachers {teachers:<9} {cfg.student} seed {seed}: val {entry['val_accuracy']:.3f} test "
-                f"{entry['test_accuracy']:.3f} int8 {entry['int8_test_accuracy']:.3f} ({train_s:.0f} s)")
+        line = (
+            f"  {method:<16} teachers {teachers:<9} {cfg.student} seed {seed}: val {entry['val_accuracy']:.3f} test "
+            f"{entry['test_accuracy']:.3f} int8 {entry['int8_test_accuracy']:.3f} ({train_s:.0f} s)"
+        )
         print(line, flush=True)
         return line
 
@@ -331,8 +473,14 @@ class Sweep:
 
         parts = self.data.parts
         sources = with_classical_teacher(classical, {"val": teacher_logits["val"]}, parts, self.data.n_classes)
-        return online_teachers(teacher_models, fusion, loss, self.cfg.temperature, teacher_accuracies(sources["val"], parts["val"].y),
-                               classical_teacher_model(classical, parts["train"], self.data.n_classes))
+        return online_teachers(
+            teacher_models,
+            fusion,
+            loss,
+            self.cfg.temperature,
+            teacher_accuracies(sources["val"], parts["val"].y),
+            classical_teacher_model(classical, parts["train"], self.data.n_classes),
+        )
 
     def selector_system(self, teachers: str, seed: int) -> None:
         """SELECTOR_STUDENTS distilled with mean KL, a selector routing between them, and the system as one model."""
@@ -344,32 +492,79 @@ class Sweep:
 
         teacher_models, teacher_logits = self.teacher_sets[teachers]
         parts = self.data.parts
-        targets = distillation_targets({p: teacher_logits[p] for p in ("train", "val")}, parts["val"].y, "mean", "kl", self.cfg.temperature)
-        packed = student_targets(self.cfg, teacher_models, {p: parts[p] for p in ("train", "val")}, targets, self.data.n_classes)
+        targets = distillation_targets(
+            {p: teacher_logits[p] for p in ("train", "val")}, parts["val"].y, "mean", "kl", self.cfg.temperature
+        )
+        packed = student_targets(
+            self.cfg, teacher_models, {p: parts[p] for p in ("train", "val")}, targets, self.data.n_classes
+        )
         _, window_len, channels = parts["train"].x.shape
         started = time.perf_counter()
-        students = [train_student(load_preset(name), window_len, channels, self.data.n_classes, parts["train"].x,
-                                  packed["student_kd"]["train"], parts["val"].x, packed["student_kd"]["val"], objective=Objective(),
-                                  alpha=self.cfg.alpha, seed=seed, name=f"student_{j}", fit_args=self._fit_args())[0]
-                    for j, name in enumerate(SELECTOR_STUDENTS)]
+        students = [
+            train_student(
+                load_preset(name),
+                window_len,
+                channels,
+                self.data.n_classes,
+                parts["train"].x,
+                packed["student_kd"]["train"],
+                parts["val"].x,
+                packed["student_kd"]["val"],
+                objective=Objective(),
+                alpha=self.cfg.alpha,
+                seed=seed,
+                name=f"student_{j}",
+                fit_args=self._fit_args(),
+            )[0]
+            for j, name in enumerate(SELECTOR_STUDENTS)
+        ]
         logits = {part: [predict_logits(s, w.x) for s in students] for part, w in parts.items()}
-        fitted = train_selector(load_preset("selector"), parts["train"].x, correctness(logits["train"], parts["train"].y),
-                                parts["val"].x, correctness(logits["val"], parts["val"].y), epochs=self.cfg.epochs,
-                                patience=self.cfg.patience, batch_size=self._batch_size(),
-                                learning_rate=self.cfg.learning_rate, seed=seed, verbose=0)
+        fitted = train_selector(
+            load_preset("selector"),
+            parts["train"].x,
+            correctness(logits["train"], parts["train"].y),
+            parts["val"].x,
+            correctness(logits["val"], parts["val"].y),
+            epochs=self.cfg.epochs,
+            patience=self.cfg.patience,
+            batch_size=self._batch_size(),
+            learning_rate=self.cfg.learning_rate,
+            seed=seed,
+            verbose=0,
+        )
         train_s = time.perf_counter() - started
-        reports = {part: system_report(logits[part], predict_logits(fitted.model, parts[part].x), parts[part].y, list(SELECTOR_STUDENTS),
-                                       [count_params(s) for s in students], count_params(fitted.model)) for part in ("val", "test")}
+        reports = {
+            part: system_report(
+                logits[part],
+                predict_logits(fitted.model, parts[part].x),
+                parts[part].y,
+                list(SELECTOR_STUDENTS),
+                [count_params(s) for s in students],
+                count_params(fitted.model),
+            )
+            for part in ("val", "test")
+        }
         system = system_model(students, fitted.model)
-        entry = {"method": "selector", "teachers": teachers, "student": "+".join(SELECTOR_STUDENTS),
-                 "params": reports["test"]["params"]["system"], "seed": seed, "val_accuracy": reports["val"]["system"],
-                 "val_log_loss": self._val_log_loss(system), "epochs": fitted.epochs_run, "train_s": round(train_s, 1),
-                 "system": reports["test"], **self._test(system)}
+        entry = {
+            "method": "selector",
+            "teachers": teachers,
+            "student": "+".join(SELECTOR_STUDENTS),
+            "params": reports["test"]["params"]["system"],
+            "seed": seed,
+            "val_accuracy": reports["val"]["system"],
+            "val_log_loss": self._val_log_loss(system),
+            "epochs": fitted.epochs_run,
+            "train_s": round(train_s, 1),
+            "system": reports["test"],
+            **self._test(system),
+        }
         self.record["students"].append(entry)
         self.save()
-        line = (f"  selector         teachers {teachers:<9} seed {seed}: val {entry['val_accuracy']:.3f} test "
-                f"{entry['test_accuracy']:.3f} int8 {entry['int8_test_accuracy']} students {reports['test']['students']} "
-                f"oracle {reports['test']['oracle']:.3f} ({train_s:.0f} s)")
+        line = (
+            f"  selector         teachers {teachers:<9} seed {seed}: val {entry['val_accuracy']:.3f} test "
+            f"{entry['test_accuracy']:.3f} int8 {entry['int8_test_accuracy']} students {reports['test']['students']} "
+            f"oracle {reports['test']['oracle']:.3f} ({train_s:.0f} s)"
+        )
         print(line, flush=True)
         return line
 
@@ -392,13 +587,27 @@ class Sweep:
         test = self.data.parts["test"]
         keras_accuracy = float(np.mean(np.argmax(model(test.x, training=False).numpy(), 1) == test.y))
         with tempfile.TemporaryDirectory() as tmp:
-            best = convert_checked(model, "int8", self.representative, test.x, MIN_AGREEMENT["int8"], Path(tmp) / "s.tflite",
-                                   lambda quantizer: {}, {}, log=lambda m: None, float_layers=float_layers)
+            best = convert_checked(
+                model,
+                "int8",
+                self.representative,
+                test.x,
+                MIN_AGREEMENT["int8"],
+                Path(tmp) / "s.tflite",
+                lambda quantizer: {},
+                {},
+                log=lambda m: None,
+                float_layers=float_layers,
+            )
             if best is None:
                 return {"test_accuracy": keras_accuracy, "int8_test_accuracy": None, "int8_agreement": None}
             best.path.unlink(missing_ok=True)
-        return {"test_accuracy": keras_accuracy, "int8_test_accuracy": float(np.mean(np.argmax(best.logits, 1) == test.y)),
-                "int8_agreement": best.agreement, "int8_quantizer": best.quantizer}
+        return {
+            "test_accuracy": keras_accuracy,
+            "int8_test_accuracy": float(np.mean(np.argmax(best.logits, 1) == test.y)),
+            "int8_agreement": best.agreement,
+            "int8_quantizer": best.quantizer,
+        }
 
 
 def summarise(record: dict) -> list[dict]:
@@ -408,12 +617,25 @@ def summarise(record: dict) -> list[dict]:
         groups.setdefault((s["teachers"], s.get("student", record["config"]["student"]), s["method"]), []).append(s)
     rows = []
     for (teachers, student, method), entries in groups.items():
-        row = {"teachers": teachers, "student": student, "method": method, "seeds": len(entries),
-               "params": entries[0].get("params")}
+        row = {
+            "teachers": teachers,
+            "student": student,
+            "method": method,
+            "seeds": len(entries),
+            "params": entries[0].get("params"),
+        }
         for key in ("val_accuracy", "val_log_loss", "test_accuracy", "int8_test_accuracy"):
             values = np.array([e[key] for e in entries if e.get(key) is not None], dtype=float)
-            row[key] = {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-                        "min": float(values.min()), "max": float(values.max())} if len(values) else None
+            row[key] = (
+                {
+                    "mean": float(values.mean()),
+                    "sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                    "min": float(values.min()),
+                    "max": float(values.max()),
+                }
+                if len(values)
+                else None
+            )
         row["train_s"] = float(np.median([e["train_s"] for e in entries]))
         rows.append(row)
     return rows
@@ -426,50 +648,76 @@ def _pct(stats: dict | None) -> str:
 def markdown(records: list[tuple[str, dict]], kept: dict[str, str] | None = None) -> str:
     """`records`: (heading, record) as case_records gives them; `kept`: case name -> its subsection as RESULTS.md has it,
     for cases whose saved numbers are not on this machine."""
-    lines = ["## Distillation methods (`.venv/bin/python benchmarks/methods.py`)", "",
-             "Every student of a case distils from the same teachers (one `edgekd distill` run) on the same held-out data; "
-             "the spread (± sample sd, and the range) is over student seeds. int8: converted as `edgekd export --int8` does. "
-             "A method beats scratch only if its worst seed beats scratch's best. The best method is chosen on validation, "
-             "not on test: the highest mean validation accuracy, ties broken by the lower mean validation log-loss.", ""]
+    lines = [
+        "## Distillation methods (`.venv/bin/python benchmarks/methods.py`)",
+        "",
+        "Every student of a case distils from the same teachers (one `edgekd distill` run) on the same held-out data; "
+        "the spread (± sample sd, and the range) is over student seeds. int8: converted as `edgekd export --int8` does. "
+        "A method beats scratch only if its worst seed beats scratch's best. The best method is chosen on validation, "
+        "not on test: the highest mean validation accuracy, ties broken by the lower mean validation log-loss.",
+        "",
+    ]
     by_case, kept = {}, kept or {}
     for heading, rec in records:
         by_case.setdefault(rec["case"], []).append((heading, rec))
-    items = [item for name in CASE_NAMES for item in by_case.get(name) or ([(None, kept[name])] if name in kept else [])]
+    items = [
+        item for name in CASE_NAMES for item in by_case.get(name) or ([(None, kept[name])] if name in kept else [])
+    ]
     for heading, rec in items:
         if heading is None:  # a kept subsection
             lines += [rec, ""]
             continue
         # the run's student first, then the others; each in METHODS order
-        rows = sorted(summarise(rec), key=lambda r: (r["student"] != rec["config"]["student"], r["student"], list(METHODS).index(r["method"])))
+        rows = sorted(
+            summarise(rec),
+            key=lambda r: (r["student"] != rec["config"]["student"], r["student"], list(METHODS).index(r["method"])),
+        )
         base = rec["baselines_test_accuracy"]
         swept = max(rec.get("sweep_s", {}).values(), default=None)  # the longest invocation (some ran side by side)
         augmented = rec["config"].get("augment_teachers")
-        lines += [f"### {heading}", "",
-                  f"Commands: {', then '.join(f'`{c}`' for c in _commands(rec))} "
-                  f"(teachers: run `{_in_repo(rec['run'])}`; {len(rec['seeds'])} student seeds; "
-                  f"windows train/val/test {rec['windows']['train']}/{rec['windows']['val']}/{rec['windows']['test']}; "
-                  f"{rec['config']['student']} student, T={rec['config']['temperature']:g}, alpha={rec['config']['alpha']:g}"
-                  + (f"; longest sweep {swept / 60:.0f} min" if swept else "") + ").", "",
-                  *([f"Trained on: {rec['cpu']}.", ""] if rec.get("cpu") else []),
-                  f"Teachers (bootstrap, the run's{', trained on augmented windows: `--augment-gain %g --augment-noise %g --augment-teachers`' % (rec['config']['augment_gain'], rec['config']['augment_noise']) if augmented else ''}): {' / '.join(f'{100 * a:.1f}' for a in rec['teacher_test_accuracy'])}, "
-                  f"ensemble {100 * rec['ensemble_test_accuracy']:.1f}"
-                  + (f" (with the LDA as one more teacher, mean of softmaxes: {100 * rec['ensemble_with_lda_test_accuracy']:.1f})"
-                     if "ensemble_with_lda_test_accuracy" in rec else "") + f"; classical baselines: LDA {100 * base['lda']:.1f}, "
-                  f"random forest {100 * base['random_forest']:.1f} (test %).", ""]
+        lines += [
+            f"### {heading}",
+            "",
+            f"Commands: {', then '.join(f'`{c}`' for c in _commands(rec))} "
+            f"(teachers: run `{_in_repo(rec['run'])}`; {len(rec['seeds'])} student seeds; "
+            f"windows train/val/test {rec['windows']['train']}/{rec['windows']['val']}/{rec['windows']['test']}; "
+            f"{rec['config']['student']} student, T={rec['config']['temperature']:g}, alpha={rec['config']['alpha']:g}"
+            + (f"; longest sweep {swept / 60:.0f} min" if swept else "")
+            + ").",
+            "",
+            *([f"Trained on: {rec['cpu']}.", ""] if rec.get("cpu") else []),
+            f"Teachers (bootstrap, the run's{', trained on augmented windows: `--augment-gain %g --augment-noise %g --augment-teachers`' % (rec['config']['augment_gain'], rec['config']['augment_noise']) if augmented else ''}): {' / '.join(f'{100 * a:.1f}' for a in rec['teacher_test_accuracy'])}, "
+            f"ensemble {100 * rec['ensemble_test_accuracy']:.1f}"
+            + (
+                f" (with the LDA as one more teacher, mean of softmaxes: {100 * rec['ensemble_with_lda_test_accuracy']:.1f})"
+                if "ensemble_with_lda_test_accuracy" in rec
+                else ""
+            )
+            + f"; classical baselines: LDA {100 * base['lda']:.1f}, "
+            f"random forest {100 * base['random_forest']:.1f} (test %).",
+            "",
+        ]
         for source, info in rec.get("other_teachers", {}).items():
-            lines.append(f"- teachers from {source}: {' / '.join(f'{100 * a:.1f}' for a in info['test_accuracy'])} "
-                         f"(trained in {info['train_s']:.0f} s)")
-        lines += ["", "| teachers | student | params | method | seeds | val % | val log-loss | test % | test range | int8 test % "
-                      "| vs scratch | train s |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            lines.append(
+                f"- teachers from {source}: {' / '.join(f'{100 * a:.1f}' for a in info['test_accuracy'])} "
+                f"(trained in {info['train_s']:.0f} s)"
+            )
+        lines += [
+            "",
+            "| teachers | student | params | method | seeds | val % | val log-loss | test % | test range | int8 test % "
+            "| vs scratch | train s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in rows:
             scratch = _scratch_for(r, rows)
             t = r["test_accuracy"]
             val_loss = "-" if r["val_log_loss"] is None else f"{r['val_log_loss']['mean']:.3g}"
             params = "-" if r["params"] is None else f"{r['params']:,}"
-            lines.append(f"| {r['teachers']} | {r['student']} | {params} | {r['method']} | {r['seeds']} | {_pct(r['val_accuracy'])} | "
-                         f"{val_loss} | {_pct(t)} | {100 * t['min']:.1f}–{100 * t['max']:.1f} | {_pct(r['int8_test_accuracy'])} | "
-                         f"{_versus(r, scratch)} | {r['train_s']:.0f} |")
+            lines.append(
+                f"| {r['teachers']} | {r['student']} | {params} | {r['method']} | {r['seeds']} | {_pct(r['val_accuracy'])} | "
+                f"{val_loss} | {_pct(t)} | {100 * t['min']:.1f}–{100 * t['max']:.1f} | {_pct(r['int8_test_accuracy'])} | "
+                f"{_versus(r, scratch)} | {r['train_s']:.0f} |"
+            )
         lines += _selector_lines(rec) + _branch_lines(rec)
         lines += ["", "Targets (issue 3):", ""] + [f"- {t}" for t in targets(rec, rows)] + [""]
     return "\n".join(lines)
@@ -488,10 +736,13 @@ def _selector_lines(rec: dict) -> list[str]:
     mean = lambda values: f"{100 * np.mean(values):.1f}"  # noqa: E731
     students = " / ".join(f"{name} {mean([s['students'][name] for s in systems])}" for name in SELECTOR_STUDENTS)
     routing = ", ".join(f"{np.mean([s['routing'][name] for s in systems]):.0%} to {name}" for name in SELECTOR_STUDENTS)
-    return ["", f"Selector (mean over {len(systems)} seeds, test %): students {students}; system {mean([s['system'] for s in systems])}; "
-                f"oracle {mean([s['oracle'] for s in systems])}; it sends {routing}. The system file computes the selector "
-                f"and both students for every window: {systems[0]['params']['system']:,} parameters against "
-                f"{systems[0]['params']['students'][SELECTOR_STUDENTS[0]]:,} for {SELECTOR_STUDENTS[0]} alone."]
+    return [
+        "",
+        f"Selector (mean over {len(systems)} seeds, test %): students {students}; system {mean([s['system'] for s in systems])}; "
+        f"oracle {mean([s['oracle'] for s in systems])}; it sends {routing}. The system file computes the selector "
+        f"and both students for every window: {systems[0]['params']['system']:,} parameters against "
+        f"{systems[0]['params']['students'][SELECTOR_STUDENTS[0]]:,} for {SELECTOR_STUDENTS[0]} alone.",
+    ]
 
 
 def _branch_lines(rec: dict) -> list[str]:
@@ -506,13 +757,20 @@ def _branch_lines(rec: dict) -> list[str]:
     for (student, method), branches in runs.items():
         kept = [b for b in branches if b["kept"]]
         temperatures = ", ".join(f"{b['temperature']:g}" for b in kept)
-        parts.append(f"{method} ({student}) on {len(kept)} of {len(branches)} seeds" + (f", T = {temperatures}" if kept else ""))
-    return ["", "LDA branch kept (it must raise the validation accuracy over the student alone): " + "; ".join(parts) + "."]
+        parts.append(
+            f"{method} ({student}) on {len(kept)} of {len(branches)} seeds" + (f", T = {temperatures}" if kept else "")
+        )
+    return [
+        "",
+        "LDA branch kept (it must raise the validation accuracy over the student alone): " + "; ".join(parts) + ".",
+    ]
 
 
 def _commands(rec: dict) -> list[str]:
     """The invocations that made the record (older records kept one)."""
-    return rec.get("commands") or [rec.get("command") or ".venv/bin/python benchmarks/methods.py --only " + rec["case"].split()[0]]
+    return rec.get("commands") or [
+        rec.get("command") or ".venv/bin/python benchmarks/methods.py --only " + rec["case"].split()[0]
+    ]
 
 
 def _scratch_for(row: dict, rows: list[dict]) -> dict | None:
@@ -545,17 +803,32 @@ def targets(rec: dict, rows: list[dict]) -> list[str]:
     ensemble, classical = rec["ensemble_test_accuracy"], max(rec["baselines_test_accuracy"].values())
     met = lambda ok: "met" if ok else "NOT met"  # noqa: E731
     # A student taught by the LDA too is also held to the ensemble it learnt from: the networks and the LDA.
-    with_lda = rec.get("ensemble_with_lda_test_accuracy") if METHODS[best["method"]].classical_teacher == "lda" else None
-    lda_line = ([f"within 1 point of the ensemble it distilled from, networks + LDA ({100 * with_lda:.1f}%): "
-                 f"{100 * (int8 - with_lda):+.1f} points, {met(int8 >= with_lda - 0.01)}"] if with_lda is not None else [])
-    return [f"best KD student by validation: {best['method']} (teachers {best['teachers']}, student {best['student']}), int8 test "
-            f"{100 * int8:.1f}% (mean of {best['seeds']} seeds)"
-            + (f"; {len(tied)} others tie at {100 * best['val_accuracy']['mean']:.1f}% validation accuracy, and its "
-               f"validation log-loss ({loss(best):.3g}) is the lowest of them" if tied else ""),
-            f"within 1 point of the teacher ensemble ({100 * ensemble:.1f}%): {100 * (int8 - ensemble):+.1f} points, "
-            f"{met(int8 >= ensemble - 0.01)}", *lda_line,
-            f"not below the best classical baseline ({100 * classical:.1f}%): {100 * (int8 - classical):+.1f} points, "
-            f"{met(int8 >= classical)}"]
+    with_lda = (
+        rec.get("ensemble_with_lda_test_accuracy") if METHODS[best["method"]].classical_teacher == "lda" else None
+    )
+    lda_line = (
+        [
+            f"within 1 point of the ensemble it distilled from, networks + LDA ({100 * with_lda:.1f}%): "
+            f"{100 * (int8 - with_lda):+.1f} points, {met(int8 >= with_lda - 0.01)}"
+        ]
+        if with_lda is not None
+        else []
+    )
+    return [
+        f"best KD student by validation: {best['method']} (teachers {best['teachers']}, student {best['student']}), int8 test "
+        f"{100 * int8:.1f}% (mean of {best['seeds']} seeds)"
+        + (
+            f"; {len(tied)} others tie at {100 * best['val_accuracy']['mean']:.1f}% validation accuracy, and its "
+            f"validation log-loss ({loss(best):.3g}) is the lowest of them"
+            if tied
+            else ""
+        ),
+        f"within 1 point of the teacher ensemble ({100 * ensemble:.1f}%): {100 * (int8 - ensemble):+.1f} points, "
+        f"{met(int8 >= ensemble - 0.01)}",
+        *lda_line,
+        f"not below the best classical baseline ({100 * classical:.1f}%): {100 * (int8 - classical):+.1f} points, "
+        f"{met(int8 >= classical)}",
+    ]
 
 
 def sweep_on_ray(case, run_dir: Path, seeds: int, jobs: list[tuple], workers: int) -> None:
@@ -569,8 +842,13 @@ def sweep_on_ray(case, run_dir: Path, seeds: int, jobs: list[tuple], workers: in
     from ray.util import ActorPool
 
     here = Path(__file__).resolve().parent
-    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(here), str(here.parent)])}})
+    ray.init(
+        num_cpus=workers,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level="ERROR",
+        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(here), str(here.parent)])}},
+    )
 
     @ray.remote(num_cpus=1)
     class SweepWorker:
@@ -596,12 +874,22 @@ def sweep_on_ray(case, run_dir: Path, seeds: int, jobs: list[tuple], workers: in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="the case of this name, else the cases whose name starts with this")
-    parser.add_argument("--run", action="append", default=[], help="CASE=RUN_DIR: distil from a finished run's teachers")
-    parser.add_argument("--seeds", type=int, default=3, help="student seeds per method (0..N-1); the record keeps every seed swept")
-    parser.add_argument("--methods", help="comma-separated: of the case's methods (CASE_METHODS, OTHER_STUDENTS) only these")
+    parser.add_argument(
+        "--run", action="append", default=[], help="CASE=RUN_DIR: distil from a finished run's teachers"
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=3, help="student seeds per method (0..N-1); the record keeps every seed swept"
+    )
+    parser.add_argument(
+        "--methods", help="comma-separated: of the case's methods (CASE_METHODS, OTHER_STUDENTS) only these"
+    )
     parser.add_argument("--report-only", action="store_true", help="rebuild the section from saved numbers")
-    parser.add_argument("--workers", type=int, help="train the students of the run's own teachers N at a time on a local "
-                                                    "Ray (`pip install 'edgekd[scale]'`), each worker with its own replay")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="train the students of the run's own teachers N at a time on a local "
+        "Ray (`pip install 'edgekd[scale]'`), each worker with its own replay",
+    )
     args = parser.parse_args()
     given = dict(item.split("=", 1) for item in args.run)
     unknown = [m for m in (args.methods or "").split(",") if args.methods and m not in METHODS]
@@ -614,16 +902,26 @@ def main() -> None:
             sweep.baselines()
             # Every invocation that swept the case: together they reproduce its record.
             command = shlex.join([".venv/bin/python", "benchmarks/methods.py", *sys.argv[1:]])
-            commands = sweep.record.setdefault("commands", [sweep.record.pop("command")] if "command" in sweep.record else [])
+            commands = sweep.record.setdefault(
+                "commands", [sweep.record.pop("command")] if "command" in sweep.record else []
+            )
             if command not in commands:
                 commands.append(command)
             methods = args.methods.split(",") if args.methods else CASE_METHODS[case.name]
             # --methods filters the other students' methods too
-            jobs = [(None, m) for m in CASE_METHODS[case.name] if m in methods] + \
-                [(student, m) for student, listed in OTHER_STUDENTS.get(case.name, {}).items() for m in listed if m in methods]
+            jobs = [(None, m) for m in CASE_METHODS[case.name] if m in methods] + [
+                (student, m)
+                for student, listed in OTHER_STUDENTS.get(case.name, {}).items()
+                for m in listed
+                if m in methods
+            ]
             # seed-major: an interrupted sweep still has every method at some seeds
-            pending = [(method, "bootstrap", seed, student) for seed in sweep.seeds for student, method in jobs
-                       if not sweep.done(method, "bootstrap", seed, student)]
+            pending = [
+                (method, "bootstrap", seed, student)
+                for seed in sweep.seeds
+                for student, method in jobs
+                if not sweep.done(method, "bootstrap", seed, student)
+            ]
             if args.workers and pending:
                 sweep_on_ray(case, sweep.run_dir, args.seeds, pending, args.workers)
                 sweep.record = json.loads(sweep.record_path.read_text())  # what the workers saved
@@ -637,7 +935,9 @@ def main() -> None:
                 for seed in sweep.seeds:
                     if not sweep.done("mean kl", source, seed):
                         sweep.student("mean kl", source, seed)
-            sweep.record.setdefault("sweep_s", {})[time.strftime("%Y-%m-%d %H:%M")] = round(time.perf_counter() - started)
+            sweep.record.setdefault("sweep_s", {})[time.strftime("%Y-%m-%d %H:%M")] = round(
+                time.perf_counter() - started
+            )
             sweep.save()
     records = [item for n in CASE_NAMES for item in case_records(n)]
     kept = {n: kept_subsection("METHODS", n) for n in CASE_NAMES if not case_records(n)}

@@ -1,6 +1,7 @@
 """benchmarks/RESULTS.md is assembled from sections that different commands refresh on their own:
 spine.py writes the head of the file, stream.py and scripts/pi-check.sh their marked sections. Each
 command replaces only its own section and keeps the others."""
+
 from __future__ import annotations
 
 import re
@@ -34,7 +35,11 @@ def kept_subsection(section: str, heading: str, path: Path = RESULTS) -> str | N
     not in git) are not on this machine. None if there is no such subsection."""
     begin = f"<!-- {section} BEGIN -->"
     found = [m for m in marked_sections(path.read_text()) if m.startswith(begin)] if path.exists() else []
-    match = re.search(rf"^### {re.escape(heading)}\n.*?(?=^### |<!-- {section} END -->)", found[0], re.S | re.M) if found else None
+    match = (
+        re.search(rf"^### {re.escape(heading)}\n.*?(?=^### |<!-- {section} END -->)", found[0], re.S | re.M)
+        if found
+        else None
+    )
     if not match:
         return None
     text = match.group(0).rstrip()

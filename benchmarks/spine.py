@@ -9,6 +9,7 @@ on repetition 2), the seed's student preset against the default on myo5, and the
 numbers of each case to benchmarks/out/cases/. RESULTS.md is rebuilt from every saved case, so
 `--only` refreshes some cases and keeps the others. Every number in RESULTS.md comes from this script.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,12 +23,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from results_md import marked_sections  # noqa: E402
+
 from edgekd.datasets import bundled_dataset  # noqa: E402
 from edgekd.distill.run import DistillConfig, distill  # noqa: E402
 from edgekd.export.export import export_run  # noqa: E402
 from edgekd.io import write_bytes_atomic, write_json_atomic  # noqa: E402
 from edgekd.runtime.bench import bench_model  # noqa: E402
-from results_md import marked_sections  # noqa: E402
 
 OUT = HERE / "out"
 CASES = OUT / "cases"
@@ -51,7 +53,9 @@ def cases(only: str | None, generate: bool = True) -> list[Case]:
         Case("myo5 test rep 2, LSTM student", myo5, {"test_on": ["2"], "val_on": ["1"], "student": "edge-student"}),
         # Raw sEMG at 1,111 Hz would make 550-sample windows of 42 channels; 150 Hz keeps the run on two cores.
         # A 0.5 s hop (about 6,700 training windows) keeps this case near 20 minutes on two cores.
-        Case("isl50 synthetic, test subject s5", str(isl50), {"rate": 150.0, "window": 1.0, "hop": 0.5, "batch_size": 64}),
+        Case(
+            "isl50 synthetic, test subject s5", str(isl50), {"rate": 150.0, "window": 1.0, "hop": 0.5, "batch_size": 64}
+        ),
     ]
     selected = [c for c in all_cases if only is None or c.name.startswith(only)]
     if generate and any(c.dataset == str(isl50) for c in selected) and not (isl50 / "dataset.toml").exists():
@@ -79,13 +83,27 @@ def run_case(case: Case, slot: Path) -> dict:
     report = distill(DistillConfig(dataset=case.dataset, out=str(slot / "run"), verbose=0, **case.options))
     models = {}
     for variant in ("float32", "int8"):
-        exported = export_run(slot / "run", variant, slot / f"student-{variant}.tflite", log=lambda m: print(m, flush=True), force=True)
+        exported = export_run(
+            slot / "run", variant, slot / f"student-{variant}.tflite", log=lambda m: print(m, flush=True), force=True
+        )
         measured = bench_model(exported.path, data=case.dataset, runs=500, warmup=50)
-        models[variant] = {"bytes": exported.bytes, "gzip_bytes": measured.gzip_bytes, "agreement": exported.agreement,
-                           "quantizer": exported.quantizer, "accuracy": measured.accuracy,
-                           "latency_ms": measured.latency_ms, "init_ms": measured.init_ms, "runtime": measured.runtime}
-    result = {"case": case.name, "options": case.options, "report": report, "models": models,
-              "measured_at": time.strftime("%Y-%m-%d %H:%M")}
+        models[variant] = {
+            "bytes": exported.bytes,
+            "gzip_bytes": measured.gzip_bytes,
+            "agreement": exported.agreement,
+            "quantizer": exported.quantizer,
+            "accuracy": measured.accuracy,
+            "latency_ms": measured.latency_ms,
+            "init_ms": measured.init_ms,
+            "runtime": measured.runtime,
+        }
+    result = {
+        "case": case.name,
+        "options": case.options,
+        "report": report,
+        "models": models,
+        "measured_at": time.strftime("%Y-%m-%d %H:%M"),
+    }
     write_json_atomic(CASES / f"{_slug(case.name)}.json", result)
     print(json.dumps({"test_accuracy": report["test_accuracy"], "int8": models["int8"]["accuracy"]}), flush=True)
     return result
@@ -113,7 +131,9 @@ def write_results(results: list[dict]) -> None:
         "some cases). One seed per case (seed 0): STACK.md measured a spread of up to 9 points between student",
         "seeds, so differences of a few points between rows are not evidence. Latencies: one interpreter thread,",
         f"{results[0]['models']['int8']['runtime'] if results else ''}, {platform.machine()} host shared with other jobs",
-        "(medians are robust to that, p99 less so); cases measured " + ", ".join(sorted({r['measured_at'] for r in results})) + ".",
+        "(medians are robust to that, p99 less so); cases measured "
+        + ", ".join(sorted({r["measured_at"] for r in results}))
+        + ".",
         "",
         "## Accuracy on held-out data (%)",
         "",
@@ -122,9 +142,11 @@ def write_results(results: list[dict]) -> None:
     ]
     for r in results:
         acc, int8 = r["report"]["test_accuracy"], r["models"]["int8"]["accuracy"]
-        lines.append(f"| {r['case']} | {' / '.join(pct(a) for a in acc['teachers'])} | {pct(acc['ensemble'])} | "
-                     f"{pct(acc['student_scratch'])} | {pct(acc['student_kd'])} | {pct(int8)} | "
-                     f"{100 * (int8 - acc['ensemble']):+.1f} | {pct(acc.get('lda'))} | {pct(acc.get('random_forest'))} |")
+        lines.append(
+            f"| {r['case']} | {' / '.join(pct(a) for a in acc['teachers'])} | {pct(acc['ensemble'])} | "
+            f"{pct(acc['student_scratch'])} | {pct(acc['student_kd'])} | {pct(int8)} | "
+            f"{100 * (int8 - acc['ensemble']):+.1f} | {pct(acc.get('lda'))} | {pct(acc.get('random_forest'))} |"
+        )
     lines += [
         "",
         "## Size, latency and training cost",
@@ -140,7 +162,8 @@ def write_results(results: list[dict]) -> None:
             f"| {r['case']} | {rep['architectures']['student']} | {rep['params']['student']:,} / {rep['params']['teacher']:,} | "
             f"{f32['bytes']:,} | {i8['bytes']:,} ({i8['gzip_bytes']:,}) | {pct(i8['agreement'])}% ({i8['quantizer']}) | "
             f"{f32['latency_ms']['p50']:.3f} / {f32['latency_ms']['p99']:.3f} | {i8['latency_ms']['p50']:.3f} / {i8['latency_ms']['p99']:.3f} | "
-            f"{rep['timings_s']['total']:.0f} | {ratio:.2f} |")
+            f"{rep['timings_s']['total']:.0f} | {ratio:.2f} |"
+        )
     lines += [
         "",
         "How to read it:",
@@ -158,15 +181,24 @@ def write_results(results: list[dict]) -> None:
         "  LSTM (STACK.md; the Kernels section says why), less without. ARM is measured by `make pi-check` and on a",
         "  real Pi.",
     ]
-    lines += ["", "## Targets (issue: the spine)", "",
-              "int8 student within 3 points of the ensemble on myo5 (int8 − ensemble ≥ −3); a KD epoch ≤ 1.3× a scratch epoch.", ""]
+    lines += [
+        "",
+        "## Targets (issue: the spine)",
+        "",
+        "int8 student within 3 points of the ensemble on myo5 (int8 − ensemble ≥ −3); a KD epoch ≤ 1.3× a scratch epoch.",
+        "",
+    ]
     for r in results:
         rep, i8 = r["report"], r["models"]["int8"]
         diff = 100 * (i8["accuracy"] - rep["test_accuracy"]["ensemble"])
         ratio = rep["epoch_time_s"]["student_kd"] / rep["epoch_time_s"]["student_scratch"]
-        accuracy_target = (f"{'met' if diff >= -3 else 'NOT met'}" if r["case"].startswith("myo5") else "no target (synthetic)")
-        lines.append(f"- {r['case']}: int8 − ensemble {diff:+.1f} points ({accuracy_target}); KD epoch {ratio:.2f}× a scratch "
-                     f"epoch ({'met' if ratio <= 1.3 else 'NOT met'}).")
+        accuracy_target = (
+            f"{'met' if diff >= -3 else 'NOT met'}" if r["case"].startswith("myo5") else "no target (synthetic)"
+        )
+        lines.append(
+            f"- {r['case']}: int8 − ensemble {diff:+.1f} points ({accuracy_target}); KD epoch {ratio:.2f}× a scratch "
+            f"epoch ({'met' if ratio <= 1.3 else 'NOT met'})."
+        )
     path = HERE / "RESULTS.md"
     kept = marked_sections(path.read_text()) if path.exists() else []  # stream.py's and pi-check's sections stay
     write_bytes_atomic(path, ("\n".join(lines + [""] + kept) + "\n").encode())

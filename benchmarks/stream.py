@@ -7,6 +7,7 @@ Data at the seed's rates: the isl50 synthetic corpus (6 sEMG channels at 1,111 H
 LiveSession `edgekd stream` runs. Writes its section of benchmarks/RESULTS.md (between the STREAM markers)
 and the raw numbers to benchmarks/out/stream.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,24 +23,29 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from results_md import write_section as write_results_section  # noqa: E402
+
 from edgekd.data.dataset import load_dataset  # noqa: E402
 from edgekd.io import write_json_atomic  # noqa: E402
 from edgekd.runtime.interpreter import TFLiteModel  # noqa: E402
 from firmware_bridge.live import LiveSession, run_session, serial_opener  # noqa: E402
 from firmware_bridge.protocol import FrameDecoder  # noqa: E402
 from firmware_bridge.simulator import Simulator  # noqa: E402
-from results_md import write_section as write_results_section  # noqa: E402
 
 OUT = HERE / "out"
 
 
 def newest_isl50_model() -> Path:
-    candidates = sorted((OUT / "runs").glob("*/case*/student-int8.tflite"), key=lambda p: p.stat().st_mtime, reverse=True)
+    candidates = sorted(
+        (OUT / "runs").glob("*/case*/student-int8.tflite"), key=lambda p: p.stat().st_mtime, reverse=True
+    )
     for path in candidates:
         meta = TFLiteModel.load(path).metadata or {}
         if meta.get("dataset", {}).get("name") == "isl50-synthetic":
             return path
-    raise SystemExit("no isl50 int8 model under benchmarks/out/runs: run `.venv/bin/python benchmarks/spine.py --only isl50` first")
+    raise SystemExit(
+        "no isl50 int8 model under benchmarks/out/runs: run `.venv/bin/python benchmarks/spine.py --only isl50` first"
+    )
 
 
 def decoder_throughput(dataset, recordings: list[int], chunk: int = 4096, repeats: int = 5) -> dict:
@@ -51,19 +57,40 @@ def decoder_throughput(dataset, recordings: list[int], chunk: int = 4096, repeat
         decoder = FrameDecoder()
         start = time.perf_counter()
         for i in range(0, len(stream), chunk):
-            decoder.feed(stream[i:i + chunk])
+            decoder.feed(stream[i : i + chunk])
         times.append(time.perf_counter() - start)
     seconds = float(np.median(times))
     rows = sum(int(round(data_seconds * s.rate_hz)) for s in dataset.streams)
     channel_values = sum(int(round(data_seconds * s.rate_hz)) * len(s.channels) for s in dataset.streams)
-    return {"bytes": len(stream), "frames": decoder.stats.frames, "data_seconds": data_seconds, "decode_seconds": seconds,
-            "x_real_time": data_seconds / seconds, "samples_per_s": rows / seconds, "values_per_s": channel_values / seconds}
+    return {
+        "bytes": len(stream),
+        "frames": decoder.stats.frames,
+        "data_seconds": data_seconds,
+        "decode_seconds": seconds,
+        "x_real_time": data_seconds / seconds,
+        "samples_per_s": rows / seconds,
+        "values_per_s": channel_values / seconds,
+    }
 
 
 def live_run(dataset_path: Path, model_path: Path, recordings: list[int], speed: float) -> dict:
-    sim = subprocess.Popen([sys.executable, "-m", "edgekd.cli", "simulate", str(dataset_path), "--listen", "127.0.0.1:0",
-                            "--speed", str(speed), "--recordings", ",".join(map(str, recordings))],
-                           stderr=subprocess.PIPE, text=True)
+    sim = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edgekd.cli",
+            "simulate",
+            str(dataset_path),
+            "--listen",
+            "127.0.0.1:0",
+            "--speed",
+            str(speed),
+            "--recordings",
+            ",".join(map(str, recordings)),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = sim.stderr.readline().split()[-1]
     session = LiveSession(TFLiteModel.load(model_path))
     latencies, last, sink = [], {}, open("/dev/null", "w")
@@ -80,10 +107,18 @@ def live_run(dataset_path: Path, model_path: Path, recordings: list[int], speed:
     sim.wait(10)
     counters = session.counters()
     model_ms = _model_latency(model_path)
-    return {"speed": speed, "windows": len(latencies), "latency_ms": _percentiles(latencies), "model_p50_ms": model_ms,
-            "cpu_share": cpu / wall, "wall_s": wall, "frames_lost": counters["decoder_frames_lost"],
-            "sequence_gaps": counters["decoder_sequence_gaps"], "crc_errors": counters["decoder_crc_errors"],
-            "counters": counters}
+    return {
+        "speed": speed,
+        "windows": len(latencies),
+        "latency_ms": _percentiles(latencies),
+        "model_p50_ms": model_ms,
+        "cpu_share": cpu / wall,
+        "wall_s": wall,
+        "frames_lost": counters["decoder_frames_lost"],
+        "sequence_gaps": counters["decoder_sequence_gaps"],
+        "crc_errors": counters["decoder_crc_errors"],
+        "counters": counters,
+    }
 
 
 def _model_latency(model_path: Path) -> float:
@@ -125,8 +160,12 @@ def write_section(result: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, help="int8 model for the isl50 streams [default: the newest from spine.py]")
-    parser.add_argument("--seconds", type=float, default=40.0, help="about how much real-time data to stream (40 s: 42 windows)")
+    parser.add_argument(
+        "--model", type=Path, help="int8 model for the isl50 streams [default: the newest from spine.py]"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=40.0, help="about how much real-time data to stream (40 s: 42 windows)"
+    )
     args = parser.parse_args()
     dataset_path = OUT / "isl50"
     dataset = load_dataset(dataset_path)
@@ -137,9 +176,12 @@ def main() -> None:
     # The decoder phase leaves garbage that the cyclic collector otherwise reclaims during the live run, pausing
     # some windows by several milliseconds; a real `edgekd stream` process starts without it.
     gc.collect()
-    result = {"model": str(model.relative_to(HERE.parent) if model.is_relative_to(HERE.parent) else model),
-              "measured_at": time.strftime("%Y-%m-%d %H:%M"), "decoder": decoder,
-              "live": live_run(dataset_path, model, recordings, speed=1.0)}
+    result = {
+        "model": str(model.relative_to(HERE.parent) if model.is_relative_to(HERE.parent) else model),
+        "measured_at": time.strftime("%Y-%m-%d %H:%M"),
+        "decoder": decoder,
+        "live": live_run(dataset_path, model, recordings, speed=1.0),
+    }
     write_json_atomic(OUT / "stream.json", result)
     write_section(result)
     print(json.dumps({k: result[k] for k in ("decoder",)}, indent=1))

@@ -10,6 +10,7 @@ ratio, and windows per second. Whether the larger batch costs accuracy is measur
 benchmarks/defaults.py (students "kd batch 32" and "scratch batch 32" against "kd" and "scratch"); this section quotes
 those records beside the timings.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,9 +24,11 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from defaults import RECORDS as DEFAULT_RECORDS, folds, person_mean  # noqa: E402
-from edgekd.distill.run import DistillConfig, auto_batch_size  # noqa: E402
+from defaults import RECORDS as DEFAULT_RECORDS  # noqa: E402
+from defaults import folds, person_mean
 from results_md import write_section  # noqa: E402
+
+from edgekd.distill.run import DistillConfig, auto_batch_size  # noqa: E402
 
 EPOCHS = 6
 OLD_BATCH = 32
@@ -41,9 +44,23 @@ def epoch_seconds(preset: str, batch_size: int, fold) -> list[float]:
     train, val = fold.parts["train"], fold.parts["val"]
     one_hot = np.eye(fold.n_classes, dtype=np.float32)
     model = build_model(load_preset(preset), train.x.shape[1], train.x.shape[2], fold.n_classes, seed=0)
-    fitted = fit(model, train.x, pack_targets(train.y, one_hot[train.y]), val.x, pack_targets(val.y, one_hot[val.y]),
-                 n_classes=fold.n_classes, temperature=4.0, alpha=1.0, epochs=EPOCHS, batch_size=batch_size, patience=EPOCHS,
-                 learning_rate=2e-3, seed=0, verbose=0, early_stopping=False)
+    fitted = fit(
+        model,
+        train.x,
+        pack_targets(train.y, one_hot[train.y]),
+        val.x,
+        pack_targets(val.y, one_hot[val.y]),
+        n_classes=fold.n_classes,
+        temperature=4.0,
+        alpha=1.0,
+        epochs=EPOCHS,
+        batch_size=batch_size,
+        patience=EPOCHS,
+        learning_rate=2e-3,
+        seed=0,
+        verbose=0,
+        early_stopping=False,
+    )
     return fitted.epoch_seconds[1:]
 
 
@@ -59,17 +76,37 @@ def measure() -> dict:
                 times[batch] += epoch_seconds(preset, batch, fold)
         old, new = (float(np.median(times[b])) for b in (OLD_BATCH, batch))
         n = len(fold.parts["train"].y)
-        rows.append({"role": role, "preset": preset, "windows": n, "old_batch": OLD_BATCH, "new_batch": batch,
-                     "old_s": old, "new_s": new, "ratio": old / new})
-        print(f"{role} {preset}: {old:.2f} s per epoch at batch {OLD_BATCH}, {new:.2f} s at {batch} ({old / new:.1f}x)", flush=True)
-    return {"rows": rows, "epochs": EPOCHS, "cpu": platform.processor() or platform.machine(), "measured_at": time.strftime("%Y-%m-%d %H:%M")}
+        rows.append(
+            {
+                "role": role,
+                "preset": preset,
+                "windows": n,
+                "old_batch": OLD_BATCH,
+                "new_batch": batch,
+                "old_s": old,
+                "new_s": new,
+                "ratio": old / new,
+            }
+        )
+        print(
+            f"{role} {preset}: {old:.2f} s per epoch at batch {OLD_BATCH}, {new:.2f} s at {batch} ({old / new:.1f}x)",
+            flush=True,
+        )
+    return {
+        "rows": rows,
+        "epochs": EPOCHS,
+        "cpu": platform.processor() or platform.machine(),
+        "measured_at": time.strftime("%Y-%m-%d %H:%M"),
+    }
 
 
 def accuracy_lines() -> list[str]:
     lines = []
     for student in ("kd", "scratch"):
-        paths = {label: DEFAULT_RECORDS / "drop" / f"{name}.json" for label, name in
-                 (("default batch", student), (f"batch {OLD_BATCH}", f"{student}-batch-{OLD_BATCH}"))}
+        paths = {
+            label: DEFAULT_RECORDS / "drop" / f"{name}.json"
+            for label, name in (("default batch", student), (f"batch {OLD_BATCH}", f"{student}-batch-{OLD_BATCH}"))
+        }
         if not all(p.exists() for p in paths.values()):
             continue
         records = {label: json.loads(p.read_text())["runs"] for label, p in paths.items()}
@@ -79,24 +116,38 @@ def accuracy_lines() -> list[str]:
             val, val_sd, n = person_mean([r for r in runs if (r["fold"], r["seed"]) in shared], "val")
             cells.append(f"{label} {100 * val:.1f}" + (f" ± {100 * val_sd:.1f}" if n > 1 else ""))
         folds, seeds = len({f for f, _ in shared}), len({s for _, s in shared})
-        lines.append(f"- {student} student, validation accuracy over people ({folds} folds, {seeds} student seed"
-                     f"{'s' if seeds > 1 else ''}, benchmarks/defaults.py): " + ", ".join(cells))
+        lines.append(
+            f"- {student} student, validation accuracy over people ({folds} folds, {seeds} student seed"
+            f"{'s' if seeds > 1 else ''}, benchmarks/defaults.py): " + ", ".join(cells)
+        )
     return lines
 
 
 def markdown(result: dict) -> str:
-    lines = ["## Training speed (`.venv/bin/python benchmarks/train_speed.py`)", "",
-             f"One myo22 fold of `--cv 5`, {result['rows'][0]['windows']:,} training windows of 100 x 8; median seconds per "
-             f"epoch over {result['epochs'] - 1} epochs after the first, twice each, alternating; {result['cpu']}, "
-             f"{result['measured_at']}.", "",
-             "| model | batch 32 (before) | default batch | speed-up | windows/s now |", "|---|---|---|---|---|"]
+    lines = [
+        "## Training speed (`.venv/bin/python benchmarks/train_speed.py`)",
+        "",
+        f"One myo22 fold of `--cv 5`, {result['rows'][0]['windows']:,} training windows of 100 x 8; median seconds per "
+        f"epoch over {result['epochs'] - 1} epochs after the first, twice each, alternating; {result['cpu']}, "
+        f"{result['measured_at']}.",
+        "",
+        "| model | batch 32 (before) | default batch | speed-up | windows/s now |",
+        "|---|---|---|---|---|",
+    ]
     for r in result["rows"]:
-        lines.append(f"| {r['role']} ({r['preset']}) | {r['old_s']:.2f} s | {r['new_s']:.2f} s (batch {r['new_batch']}) | "
-                     f"{r['ratio']:.1f}x | {r['windows'] / r['new_s']:,.0f} |")
+        lines.append(
+            f"| {r['role']} ({r['preset']}) | {r['old_s']:.2f} s | {r['new_s']:.2f} s (batch {r['new_batch']}) | "
+            f"{r['ratio']:.1f}x | {r['windows'] / r['new_s']:,.0f} |"
+        )
     accuracy = accuracy_lines()
     if accuracy:
-        lines += ["", "Accuracy at the two batches, same learning rate and early-stopping rule (the spread of one student over "
-                      "seeds is 0.6 points: PEOPLE):", "", *accuracy]
+        lines += [
+            "",
+            "Accuracy at the two batches, same learning rate and early-stopping rule (the spread of one student over "
+            "seeds is 0.6 points: PEOPLE):",
+            "",
+            *accuracy,
+        ]
     return "\n".join(lines + [""])
 
 

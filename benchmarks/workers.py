@@ -8,6 +8,7 @@ separate `edgekd distill` process into a fresh folder, timed from start to end: 
 threads), --workers 1 and --workers 2 (a local Ray with 1 or 2 CPUs, one TensorFlow thread per fold); REPEATS rounds
 of the three in turn, medians reported.
 """
+
 from __future__ import annotations
 
 import csv
@@ -25,8 +26,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from edgekd.data.dataset import ALLOW_OUTSIDE_ENV  # noqa: E402
 from results_md import write_section  # noqa: E402
+
+from edgekd.data.dataset import ALLOW_OUTSIDE_ENV  # noqa: E402
 
 MYO22 = HERE.parents[1] / "shared" / "data" / "myo22"
 PEOPLE = ("female0", "female1", "female2", "male0", "male1", "male2")
@@ -50,8 +52,19 @@ def subset(folder: Path) -> Path:
 
 
 def timed_run(dataset: Path, out: Path, extra: list[str]) -> float:
-    command = [str(EDGEKD), "distill", str(dataset), "--out", str(out), "--cv", "loso", "--epochs", str(EPOCHS),
-               "--quiet", *extra]
+    command = [
+        str(EDGEKD),
+        "distill",
+        str(dataset),
+        "--out",
+        str(out),
+        "--cv",
+        "loso",
+        "--epochs",
+        str(EPOCHS),
+        "--quiet",
+        *extra,
+    ]
     print(" ".join(command[1:]), flush=True)
     started = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, env={**os.environ, ALLOW_OUTSIDE_ENV: "1"})
@@ -66,21 +79,39 @@ def main() -> None:
             for label, extra in WAYS:
                 runs[label].append(round(timed_run(dataset, Path(tmp) / f"{label}-{repeat}", extra), 1))
     seconds = {label: float(statistics.median(values)) for label, values in runs.items()}
-    record = {"people": list(PEOPLE), "epochs": EPOCHS, "runs": runs, "seconds": seconds,
-              "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-              "measured_at": time.strftime("%Y-%m-%d %H:%M")}
+    record = {
+        "people": list(PEOPLE),
+        "epochs": EPOCHS,
+        "runs": runs,
+        "seconds": seconds,
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "measured_at": time.strftime("%Y-%m-%d %H:%M"),
+    }
     RECORD.write_text(json.dumps(record, indent=2) + "\n")
     s = record["seconds"]
-    text = "\n".join([
-        "## Folds on Ray (`.venv/bin/python benchmarks/workers.py`)", "",
-        f"`edgekd distill SUBSET --cv loso --epochs {EPOCHS}` on {len(PEOPLE)} people of myo22 ({', '.join(PEOPLE)}), "
-        f"{len(PEOPLE)} folds; wall time of the whole command, median of {REPEATS} rounds, measured {record['measured_at']} "
-        f"on {record['cores']} cores ({record['cpu']}).", "",
-        "| run | seconds (median) | each round | against serial | against --workers 1 |", "|---|---|---|---|---|",
-        *(f"| {k} | {v:.0f} | {', '.join(f'{x:.0f}' for x in record['runs'][k])} | {v / s['serial']:.2f} | "
-          f"{v / s['workers 1']:.2f} |" for k, v in s.items()), "",
-        f"Target (issue 22): --workers 2 against 1, ≤ 0.6: {s['workers 2'] / s['workers 1']:.2f}, "
-        + ("met" if s["workers 2"] / s["workers 1"] <= 0.6 else "**NOT met**") + ".", ""])
+    text = "\n".join(
+        [
+            "## Folds on Ray (`.venv/bin/python benchmarks/workers.py`)",
+            "",
+            f"`edgekd distill SUBSET --cv loso --epochs {EPOCHS}` on {len(PEOPLE)} people of myo22 ({', '.join(PEOPLE)}), "
+            f"{len(PEOPLE)} folds; wall time of the whole command, median of {REPEATS} rounds, measured {record['measured_at']} "
+            f"on {record['cores']} cores ({record['cpu']}).",
+            "",
+            "| run | seconds (median) | each round | against serial | against --workers 1 |",
+            "|---|---|---|---|---|",
+            *(
+                f"| {k} | {v:.0f} | {', '.join(f'{x:.0f}' for x in record['runs'][k])} | {v / s['serial']:.2f} | "
+                f"{v / s['workers 1']:.2f} |"
+                for k, v in s.items()
+            ),
+            "",
+            f"Target (issue 22): --workers 2 against 1, ≤ 0.6: {s['workers 2'] / s['workers 1']:.2f}, "
+            + ("met" if s["workers 2"] / s["workers 1"] <= 0.6 else "**NOT met**")
+            + ".",
+            "",
+        ]
+    )
     write_section("WORKERS", text)
     print(text)
 

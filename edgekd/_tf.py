@@ -4,6 +4,7 @@ tensorflow-model-optimization works only with tf_keras, and only tf_keras' LSTM 
 TFLite LSTM (../shared/docs/STACK.md). Training-side modules import `tf` and `keras` from here;
 device-side modules (edgekd.runtime, edgekd.data) never import this.
 """
+
 import os
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
@@ -20,8 +21,10 @@ try:
 except ImportError as e:  # a device-profile install (a Raspberry Pi) has no TensorFlow, by design
     from edgekd.errors import UserError
 
-    raise UserError(f"this command trains or converts models and needs the training profile ({e.name} is not "
-                    f"installed); install it with: pip install 'edgekd[train]'") from None
+    raise UserError(
+        f"this command trains or converts models and needs the training profile ({e.name} is not "
+        f"installed); install it with: pip install 'edgekd[train]'"
+    ) from None
 if not verbose():
     tf.get_logger().setLevel("ERROR")  # Python-side TensorFlow warnings (retracing, deprecations)
 

@@ -4,11 +4,12 @@ Everything in the table comes from each run's report.json, so comparing is insta
 TensorFlow. Only the confusion matrix runs a model (the best student), and only it imports TensorFlow;
 matplotlib is imported only when plots are asked for.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -19,12 +20,19 @@ from edgekd.table import format_table
 
 STUDENTS = ("student_scratch", "student_kd")
 CLASSICAL = {"lda": "LDA", "random_forest": "random forest"}
-MODEL_LABELS = {"ensemble": "ensemble", "student_scratch": "student (scratch)", "student_kd": "student (KD)", **CLASSICAL}
+MODEL_LABELS = {
+    "ensemble": "ensemble",
+    "student_scratch": "student (scratch)",
+    "student_kd": "student (KD)",
+    **CLASSICAL,
+}
 ANNOTATE_MAX_CLASSES = 20  # beyond this the numbers in the confusion matrix's cells overprint
 _LABEL_OFFSETS = (4, -11, 15)  # points above each point, cycled, so near-equal models do not overprint
 HEADERS = ["run", "method", "model", "test_acc", "params", "train_s"]
-TIME_NOTE = ("train_s: a teacher's is its stage's total over the teachers, the ensemble's the whole stage; "
-             "LDA and random forest share one stage")
+TIME_NOTE = (
+    "train_s: a teacher's is its stage's total over the teachers, the ensemble's the whole stage; "
+    "LDA and random forest share one stage"
+)
 
 
 @dataclass
@@ -35,6 +43,7 @@ class Run:
 
 
 # ---- loading ----------------------------------------------------------------------------------------
+
 
 def load_runs(paths: Sequence[str | Path]) -> list[Run]:
     """Every run's report; a UserError for no runs or for a folder that is not a finished run."""
@@ -54,6 +63,7 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
 
 
 # ---- rows -------------------------------------------------------------------------------------------
+
 
 def method_label(report: dict) -> str:
     """How the run distilled, e.g. "mean of 3, kl T=4 alpha=0.3"; older reports lack fusion and loss."""
@@ -88,38 +98,73 @@ def model_rows(run: Run) -> list[dict]:
     teachers_s = timings.get("teachers")
 
     def row(key, label, test_accuracy, n_params, train_s):
-        return {"run": run.name, "path": str(run.path), "dataset": report.get("dataset"), "method": method_label(report),
-                "model": key, "label": label, "test_accuracy": test_accuracy, "params": n_params,
-                "train_time_s": None if train_s is None else round(train_s, 3)}
+        return {
+            "run": run.name,
+            "path": str(run.path),
+            "dataset": report.get("dataset"),
+            "method": method_label(report),
+            "model": key,
+            "label": label,
+            "test_accuracy": test_accuracy,
+            "params": n_params,
+            "train_time_s": None if train_s is None else round(train_s, 3),
+        }
 
     # Per-teacher sizes where the report has them (modality experts differ in input width).
     each_teacher = params.get("teachers") or [teacher_params] * n_teachers
-    rows = [row(f"teacher_{i}", f"teacher {i + 1}", a, each_teacher[i], teachers_s / n_teachers if teachers_s else None)
-            for i, a in enumerate(teacher_accuracies)]
+    rows = [
+        row(f"teacher_{i}", f"teacher {i + 1}", a, each_teacher[i], teachers_s / n_teachers if teachers_s else None)
+        for i, a in enumerate(teacher_accuracies)
+    ]
     if "ensemble" in accuracy:
         # The ensemble is the teachers together: their parameters and their training time, all of it.
         ensemble_s = teachers_s + timings.get("soft_targets", 0.0) if teachers_s is not None else None
         ensemble_params = sum(each_teacher) if None not in each_teacher else None
         rows.append(row("ensemble", "ensemble", accuracy["ensemble"], ensemble_params, ensemble_s))
-        rows += [row(key, ensemble_label(key), accuracy[key], ensemble_params, ensemble_s) for key in fused_ensemble_keys(accuracy)]
-    rows += [row(key, MODEL_LABELS[key], accuracy[key], student_params, timings.get(key))
-             for key in STUDENTS if key in accuracy]
+        rows += [
+            row(key, ensemble_label(key), accuracy[key], ensemble_params, ensemble_s)
+            for key in fused_ensemble_keys(accuracy)
+        ]
+    rows += [
+        row(key, MODEL_LABELS[key], accuracy[key], student_params, timings.get(key))
+        for key in STUDENTS
+        if key in accuracy
+    ]
     branch = report.get("lda_branch")
     if branch and "student_kd_lda_branch" in accuracy:  # `edgekd export --classical-branch lda`'s model
-        rows.append(row("student_kd_lda_branch", "student (KD) + LDA branch" if branch["kept"] else "student (KD), LDA branch left out",
-                        accuracy["student_kd_lda_branch"], params.get("student_with_lda_branch") if branch["kept"] else student_params,
-                        timings.get("student_kd")))
+        rows.append(
+            row(
+                "student_kd_lda_branch",
+                "student (KD) + LDA branch" if branch["kept"] else "student (KD), LDA branch left out",
+                accuracy["student_kd_lda_branch"],
+                params.get("student_with_lda_branch") if branch["kept"] else student_params,
+                timings.get("student_kd"),
+            )
+        )
     multi = (report.get("multi_student") or {}).get("test")
     if multi:  # --students: the other students; --selector: the system (the first student is student_kd above)
         n_params = (multi.get("params") or {}).get("students", {})
-        rows += [row(f"student_kd_{j}", f"student (KD) {name}", acc, n_params.get(name), None)
-                 for j, (name, acc) in enumerate(multi["students"].items()) if j > 0]
+        rows += [
+            row(f"student_kd_{j}", f"student (KD) {name}", acc, n_params.get(name), None)
+            for j, (name, acc) in enumerate(multi["students"].items())
+            if j > 0
+        ]
         if "system" in multi:
-            rows.append(row("selector_system", "selector system", multi["system"], multi["params"]["system"],
-                            timings.get("students", 0.0) + timings.get("selector", 0.0) + timings.get("student_kd", 0.0)))
+            rows.append(
+                row(
+                    "selector_system",
+                    "selector system",
+                    multi["system"],
+                    multi["params"]["system"],
+                    timings.get("students", 0.0) + timings.get("selector", 0.0) + timings.get("student_kd", 0.0),
+                )
+            )
     # No params for the classical models: a forest's node count is not comparable with network weights.
-    rows += [row(key, label, accuracy[key], None, timings.get("baselines"))
-             for key, label in CLASSICAL.items() if key in accuracy]
+    rows += [
+        row(key, label, accuracy[key], None, timings.get("baselines"))
+        for key, label in CLASSICAL.items()
+        if key in accuracy
+    ]
     return rows
 
 
@@ -135,8 +180,13 @@ def fused_ensemble_keys(accuracy: dict) -> list[str]:
 
     "ensemble_mean" repeats the plain ensemble when they agree, so it gets no row of its own then.
     """
-    return [key for key in accuracy if key.startswith("ensemble_") and isinstance(accuracy[key], (int, float))
-            and not (key == "ensemble_mean" and accuracy[key] == accuracy.get("ensemble"))]
+    return [
+        key
+        for key in accuracy
+        if key.startswith("ensemble_")
+        and isinstance(accuracy[key], (int, float))
+        and not (key == "ensemble_mean" and accuracy[key] == accuracy.get("ensemble"))
+    ]
 
 
 def compare_rows(runs: Sequence[Run]) -> list[dict]:
@@ -144,8 +194,9 @@ def compare_rows(runs: Sequence[Run]) -> list[dict]:
 
 
 def comparison_table(rows: Sequence[dict]) -> str:
-    return format_table(HEADERS, [[r["run"], r["method"], r["label"], r["test_accuracy"], r["params"], r["train_time_s"]]
-                                  for r in rows])
+    return format_table(
+        HEADERS, [[r["run"], r["method"], r["label"], r["test_accuracy"], r["params"], r["train_time_s"]] for r in rows]
+    )
 
 
 def run_summary(run: Run) -> str:
@@ -162,7 +213,9 @@ def comparability_notes(runs: Sequence[Run]) -> list[str]:
     """Say so when accuracies come from different datasets or different held-out data: allowed, but not comparable."""
     datasets = sorted({str(run.report.get("dataset")) for run in runs})
     if len(datasets) > 1:
-        return [f"note: the runs are on different datasets ({', '.join(datasets)}); their accuracies are not comparable"]
+        return [
+            f"note: the runs are on different datasets ({', '.join(datasets)}); their accuracies are not comparable"
+        ]
     splits = {_split_key(run.report.get("split", {})) for run in runs}
     if len(splits) > 1:
         return ["note: the runs hold out different test data; their accuracies are not strictly comparable"]
@@ -183,6 +236,7 @@ def best_student(rows: Sequence[dict]) -> dict | None:
 
 # ---- plots ------------------------------------------------------------------------------------------
 
+
 def require_matplotlib():
     return plots.require_matplotlib("--out", "compare without --out")
 
@@ -202,16 +256,34 @@ def plot_accuracy_vs_params(rows: Sequence[dict], path: str | Path) -> Path:
         colour = f"C{colour_index % 10}"
         run_rows = [r for r in rows if r["run"] == name and r["test_accuracy"] is not None]
         networks = [r for r in run_rows if r["params"] is not None]
-        axes.scatter([r["params"] for r in networks], [r["test_accuracy"] for r in networks], color=colour, s=40,
-                     label=name, zorder=3)
+        axes.scatter(
+            [r["params"] for r in networks],
+            [r["test_accuracy"] for r in networks],
+            color=colour,
+            s=40,
+            label=name,
+            zorder=3,
+        )
         for i, r in enumerate(networks):
-            axes.annotate(r["label"], (r["params"], r["test_accuracy"]), textcoords="offset points",
-                          xytext=(4, _LABEL_OFFSETS[i % len(_LABEL_OFFSETS)]), fontsize=7, color=colour)
+            axes.annotate(
+                r["label"],
+                (r["params"], r["test_accuracy"]),
+                textcoords="offset points",
+                xytext=(4, _LABEL_OFFSETS[i % len(_LABEL_OFFSETS)]),
+                fontsize=7,
+                color=colour,
+            )
         for accuracy, labels in _classical_lines(run_rows).items():
             axes.axhline(accuracy, color=colour, linestyle="--", linewidth=0.8, alpha=0.7)
-            axes.annotate(f"{labels} ({name})", (0.01, accuracy), xycoords=("axes fraction", "data"),
-                          textcoords="offset points", xytext=(0, 2 if colour_index % 2 == 0 else -9), fontsize=7,
-                          color=colour)
+            axes.annotate(
+                f"{labels} ({name})",
+                (0.01, accuracy),
+                xycoords=("axes fraction", "data"),
+                textcoords="offset points",
+                xytext=(0, 2 if colour_index % 2 == 0 else -9),
+                fontsize=7,
+                color=colour,
+            )
     axes.set_xscale("log")
     axes.set_xlabel("parameters (log scale)")
     axes.set_ylabel("test accuracy")
@@ -276,17 +348,24 @@ def plot_confusion(run: Run, row: dict, path: str | Path) -> Path:
     image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
     figure.colorbar(image, ax=axes, label="share of the true class")
     ticks = np.arange(len(classes))
-    axes.set_xticks(ticks, classes, rotation=90 if len(classes) > 8 else 45, ha="center" if len(classes) > 8 else "right",
-                    fontsize=8)
+    axes.set_xticks(
+        ticks,
+        classes,
+        rotation=90 if len(classes) > 8 else 45,
+        ha="center" if len(classes) > 8 else "right",
+        fontsize=8,
+    )
     axes.set_yticks(ticks, classes, fontsize=8)
     axes.set_xlabel("predicted class")
     axes.set_ylabel("true class")
     if len(classes) <= ANNOTATE_MAX_CLASSES:
         for (i, j), share in np.ndenumerate(shares):
-            axes.text(j, i, f"{share:.2f}", ha="center", va="center", fontsize=7,
-                      color="white" if share > 0.5 else "black")
-    axes.set_title(f"{run.name}: {row['label']}, test accuracy {row['test_accuracy']:.3f} ({len(y_true)} windows)",
-                   fontsize=9)
+            axes.text(
+                j, i, f"{share:.2f}", ha="center", va="center", fontsize=7, color="white" if share > 0.5 else "black"
+            )
+    axes.set_title(
+        f"{run.name}: {row['label']}, test accuracy {row['test_accuracy']:.3f} ({len(y_true)} windows)", fontsize=9
+    )
     return plots.write_png(figure, path, "--out")
 
 
@@ -302,8 +381,10 @@ def write_plots(runs: Sequence[Run], rows: Sequence[dict], out: str | Path) -> l
     run = next(r for r in runs if r.name == best["run"])
     missing = missing_for_confusion(run, best["model"])
     if missing:
-        return lines + [f"note: no confusion matrix for the best student ({best['label']} of {run.name}): "
-                        f"{run.path} has no {' or '.join(missing)}"]
+        return lines + [
+            f"note: no confusion matrix for the best student ({best['label']} of {run.name}): "
+            f"{run.path} has no {' or '.join(missing)}"
+        ]
     path = plot_confusion(run, best, out / f"confusion_{_file_safe(run.name)}.png")
     return lines + [f"wrote {path} ({best['label']} of {run.name}, the best student)"]
 

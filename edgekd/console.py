@@ -6,6 +6,7 @@ delegate" at load), before and around Python's logging, where no log level reach
 descriptor 2 at /dev/null for the length of such a call; Python's own warnings and errors raised there still reach
 the user once it ends. `edgekd --verbose` (EDGEKD_VERBOSE=1) lets everything through. No TensorFlow here.
 """
+
 from __future__ import annotations
 
 import contextlib

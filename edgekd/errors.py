@@ -1,4 +1,5 @@
 """The one error type users see: a problem with their input, not a bug in edgekd."""
+
 import click
 
 

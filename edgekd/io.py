@@ -1,5 +1,6 @@
 """Atomic file writes: a run killed midway never leaves a half-written file that looks valid; and the checks an
 output path passes before a command spends minutes computing what it will hold."""
+
 from __future__ import annotations
 
 import json
@@ -25,7 +26,9 @@ def check_output(path: str | os.PathLike, option: str, force: bool = False) -> P
     if folder is not None and not os.access(folder, os.W_OK | os.X_OK):
         raise UserError(f"{path}: cannot write in {folder} (permission denied); choose another {option}")
     if path.exists() and (path.name in RUN_FILES or path.suffix == ".h5"):
-        raise UserError(f"{path}: is a file of a distill run; {option} never replaces it, even with --force: choose another file")
+        raise UserError(
+            f"{path}: is a file of a distill run; {option} never replaces it, even with --force: choose another file"
+        )
     if path.exists() and not force:
         raise UserError(f"{path}: exists; add --force to replace it, or choose another {option}")
     return path

@@ -3,6 +3,7 @@
 matplotlib is imported only when a plot is asked for, on an Agg canvas (no display, no pyplot state), and a
 PNG is rendered to memory and then written atomically, so a killed command never leaves half a file.
 """
+
 from __future__ import annotations
 
 import io
@@ -31,4 +32,6 @@ def write_png(figure, path: str | Path, option: str) -> Path:
     try:
         return write_bytes_atomic(Path(path), png.getvalue())
     except OSError as e:
-        raise UserError(f"{path}: cannot write the plot ({e.strerror or e}); pass a writable path to {option}") from None
+        raise UserError(
+            f"{path}: cannot write the plot ({e.strerror or e}); pass a writable path to {option}"
+        ) from None

@@ -1,4 +1,5 @@
 """Plain-text result tables for the terminal (no dependency: a Pi install stays small)."""
+
 from __future__ import annotations
 
 

@@ -6,9 +6,10 @@ The prompts follow device time, the clock the samples carry, not the host's: the
 simulator faster than real time gets the same windows. Each class takes READY_S (a countdown: change gesture, nothing
 kept) and then SECONDS (kept: every window that lies wholly inside it).
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -72,7 +73,9 @@ class GuidedCalibration:
         return np.stack(self.windows).astype(np.float32), np.asarray(self.labels, np.int64)
 
 
-def write_calibration_dataset(folder, windows: np.ndarray, labels: np.ndarray, preprocessor, classes: list[str]) -> None:
+def write_calibration_dataset(
+    folder, windows: np.ndarray, labels: np.ndarray, preprocessor, classes: list[str]
+) -> None:
     """The kept windows as a dataset folder (dataset.toml, recordings.csv, one .npz per class) that `edgekd personalize`
     and `distill` read: each class's samples are its windows joined back (the first whole, then each next window's last
     hop), in the units the device sent. Only for a model that reads one stream at that stream's own rate, where windows
@@ -97,7 +100,9 @@ def write_calibration_dataset(folder, windows: np.ndarray, labels: np.ndarray, p
         np.savez(buffer, **{stream.name: samples})
         write_bytes_atomic(folder / f"{k}.npz", buffer.getvalue())
         rows.append(f"{k}.npz,calibration,{label}")
-    toml = (f"name = \"calibration\"\nclasses = {json.dumps(list(classes))}\n\n[streams.{stream.name}]\n"
-            f"rate_hz = {stream.rate_hz!r}\nchannels = {json.dumps(list(stream.channels))}\n")
+    toml = (
+        f'name = "calibration"\nclasses = {json.dumps(list(classes))}\n\n[streams.{stream.name}]\n'
+        f"rate_hz = {stream.rate_hz!r}\nchannels = {json.dumps(list(stream.channels))}\n"
+    )
     write_bytes_atomic(folder / "dataset.toml", toml.encode())
     write_bytes_atomic(folder / "recordings.csv", ("\n".join(rows) + "\n").encode())

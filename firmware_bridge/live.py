@@ -10,6 +10,7 @@ paused, or a new recording began) starts a new segment whose windows start afres
 more than RESTART_S is a device that restarted (its clock starts again at 0): a new segment starts there too, rather
 than every sample being taken for one already received until the clock catches up.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -105,7 +106,9 @@ class Timeline:
 
     def ready_windows(self):
         """Yield (segment, window index, raw window) for every window whose samples have all arrived."""
-        while all(sum(stream_window(s, self.pre.spec, self.next_window)) <= self.end_index(s.name) for s in self.streams):
+        while all(
+            sum(stream_window(s, self.pre.spec, self.next_window)) <= self.end_index(s.name) for s in self.streams
+        ):
             k = self.next_window
             window = window_from_streams(self.buffers, self.streams, self.pre.spec, k, self.offsets)
             self.next_window += 1
@@ -158,7 +161,9 @@ class Recorder:
     def __init__(self, folder: Path, preprocessor: Preprocessor):
         self.folder = Path(folder)
         if self.folder.is_symlink() or (self.folder.exists() and not self.folder.is_dir()):
-            raise UserError(f"{self.folder}: is a symlink or a file; --record writes into a folder of its own: choose a new one")
+            raise UserError(
+                f"{self.folder}: is a symlink or a file; --record writes into a folder of its own: choose a new one"
+            )
         self.channels = {s.name: s.channels for s in preprocessor.streams}
         for name in self.channels:
             self._check_free(self.folder / f"{name}.csv")
@@ -225,20 +230,34 @@ class SessionStats:
 class LiveSession:
     """One model listening to one device: feed it bytes as they arrive, get decisions back."""
 
-    def __init__(self, model, *, text: bool = False, text_rate_hz: float | None = None, smooth: int = 1,
-                 threshold: float = 0.0, record: Path | None = None, max_fill_s: float = 0.1,
-                 calibration=None, on_calibrated=None):
+    def __init__(
+        self,
+        model,
+        *,
+        text: bool = False,
+        text_rate_hz: float | None = None,
+        smooth: int = 1,
+        threshold: float = 0.0,
+        record: Path | None = None,
+        max_fill_s: float = 0.1,
+        calibration=None,
+        on_calibrated=None,
+    ):
         """`calibration` (firmware_bridge/calibrate.GuidedCalibration): its windows come first and are not decided;
         when it is over, on_calibrated(windows, labels) returns the model to go on with."""
         meta = model.metadata
         if not meta or "preprocessing" not in meta:
-            raise UserError(f"{model.path}: carries no edgekd metadata (streams, window, normalisation); "
-                            f"export it with `edgekd export`")
+            raise UserError(
+                f"{model.path}: carries no edgekd metadata (streams, window, normalisation); "
+                f"export it with `edgekd export`"
+            )
         pre = Preprocessor.from_dict(meta["preprocessing"])
         if text:
             if len(pre.streams) != 1:
-                raise UserError(f"{model.path}: the model takes {len(pre.streams)} streams; text mode carries one, "
-                                f"use the binary protocol (drop --text)")
+                raise UserError(
+                    f"{model.path}: the model takes {len(pre.streams)} streams; text mode carries one, "
+                    f"use the binary protocol (drop --text)"
+                )
             if text_rate_hz:  # the device's own rate: windows resample from it to the model rate
                 stream = pre.streams[0]
                 pre = dataclasses.replace(pre, streams=(dataclasses.replace(stream, rate_hz=float(text_rate_hz)),))
@@ -265,8 +284,10 @@ class LiveSession:
         """One window of zeros through the whole path before the first real one: the resampling filters get
         designed (about 5 ms for 1,111 -> 150 Hz) and the interpreter's first invoke happens now, not while a
         user waits for the first decision."""
-        zeros = {s.name: np.zeros((sum(stream_window(s, self.pre.spec, 0)), len(s.channels)), np.float32)
-                 for s in self.pre.streams}
+        zeros = {
+            s.name: np.zeros((sum(stream_window(s, self.pre.spec, 0)), len(s.channels)), np.float32)
+            for s in self.pre.streams
+        }
         window = window_from_streams(zeros, self.pre.streams, self.pre.spec, 0)
         self.model.predict_proba(self.pre.normalize(window[np.newaxis]))
 
@@ -308,9 +329,19 @@ class LiveSession:
                 self.smoother.reset()
             probs = self.model.predict_proba(window)[0]
             label, confidence = self.smoother.update(probs)
-            decisions.append(Decision(segment, k, round(self.timeline.window_end_s(k), 6), self._last_seq,
-                                      None if label is None else self.classes[label], confidence,
-                                      [float(p) for p in probs], (time.perf_counter() - arrival) * 1e3, arrival))
+            decisions.append(
+                Decision(
+                    segment,
+                    k,
+                    round(self.timeline.window_end_s(k), 6),
+                    self._last_seq,
+                    None if label is None else self.classes[label],
+                    confidence,
+                    [float(p) for p in probs],
+                    (time.perf_counter() - arrival) * 1e3,
+                    arrival,
+                )
+            )
             self.stats.windows += 1
         return decisions
 
@@ -322,18 +353,26 @@ class LiveSession:
     def _check_frame(self, frame) -> None:
         streams = self.pre.streams
         if frame.stream_id >= len(streams):
-            raise UserError(f"{self.model.path}: the device sends stream id {frame.stream_id}, but the model takes "
-                            f"{len(streams)} stream(s) ({', '.join(s.name for s in streams)}); use the model trained for this device")
+            raise UserError(
+                f"{self.model.path}: the device sends stream id {frame.stream_id}, but the model takes "
+                f"{len(streams)} stream(s) ({', '.join(s.name for s in streams)}); use the model trained for this device"
+            )
         expected = len(streams[frame.stream_id].channels)
         if frame.samples.shape[1] != expected:
-            raise UserError(f"{self.model.path}: the device sends {frame.samples.shape[1]} channels on stream "
-                            f"{frame.stream_id} ({streams[frame.stream_id].name}), the model expects {expected}; "
-                            f"use the model trained for this device")
+            raise UserError(
+                f"{self.model.path}: the device sends {frame.samples.shape[1]} channels on stream "
+                f"{frame.stream_id} ({streams[frame.stream_id].name}), the model expects {expected}; "
+                f"use the model trained for this device"
+            )
 
     def counters(self) -> dict:
-        return {"bytes": self.stats.bytes, "windows": self.stats.windows, "reconnects": self.stats.reconnects,
-                **{f"decoder_{k}": v for k, v in _stats_dict(self.decoder.stats).items()},
-                **{f"timeline_{k}": v for k, v in self.timeline.stats.__dict__.items()}}
+        return {
+            "bytes": self.stats.bytes,
+            "windows": self.stats.windows,
+            "reconnects": self.stats.reconnects,
+            **{f"decoder_{k}": v for k, v in _stats_dict(self.decoder.stats).items()},
+            **{f"timeline_{k}": v for k, v in self.timeline.stats.__dict__.items()},
+        }
 
     def close(self) -> None:
         if self.recorder:
@@ -344,8 +383,16 @@ def _stats_dict(stats) -> dict:
     return stats.as_dict() if hasattr(stats, "as_dict") else dict(stats.__dict__)
 
 
-def run_session(session: LiveSession, open_port, emit, *, max_windows: int | None = None, idle_exit_s: float | None = None,
-                log=print, sleep=time.sleep) -> None:
+def run_session(
+    session: LiveSession,
+    open_port,
+    emit,
+    *,
+    max_windows: int | None = None,
+    idle_exit_s: float | None = None,
+    log=print,
+    sleep=time.sleep,
+) -> None:
     """Read until stopped (Ctrl-C), `max_windows` decisions, or `idle_exit_s` without data (time spent
     reconnecting counts). A link that drops is reopened with backoff (0.5 s doubling to 5 s); failing to open
     the port the first time is a UserError."""

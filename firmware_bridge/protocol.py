@@ -17,6 +17,7 @@ Frame layout, all multi-byte fields little-endian::
 
 numpy + standard library only (no TensorFlow): this module runs on the device side of the project.
 """
+
 from __future__ import annotations
 
 import binascii
@@ -35,7 +36,7 @@ CRC_SIZE: int = 2
 MAX_FRAME_SIZE: int = HEADER_SIZE + 2 * MAX_VALUES_PER_FRAME + CRC_SIZE  # 8212 bytes
 
 _HEADER = struct.Struct("<2sBBHIHBBf")  # the whole 18-byte header, sync included
-_FIELDS = struct.Struct("<BBHIHBBf")    # the header after the sync (offset 2)
+_FIELDS = struct.Struct("<BBHIHBBf")  # the header after the sync (offset 2)
 _CRC = struct.Struct("<H")
 _SYNC0, _SYNC1 = SYNC[0], SYNC[1]
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -86,10 +87,10 @@ def _check_scale(scale: float) -> float:
 class Frame:
     """One decoded (or to-be-encoded) frame. `samples` holds the raw int16 values; `values()` the physical ones."""
 
-    stream_id: int        # 0..255
-    seq: int              # uint16, per stream, wraps 65535 -> 0
-    timestamp_us: int     # uint32 device time of the FIRST sample in the frame, wraps
-    scale: float          # physical units per LSB (float32 on the wire)
+    stream_id: int  # 0..255
+    seq: int  # uint16, per stream, wraps 65535 -> 0
+    timestamp_us: int  # uint32 device time of the FIRST sample in the frame, wraps
+    scale: float  # physical units per LSB (float32 on the wire)
     samples: np.ndarray = field(repr=False)  # int16, shape (n_samples, n_channels)
 
     def __post_init__(self):
@@ -115,14 +116,21 @@ class Frame:
     def __eq__(self, other):
         if not isinstance(other, Frame):
             return NotImplemented
-        return (self.stream_id == other.stream_id and self.seq == other.seq and self.timestamp_us == other.timestamp_us
-                and self.scale == other.scale and self.samples.shape == other.samples.shape
-                and bool(np.array_equal(self.samples, other.samples)))
+        return (
+            self.stream_id == other.stream_id
+            and self.seq == other.seq
+            and self.timestamp_us == other.timestamp_us
+            and self.scale == other.scale
+            and self.samples.shape == other.samples.shape
+            and bool(np.array_equal(self.samples, other.samples))
+        )
 
     def __repr__(self) -> str:
         n, c = self.samples.shape
-        return (f"Frame(stream_id={self.stream_id}, seq={self.seq}, timestamp_us={self.timestamp_us}, "
-                f"scale={self.scale!r}, samples=<{n}x{c} int16>)")
+        return (
+            f"Frame(stream_id={self.stream_id}, seq={self.seq}, timestamp_us={self.timestamp_us}, "
+            f"scale={self.scale!r}, samples=<{n}x{c} int16>)"
+        )
 
 
 def encode_frame(stream_id: int, seq: int, timestamp_us: int, samples: np.ndarray, scale: float) -> bytes:
@@ -182,12 +190,12 @@ def choose_scale(values: np.ndarray) -> float:
 
 @dataclass
 class DecoderStats:
-    frames: int = 0            # valid frames decoded
-    crc_errors: int = 0        # candidate frames whose CRC failed
-    resyncs: int = 0           # times the decoder had to search for the sync bytes again
-    bytes_discarded: int = 0   # bytes skipped while resynchronising
-    sequence_gaps: int = 0     # gap events (per stream: seq != previous seq + 1 mod 65536)
-    frames_lost: int = 0       # total frames missing according to the gaps
+    frames: int = 0  # valid frames decoded
+    crc_errors: int = 0  # candidate frames whose CRC failed
+    resyncs: int = 0  # times the decoder had to search for the sync bytes again
+    bytes_discarded: int = 0  # bytes skipped while resynchronising
+    sequence_gaps: int = 0  # gap events (per stream: seq != previous seq + 1 mod 65536)
+    frames_lost: int = 0  # total frames missing according to the gaps
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -210,10 +218,10 @@ class FrameDecoder:
     def __init__(self):
         self.stats = DecoderStats()
         self._buf = bytearray()
-        self._hunting = False          # inside a run of discarded bytes (counted once in stats.resyncs)
+        self._hunting = False  # inside a run of discarded bytes (counted once in stats.resyncs)
         self._last_seq: dict[int, int] = {}
-        self._peak = 0                 # largest buffer held, for tests
-        self._need = 0                 # buffer length below which decoding cannot progress (a pending candidate)
+        self._peak = 0  # largest buffer held, for tests
+        self._need = 0  # buffer length below which decoding cannot progress (a pending candidate)
 
     @property
     def buffered(self) -> int:
@@ -233,7 +241,7 @@ class FrameDecoder:
         else:
             view = memoryview(data).cast("B") if not isinstance(data, (bytes, bytearray)) else data
             for start in range(0, n, _FEED_CHUNK):
-                self._buf += view[start:start + _FEED_CHUNK]
+                self._buf += view[start : start + _FEED_CHUNK]
                 self._decode(frames, final=False)
         return frames
 
@@ -287,8 +295,14 @@ class FrameDecoder:
                 break
             version, sid, seq, ts, ns, nc, flags, scale = unpack(buf, pos + 2)
             count = ns * nc
-            if (version != VERSION or nc == 0 or count == 0 or count > MAX_VALUES_PER_FRAME or flags
-                    or not 0.0 < scale < math.inf):
+            if (
+                version != VERSION
+                or nc == 0
+                or count == 0
+                or count > MAX_VALUES_PER_FRAME
+                or flags
+                or not 0.0 < scale < math.inf
+            ):
                 self._discard(1)
                 pos += 1
                 continue
@@ -301,7 +315,7 @@ class FrameDecoder:
                 need = size
                 break
             crc_at = pos + size - CRC_SIZE
-            if crc_hqx(buf[pos + 2:crc_at], 0xFFFF) != buf[crc_at] | (buf[crc_at + 1] << 8):
+            if crc_hqx(buf[pos + 2 : crc_at], 0xFFFF) != buf[crc_at] | (buf[crc_at + 1] << 8):
                 st.crc_errors += 1
                 self._discard(1)
                 pos += 1

@@ -30,6 +30,7 @@ like a serial port, or a one-client TCP server that a reader reaches with pyseri
 
 Run as a program: `python -m firmware_bridge.simulator DATASET --pty` (see --help).
 """
+
 from __future__ import annotations
 
 import errno
@@ -40,7 +41,6 @@ import os
 import select
 import socket
 import struct
-import sys
 import termios
 import time
 import tty
@@ -50,7 +50,8 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from edgekd.errors import UserError
-from firmware_bridge import protocol, text as textproto
+from firmware_bridge import protocol
+from firmware_bridge import text as textproto
 
 US = 1_000_000
 GAP_US = 500_000  # device time between two recordings; longer than a short dropout, so a reader sees a new segment
@@ -80,12 +81,14 @@ _FAULT_EXAMPLE = "e.g. drop=0.01,corrupt=0.02,garbage=0.01,disconnect=5"
 
 
 def parse_faults(text: str) -> Faults:
-    """"drop=0.01,corrupt=0.02,garbage=0.01,disconnect=5" -> Faults; an empty string means no faults."""
+    """ "drop=0.01,corrupt=0.02,garbage=0.01,disconnect=5" -> Faults; an empty string means no faults."""
     values: dict[str, float] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, sep, raw = (s.strip() for s in item.partition("="))
         if key not in (*_PROBABILITIES, "disconnect"):
-            raise UserError(f"--faults: unknown fault '{key}'; use drop, corrupt, garbage and disconnect, {_FAULT_EXAMPLE}")
+            raise UserError(
+                f"--faults: unknown fault '{key}'; use drop, corrupt, garbage and disconnect, {_FAULT_EXAMPLE}"
+            )
         if key in values:
             raise UserError(f"--faults: '{key}' is given twice; give each fault once, {_FAULT_EXAMPLE}")
         try:
@@ -97,7 +100,9 @@ def parse_faults(text: str) -> Faults:
         if key in _PROBABILITIES and not 0.0 <= value <= 1.0:
             raise UserError(f"--faults: {key}={raw} is not a probability; give a number in [0, 1], e.g. {key}=0.01")
         if key == "disconnect" and value <= 0:
-            raise UserError(f"--faults: disconnect={raw} must be a positive number of seconds between dropouts, e.g. disconnect=5")
+            raise UserError(
+                f"--faults: disconnect={raw} must be a positive number of seconds between dropouts, e.g. disconnect=5"
+            )
         values[key] = value
     return Faults(**values)
 
@@ -161,9 +166,20 @@ class Simulator:
     (lengths place them in time, values fix the scales), and again while replaying.
     """
 
-    def __init__(self, dataset, *, speed: float = 1.0, text: bool = False, faults: Faults = Faults(),
-                 frame_ms: float = 10.0, recordings: list[int] | None = None, loop: bool = False, seed: int = 0,
-                 start_us: int = 0, hold_s: float | None = None):
+    def __init__(
+        self,
+        dataset,
+        *,
+        speed: float = 1.0,
+        text: bool = False,
+        faults: Faults = Faults(),
+        frame_ms: float = 10.0,
+        recordings: list[int] | None = None,
+        loop: bool = False,
+        seed: int = 0,
+        start_us: int = 0,
+        hold_s: float | None = None,
+    ):
         self.dataset = dataset
         self.streams = tuple(dataset.streams)
         self.speed = _check_speed(speed)
@@ -180,8 +196,10 @@ class Simulator:
             raise UserError(f"--frame-ms {frame_ms}: a frame lasts a positive number of milliseconds, e.g. 10")
         if self.text and len(self.streams) != 1:
             names = ", ".join(s.name for s in self.streams)
-            raise UserError(f"{dataset.root}: text mode sends one stream, but this dataset has {len(self.streams)} "
-                            f"({names}); use binary mode (leave out --text)")
+            raise UserError(
+                f"{dataset.root}: text mode sends one stream, but this dataset has {len(self.streams)} "
+                f"({names}); use binary mode (leave out --text)"
+            )
         self.frame_samples = {s.name: _frame_samples(frame_ms, s) for s in self.streams}
         self.selected = _check_selection(dataset, recordings)
         # One pass over the data up front: lengths place the recordings in time, values fix the int16 scales.
@@ -200,8 +218,11 @@ class Simulator:
                 frames[s.name] += -(-lengths[s.name] // self.frame_samples[s.name])
                 witnesses[s.name].append(_scale_witnesses(signals[s.name]))
             start += max(sample_offset_us(lengths[s.name], s.rate_hz) for s in self.streams) + self.gap_us
-        scales = {} if self.text else {s.name: float(protocol.choose_scale(np.concatenate(witnesses[s.name])))
-                                       for s in self.streams}
+        scales = (
+            {}
+            if self.text
+            else {s.name: float(protocol.choose_scale(np.concatenate(witnesses[s.name]))) for s in self.streams}
+        )
         return slots, start, frames, scales
 
     def schedule(self, passes: int = 1) -> list[dict]:
@@ -216,13 +237,19 @@ class Simulator:
             for slot in self._slots:
                 first_us = self.start_us + p * self.pass_us + slot.start_us
                 for sid, s in enumerate(self.streams):
-                    rows.append({
-                        "pass": p, "recording": slot.recording, "stream": s.name, "stream_id": sid,
-                        "first_sample_us": first_us, "n_samples": slot.lengths[s.name],
-                        "first_seq": p * self.frames_per_pass[s.name] + slot.frames_before[s.name],
-                        "n_frames": -(-slot.lengths[s.name] // self.frame_samples[s.name]),
-                        "start_s": (first_us - self.start_us) / US,
-                    })
+                    rows.append(
+                        {
+                            "pass": p,
+                            "recording": slot.recording,
+                            "stream": s.name,
+                            "stream_id": sid,
+                            "first_sample_us": first_us,
+                            "n_samples": slot.lengths[s.name],
+                            "first_seq": p * self.frames_per_pass[s.name] + slot.frames_before[s.name],
+                            "n_frames": -(-slot.lengths[s.name] // self.frame_samples[s.name]),
+                            "start_s": (first_us - self.start_us) / US,
+                        }
+                    )
         return rows
 
     @property
@@ -304,8 +331,14 @@ class Simulator:
 
     # ----------------------------------------------------------------- running
 
-    def run(self, write: Callable[[bytes], object], *, sleep=time.sleep, clock=time.monotonic,
-            drop_link: Callable[[], None] | None = None) -> SimulatorStats:
+    def run(
+        self,
+        write: Callable[[bytes], object],
+        *,
+        sleep=time.sleep,
+        clock=time.monotonic,
+        drop_link: Callable[[], None] | None = None,
+    ) -> SimulatorStats:
         """Send every packet through `write`, paced by speed, with faults applied; returns what happened.
 
         `write` returning False means the bytes did not leave (the link is down): counted in frames_lost.
@@ -401,8 +434,9 @@ def _frame_samples(frame_ms: float, stream) -> int:
 def _check_speed(speed: float) -> float:
     speed = float(speed)
     if math.isnan(speed) or speed < 0:
-        raise UserError(f"--speed {speed}: give a replay speed >= 0 (1 = real time, 10 = ten times faster, "
-                        f"0 = as fast as possible)")
+        raise UserError(
+            f"--speed {speed}: give a replay speed >= 0 (1 = real time, 10 = ten times faster, 0 = as fast as possible)"
+        )
     return speed
 
 
@@ -412,11 +446,15 @@ def _check_selection(dataset, recordings) -> list[int]:
         return list(range(count))
     selected = [int(i) for i in recordings]
     if not selected:
-        raise UserError(f"{dataset.index_path}: no recordings selected; give indices 0-{count - 1} or leave the selection out")
+        raise UserError(
+            f"{dataset.index_path}: no recordings selected; give indices 0-{count - 1} or leave the selection out"
+        )
     for i in selected:
         if not 0 <= i < count:
-            raise UserError(f"{dataset.index_path}: recording index {i} is out of range; this dataset has "
-                            f"{count} recordings (indices 0-{count - 1})")
+            raise UserError(
+                f"{dataset.index_path}: recording index {i} is out of range; this dataset has "
+                f"{count} recordings (indices 0-{count - 1})"
+            )
     return selected
 
 
@@ -504,8 +542,10 @@ class SerialLink(Link):
             options = {} if "://" in self.port else {"exclusive": True}
             return serial.serial_for_url(self.port, baudrate=self.baud, write_timeout=self.WRITE_TIMEOUT_S, **options)
         except ValueError as e:
-            raise UserError(f"{self.port}: not a serial port setting pyserial accepts ({e}); give a device path "
-                            f"such as /dev/ttyUSB0 or a URL such as socket://127.0.0.1:7000") from None
+            raise UserError(
+                f"{self.port}: not a serial port setting pyserial accepts ({e}); give a device path "
+                f"such as /dev/ttyUSB0 or a URL such as socket://127.0.0.1:7000"
+            ) from None
         except (serial.SerialException, OSError) as e:
             raise UserError(f"{self.port}: cannot open ({e}); {_port_fix(self.port, e)}") from None
 
@@ -581,7 +621,7 @@ class PtyLink(Link):
     def write(self, data: bytes) -> bool:
         view = memoryview(data)
         while view:  # os.write on a pty may take only part of the buffer
-            view = view[os.write(self._master, view):]
+            view = view[os.write(self._master, view) :]
         return True
 
     def close(self, drain_timeout_s: float = 2.0) -> None:

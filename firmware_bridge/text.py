@@ -11,6 +11,7 @@ counted once as bad, so memory stays bounded.
 
 numpy + standard library only (no TensorFlow).
 """
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,8 @@ _STRIP = b",\t \r"
 
 @dataclass
 class TextStats:
-    lines: int = 0        # valid sample lines decoded (rows returned)
-    bad_lines: int = 0    # lines skipped: wrong value count, not numbers, non-finite, or over MAX_LINE_BYTES
+    lines: int = 0  # valid sample lines decoded (rows returned)
+    bad_lines: int = 0  # lines skipped: wrong value count, not numbers, non-finite, or over MAX_LINE_BYTES
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -106,7 +107,7 @@ def _format(v) -> str:
     f = float(v)
     if not math.isfinite(f):
         raise ValueError(f"encode_text_line: values must be finite, got {v!r}")
-    if f.is_integer() and abs(f) < 2.0 ** 53:
+    if f.is_integer() and abs(f) < 2.0**53:
         return str(int(f))
     return repr(f)
 

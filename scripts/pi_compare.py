@@ -8,6 +8,7 @@ imports TensorFlow (the ARM side has none).
     stream  check `edgekd stream --jsonl` output against the ARM offline probabilities of the same recordings
     report  the Markdown summary (benchmarks/out/pi-check.md)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,12 @@ def cmd_probs(args) -> None:
         np.save(out / f"{stem}.logits.npy", logits)
         scale, zero_point = model._output_quant  # (0.0, 0) for a float output
         info["models"][stem] = {
-            "runtime": model.runtime, "windows": int(len(x)), "input_dtype": str(model.input_dtype),
-            "output_dtype": str(model.output_dtype), "output_scale": float(scale), "output_zero_point": int(zero_point),
+            "runtime": model.runtime,
+            "windows": int(len(x)),
+            "input_dtype": str(model.input_dtype),
+            "output_dtype": str(model.output_dtype),
+            "output_scale": float(scale),
+            "output_zero_point": int(zero_point),
             "accuracy": float(np.mean(np.argmax(logits, 1) == y)),
         }
         if args.stream_ref:  # what a live session must output, window for window, for the simulator's replay
@@ -72,7 +77,10 @@ def cmd_probs(args) -> None:
             rates = {st.name: st.rate_hz for st in dataset.streams}
             spans: dict[int, list[float]] = {}
             for row in sim.schedule():
-                begin, end = row["first_sample_us"] / 1e6, row["first_sample_us"] / 1e6 + row["n_samples"] / rates[row["stream"]]
+                begin, end = (
+                    row["first_sample_us"] / 1e6,
+                    row["first_sample_us"] / 1e6 + row["n_samples"] / rates[row["stream"]],
+                )
                 span = spans.setdefault(row["recording"], [begin, end])
                 span[0], span[1] = min(span[0], begin), max(span[1], end)
             (out / "stream-schedule.json").write_text(json.dumps({"recordings": chosen, "spans_s": spans}))
@@ -109,11 +117,14 @@ def cmd_compare(args) -> None:
         scale = m["output_scale"]
         result["models"][stem] = {
             "output_dtype": m["output_dtype"],
-            "accuracy_host": m["accuracy"], "accuracy_arm": arm_info["models"][stem]["accuracy"],
+            "accuracy_host": m["accuracy"],
+            "accuracy_arm": arm_info["models"][stem]["accuracy"],
             # preprocessing (resampling, z-scoring) on each side with its own numpy and scipy
             "windows_equal_shape": xa.shape == xb.shape,
             "windows_max_abs_diff": float(np.abs(xa - xb).max()) if xa.shape == xb.shape else None,
-            "windows_bit_identical": bool(xa.shape == xb.shape and np.array_equal(xa.view(np.uint32), xb.view(np.uint32))),
+            "windows_bit_identical": bool(
+                xa.shape == xb.shape and np.array_equal(xa.view(np.uint32), xb.view(np.uint32))
+            ),
             "end_to_end": _pair(host, arm, stem, scale),  # each side's own windows and runtime
             "same_input": _pair(host, arm_same, stem, scale),  # the host's windows through the ARM runtime
         }
@@ -129,7 +140,9 @@ def _fail_on_disagreement(result: dict) -> None:
             r = m[kind]
             if "max_diff_in_output_steps" in r:
                 if r["max_diff_in_output_steps"] > 1.0:
-                    problems.append(f"{stem} {kind}: logits differ by {r['max_diff_in_output_steps']} output steps (> 1)")
+                    problems.append(
+                        f"{stem} {kind}: logits differ by {r['max_diff_in_output_steps']} output steps (> 1)"
+                    )
             elif r["logits_max_abs_diff"] > 1e-4:
                 problems.append(f"{stem} {kind}: float logits differ by {r['logits_max_abs_diff']:.3g} (> 1e-4)")
             if r["argmax_agreement"] < 0.99:
@@ -144,8 +157,13 @@ def cmd_stream(args) -> None:
     decisions = [json.loads(line) for line in Path(args.jsonl).read_text().splitlines() if line.startswith("{")]
     spans = {int(k): v for k, v in json.loads((ref / "stream-schedule.json").read_text())["spans_s"].items()}
     checked = [int(i) for i in args.check.split(",")]
-    result = {"decisions": len(decisions), "segments": len({d["segment"] for d in decisions}),
-              "windows_per_recording": {}, "recordings": {}, "ok": True}
+    result = {
+        "decisions": len(decisions),
+        "segments": len({d["segment"] for d in decisions}),
+        "windows_per_recording": {},
+        "recordings": {},
+        "ok": True,
+    }
     # A live window belongs to the recording whose device-time span holds its end; the padding recordings
     # before and after may be cut (bytes flushed when the reader opened, or lost when the pty closed), the
     # checked ones in between must each be one whole segment equal to offline inference on ARM.
@@ -156,16 +174,25 @@ def cmd_stream(args) -> None:
             continue
         offline = np.load(ref / f"{args.stem}.stream-ref.{rec}.npy")
         ks = [d["window"] for d in mine]
-        r = {"segments": sorted({d["segment"] for d in mine}), "live_windows": len(mine),
-             "offline_windows": int(len(offline)), "missing_at_end": int(len(offline) - len(mine)),
-             "max_abs_diff": None, "argmax_agreement": None}
+        r = {
+            "segments": sorted({d["segment"] for d in mine}),
+            "live_windows": len(mine),
+            "offline_windows": int(len(offline)),
+            "missing_at_end": int(len(offline) - len(mine)),
+            "max_abs_diff": None,
+            "argmax_agreement": None,
+        }
         # Live window k of a segment is offline window k of the recording: no window missing, none different.
         if mine and ks == list(range(len(mine))) and len(mine) <= len(offline):
             live = np.array([d["probs"] for d in mine])
-            r["max_abs_diff"] = float(np.abs(live - offline[:len(live)]).max())
-            r["argmax_agreement"] = float(np.mean(live.argmax(1) == offline[:len(live)].argmax(1)))
-        r["ok"] = bool(len(r["segments"]) == 1 and r["max_abs_diff"] is not None and r["max_abs_diff"] <= 1e-6
-                       and r["missing_at_end"] == 0)
+            r["max_abs_diff"] = float(np.abs(live - offline[: len(live)]).max())
+            r["argmax_agreement"] = float(np.mean(live.argmax(1) == offline[: len(live)].argmax(1)))
+        r["ok"] = bool(
+            len(r["segments"]) == 1
+            and r["max_abs_diff"] is not None
+            and r["max_abs_diff"] <= 1e-6
+            and r["missing_at_end"] == 0
+        )
         result["ok"] &= r["ok"]
         result["recordings"][rec] = r
     latencies = [d["latency_ms"] for d in decisions]
@@ -181,7 +208,11 @@ def _fmt(x, digits=3) -> str:
     if x is None:
         return "-"
     if isinstance(x, float):
-        return f"{x:.{digits}g}" if (x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e4)) else f"{x:.{digits}f}".rstrip("0").rstrip(".") or "0"
+        return (
+            f"{x:.{digits}g}"
+            if (x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e4))
+            else f"{x:.{digits}f}".rstrip("0").rstrip(".") or "0"
+        )
     return str(x)
 
 
@@ -248,7 +279,8 @@ def cmd_report(args) -> None:
                 f"{' (identical)' if m['windows_bit_identical'] else ''} | {kind.replace('_', ' ')} | "
                 f"{r['bit_identical_windows']}/{r['windows']} | {_fmt(r['logits_max_abs_diff'])} | "
                 f"{_fmt(r.get('max_diff_in_output_steps'))} | {_fmt(r['probs_max_abs_diff'])} | "
-                f"{r['argmax_agreement']:.3f} | {m['accuracy_host']:.3f} / {m['accuracy_arm']:.3f} |")
+                f"{r['argmax_agreement']:.3f} | {m['accuracy_host']:.3f} / {m['accuracy_arm']:.3f} |"
+            )
     lines += [
         "",
         f"Host: {cmp['host']}  ",
@@ -262,9 +294,11 @@ def cmd_report(args) -> None:
     ]
     lines.append(f"- windows per replayed recording (device time): {stream['windows_per_recording']}")
     for rec, r in stream["recordings"].items():
-        lines.append(f"- recording {rec}: segment {r['segments']}, {r['live_windows']} live windows vs "
-                     f"{r['offline_windows']} offline (ARM runtime), max abs diff of probabilities "
-                     f"{_fmt(r['max_abs_diff'])}, argmax agreement {_fmt(r['argmax_agreement'])}")
+        lines.append(
+            f"- recording {rec}: segment {r['segments']}, {r['live_windows']} live windows vs "
+            f"{r['offline_windows']} offline (ARM runtime), max abs diff of probabilities "
+            f"{_fmt(r['max_abs_diff'])}, argmax agreement {_fmt(r['argmax_agreement'])}"
+        )
     sim_summary = [line for line in (d / "simulate.err").read_text().splitlines() if line.startswith("frames_sent")]
     if sim_summary:
         lines.append(f"- simulator: `{sim_summary[0]}`")

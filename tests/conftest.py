@@ -1,4 +1,5 @@
 """Shared fixtures: small datasets made on the fly, and one tiny distill run reused by export/bench tests."""
+
 from __future__ import annotations
 
 import csv
@@ -12,7 +13,21 @@ from edgekd.datasets import bundled_dataset
 
 # The LSTM student: the fused-LSTM conversion, LSTM pruning and QAT are the paths with traps (STACK.md), so the
 # shared run keeps them under test; the default convolutional student has its own run in test_pipeline.py.
-TINY_RUN_ARGS = ["--student", "edge-student", "--teachers", "2", "--epochs", "3", "--patience", "3", "--window", "0.5", "--hop", "0.25", "--quiet"]
+TINY_RUN_ARGS = [
+    "--student",
+    "edge-student",
+    "--teachers",
+    "2",
+    "--epochs",
+    "3",
+    "--patience",
+    "3",
+    "--window",
+    "0.5",
+    "--hop",
+    "0.25",
+    "--quiet",
+]
 
 
 @pytest.fixture(scope="session")
@@ -25,8 +40,9 @@ def two_stream_dataset(tmp_path_factory) -> Path:
     """Synthetic sEMG (1,111 Hz) + IMU (148 Hz): 3 classes, 3 subjects, 3 repetitions."""
     from edgekd.data.synth import write_synthetic_dataset
 
-    return write_synthetic_dataset(tmp_path_factory.mktemp("synth") / "tiny", "isl50", classes=3, subjects=3,
-                                   repetitions=3, duration_s=1.2, seed=1)
+    return write_synthetic_dataset(
+        tmp_path_factory.mktemp("synth") / "tiny", "isl50", classes=3, subjects=3, repetitions=3, duration_s=1.2, seed=1
+    )
 
 
 @pytest.fixture
@@ -84,7 +100,9 @@ def tiny_run(tmp_path_factory, myo5) -> Path:
     from edgekd.cli import main
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    result = CliRunner().invoke(main, ["distill", str(myo5), "--out", str(out), "--test-on", "2", "--val-on", "1", *TINY_RUN_ARGS])
+    result = CliRunner().invoke(
+        main, ["distill", str(myo5), "--out", str(out), "--test-on", "2", "--val-on", "1", *TINY_RUN_ARGS]
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     return out
 
@@ -100,7 +118,18 @@ def exported(tiny_run, tmp_path_factory) -> dict[str, Path]:
     paths = {}
     for variant in ("float32", "int8"):
         path = folder / f"student-{variant}.tflite"
-        result = CliRunner().invoke(main, ["export", str(tiny_run), f"--{variant}", "--out", str(path), "--min-agreement", "0.5" if variant == "int8" else "0.99"])
+        result = CliRunner().invoke(
+            main,
+            [
+                "export",
+                str(tiny_run),
+                f"--{variant}",
+                "--out",
+                str(path),
+                "--min-agreement",
+                "0.5" if variant == "int8" else "0.99",
+            ],
+        )
         assert result.exit_code == 0, result.output + repr(result.exception)
         paths[variant] = path
     return paths

@@ -1,4 +1,5 @@
 """--augment-gain / --augment-noise: random gain per window and channel and additive noise, in training only."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -64,7 +65,9 @@ def test_a_preset_dropping_single_input_samples_is_refused(tmp_path):
     from edgekd.models.presets import load_preset
 
     path = tmp_path / "p.toml"
-    path.write_text('[[layers]]\ntype = "dropout"\nrate = 0.2\n\n[[layers]]\ntype = "conv1d"\nfilters = 4\nkernel_size = 3\n')
+    path.write_text(
+        '[[layers]]\ntype = "dropout"\nrate = 0.2\n\n[[layers]]\ntype = "conv1d"\nfilters = 4\nkernel_size = 3\n'
+    )
     with pytest.raises(UserError, match="spatial_dropout"):
         load_preset(str(path))
 
@@ -85,8 +88,22 @@ def test_training_model_shares_the_students_weights_and_the_student_stays_clean(
     y = (x[:, :, 0].mean(axis=1) > 2.0).astype(np.int64)
     packed = pack_targets(y, np.eye(2, dtype=np.float32)[y])
     fit_args = dict(n_classes=2, temperature=4.0, epochs=2, batch_size=16, patience=2, learning_rate=1e-2, verbose=0)
-    trained, fitted = train_student(load_preset(tiny_conv), 20, 3, 2, x, packed, x, packed, objective=Objective(), alpha=1.0,
-                                    seed=0, name="s", fit_args=fit_args, augmentation=Augmentation(0.3, 0.2))
+    trained, fitted = train_student(
+        load_preset(tiny_conv),
+        20,
+        3,
+        2,
+        x,
+        packed,
+        x,
+        packed,
+        objective=Objective(),
+        alpha=1.0,
+        seed=0,
+        name="s",
+        fit_args=fit_args,
+        augmentation=Augmentation(0.3, 0.2),
+    )
     assert fitted.epochs_run == 2
     assert not any("augment" in layer.name for layer in trained.layers)  # what export converts has no augmentation
 
@@ -105,7 +122,20 @@ def _teacher_weights(run) -> list[np.ndarray]:
 def test_augment_teachers_trains_the_teachers_on_augmented_windows(myo5, tmp_path, tiny_conv):
     from tests.test_teachers import run_distill
 
-    common = ["--teacher", tiny_conv, "--student", tiny_conv, "--teachers", "1", "--epochs", "2", "--augment-gain", "0.3", "--augment-noise", "0.2"]
+    common = [
+        "--teacher",
+        tiny_conv,
+        "--student",
+        tiny_conv,
+        "--teachers",
+        "1",
+        "--epochs",
+        "2",
+        "--augment-gain",
+        "0.3",
+        "--augment-noise",
+        "0.2",
+    ]
     students_only = run_distill(myo5, tmp_path / "students", *common)
     both = run_distill(myo5, tmp_path / "both", *common, "--augment-teachers")
     plain = run_distill(myo5, tmp_path / "plain", *common[:-4])
@@ -113,7 +143,10 @@ def test_augment_teachers_trains_the_teachers_on_augmented_windows(myo5, tmp_pat
     assert both["config"]["augmentation"]["teachers"] and plain["config"]["augmentation"] is None
     for clean, noisy in zip(_teacher_weights(tmp_path / "plain"), _teacher_weights(tmp_path / "students")):
         np.testing.assert_array_equal(clean, noisy)  # students-only augmentation leaves the teachers alone
-    assert any(not np.array_equal(a, b) for a, b in zip(_teacher_weights(tmp_path / "plain"), _teacher_weights(tmp_path / "both")))
+    assert any(
+        not np.array_equal(a, b)
+        for a, b in zip(_teacher_weights(tmp_path / "plain"), _teacher_weights(tmp_path / "both"))
+    )
     assert plain["test_accuracy"]["teachers"] == students_only["test_accuracy"]["teachers"]
 
 

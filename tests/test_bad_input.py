@@ -1,4 +1,5 @@
 """Every user error ends with exit status 2 and one line naming the file and the fix, never a traceback."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -89,13 +90,17 @@ def test_class_with_no_training_windows(dataset_copy, tmp_path):
 
 
 def test_unknown_preset(myo5, tmp_path):
-    assert_user_error(distill(myo5, tmp_path, "--student", "resnet9000"), "unknown architecture 'resnet9000'", "edge-student")
+    assert_user_error(
+        distill(myo5, tmp_path, "--student", "resnet9000"), "unknown architecture 'resnet9000'", "edge-student"
+    )
 
 
 def test_bad_config_key(myo5, tmp_path):
     config = tmp_path / "c.toml"
     config.write_text("epoch = 3\n")
-    assert_user_error(run_cli("distill", myo5, "--config", config, "--out", tmp_path / "r"), "c.toml", "unknown key 'epoch'")
+    assert_user_error(
+        run_cli("distill", myo5, "--config", config, "--out", tmp_path / "r"), "c.toml", "unknown key 'epoch'"
+    )
 
 
 @pytest.mark.parametrize("content", [b"", b"not a model at all", b"\x18\x00\x00\x00TFL3" + b"\x00" * 40])
@@ -107,9 +112,14 @@ def test_corrupt_tflite(tmp_path, content):
 
 def test_export_without_variant_or_run(tmp_path):
     assert_user_error(run_cli("export", tmp_path, "--out", tmp_path / "m.tflite"), "--int8")
-    assert_user_error(run_cli("export", tmp_path, "--int8", "--out", tmp_path / "m.tflite"), "not a finished `edgekd distill` run")
+    assert_user_error(
+        run_cli("export", tmp_path, "--int8", "--out", tmp_path / "m.tflite"), "not a finished `edgekd distill` run"
+    )
 
 
 def test_model_whose_channels_do_not_match_the_data(exported, two_stream_dataset):
-    assert_user_error(run_cli("bench", exported["int8"], "--data", two_stream_dataset, "--runs", "1"),
-                      "do not match those of the model", "emg (8 ch, 200 Hz)")
+    assert_user_error(
+        run_cli("bench", exported["int8"], "--data", two_stream_dataset, "--runs", "1"),
+        "do not match those of the model",
+        "emg (8 ch, 200 Hz)",
+    )

@@ -1,5 +1,6 @@
 """Guided calibration in a live session (issue 20): `edgekd stream --calibrate` prompts each class, keeps the windows
 held, personalizes the model and recognises with it; `edgekd simulate --hold` plays a wearer following the prompts."""
+
 from __future__ import annotations
 
 import json
@@ -34,19 +35,53 @@ def test_only_windows_wholly_inside_a_hold_are_kept_and_the_turns_end_on_time():
 def test_stream_calibrates_then_recognises_with_the_personal_model(exported, myo5, tmp_path):
     model = TFLiteModel.load(exported["int8"])
     dataset = load_dataset(myo5)
-    first_of = lambda label, rep: next(i for i, r in enumerate(dataset.recordings)  # noqa: E731
-                                       if r.label == label and r.group("repetition") == rep)
+    first_of = lambda label, rep: next(
+        i
+        for i, r in enumerate(dataset.recordings)  # noqa: E731
+        if r.label == label and r.group("repetition") == rep
+    )
     prompted = [first_of(c, "0") for c in model.metadata["classes"]]
     later = [first_of(c, "2") for c in model.metadata["classes"]]
     seconds = 3.5
-    sim = subprocess.Popen([sys.executable, "-m", "edgekd.cli", "simulate", str(myo5), "--listen", "127.0.0.1:0",
-                            "--speed", "0", "--hold", str(READY_S + seconds), "--recordings",
-                            ",".join(map(str, prompted + later))], stderr=subprocess.PIPE, text=True)
+    sim = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edgekd.cli",
+            "simulate",
+            str(myo5),
+            "--listen",
+            "127.0.0.1:0",
+            "--speed",
+            "0",
+            "--hold",
+            str(READY_S + seconds),
+            "--recordings",
+            ",".join(map(str, prompted + later)),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = sim.stderr.readline().split()[-1]
     record = tmp_path / "session"
     try:
-        result = CliRunner().invoke(main, ["stream", "--port", url, "--model", str(exported["int8"]), "--jsonl",
-                                           "--calibrate", str(seconds), "--record", str(record), "--idle-exit", "2"])
+        result = CliRunner().invoke(
+            main,
+            [
+                "stream",
+                "--port",
+                url,
+                "--model",
+                str(exported["int8"]),
+                "--jsonl",
+                "--calibrate",
+                str(seconds),
+                "--record",
+                str(record),
+                "--idle-exit",
+                "2",
+            ],
+        )
     finally:
         sim.kill()
         sim.wait()
@@ -66,8 +101,11 @@ def test_stream_calibrates_then_recognises_with_the_personal_model(exported, myo
 
 
 def test_calibrate_refuses_too_short_a_hold_and_a_model_it_cannot_personalize(exported, tmp_path):
-    assert_user_error(run_cli("stream", "--port", "loop://", "--model", exported["int8"], "--calibrate", "1"),
-                      "--calibrate 1: gives", "hold each class at least")
+    assert_user_error(
+        run_cli("stream", "--port", "loop://", "--model", exported["int8"], "--calibrate", "1"),
+        "--calibrate 1: gives",
+        "hold each class at least",
+    )
     from edgekd.export.metadata_writer import embed_signed_metadata
     from edgekd.runtime.metadata import read_metadata
 
@@ -89,8 +127,11 @@ def test_calibration_over_a_pty_then_the_personal_model_decides(exported, myo5):
 
     model = TFLiteModel.load(exported["int8"])
     dataset = load_dataset(myo5)
-    order = [next(i for i, r in enumerate(dataset.recordings) if r.label == c and r.group("repetition") == rep)
-             for rep in ("0", "2") for c in model.metadata["classes"]]
+    order = [
+        next(i for i, r in enumerate(dataset.recordings) if r.label == c and r.group("repetition") == rep)
+        for rep in ("0", "2")
+        for c in model.metadata["classes"]
+    ]
     seconds = 3.5
     sim = Simulator(dataset, speed=20, recordings=order, hold_s=READY_S + seconds)
     link = open_link(pty=True)

@@ -1,4 +1,5 @@
 """The classical baseline: time-domain features checked by hand, LDA / random forest, and the distill report."""
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,7 @@ def feature(features: np.ndarray, name: str) -> np.ndarray:
     """The (channels,) values of one feature of the first window (columns are feature-major)."""
     channels = features.shape[1] // len(FEATURES)
     i = FEATURES.index(name)
-    return features[0, i * channels:(i + 1) * channels]
+    return features[0, i * channels : (i + 1) * channels]
 
 
 @pytest.fixture(scope="module")
@@ -98,9 +99,11 @@ def test_lda_and_random_forest_learn_a_separable_set():
 
 
 def test_device_side_does_not_import_the_baseline():
-    code = ("import sys, edgekd.runtime.bench, edgekd.runtime.interpreter, edgekd.runtime.frontier, "
-            "firmware_bridge.live, firmware_bridge.simulator; "
-            "assert 'edgekd.models.classical' not in sys.modules and 'sklearn' not in sys.modules")
+    code = (
+        "import sys, edgekd.runtime.bench, edgekd.runtime.interpreter, edgekd.runtime.frontier, "
+        "firmware_bridge.live, firmware_bridge.simulator; "
+        "assert 'edgekd.models.classical' not in sys.modules and 'sklearn' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -117,5 +120,10 @@ def test_distill_report_holds_the_baseline(tiny_run):
     assert report["timings_s"]["baselines"] >= 0
     table = distill_table(report)
     assert "LDA (time-domain features)" in table and "random forest (time-domain features)" in table
-    print("\ntest accuracy: " + ", ".join(f"{k} {report['test_accuracy'][k]:.3f}"
-                                          for k in ("lda", "random_forest", "student_kd", "student_scratch", "ensemble")))
+    print(
+        "\ntest accuracy: "
+        + ", ".join(
+            f"{k} {report['test_accuracy'][k]:.3f}"
+            for k in ("lda", "random_forest", "student_kd", "student_scratch", "ensemble")
+        )
+    )

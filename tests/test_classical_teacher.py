@@ -1,4 +1,5 @@
 """--classical-teacher lda: the LDA on time-domain features as one more teacher of the KD targets."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -7,7 +8,13 @@ import numpy as np
 import pytest
 from scipy.special import softmax
 
-from edgekd.models.classical import evaluate, fit_baselines, lda_teacher_logits, time_domain_features, with_classical_teacher
+from edgekd.models.classical import (
+    evaluate,
+    fit_baselines,
+    lda_teacher_logits,
+    time_domain_features,
+    with_classical_teacher,
+)
 from tests.test_bad_input import assert_user_error, distill
 
 
@@ -17,7 +24,9 @@ def _parts(n_classes=3, per_class=12, seed=0):
     parts = {}
     for part in ("train", "val"):
         y = np.repeat(np.arange(n_classes), per_class)
-        x = rng.normal(size=(len(y), 30, 2)) * (1.0 + 0.3 * y[:, None, None]) + rng.normal(scale=0.5, size=(len(y), 1, 2))
+        x = rng.normal(size=(len(y), 30, 2)) * (1.0 + 0.3 * y[:, None, None]) + rng.normal(
+            scale=0.5, size=(len(y), 1, 2)
+        )
         parts[part] = SimpleNamespace(x=x.astype(np.float32), y=y)
     return parts
 
@@ -26,8 +35,15 @@ def test_the_lda_teacher_is_the_lda_baseline_and_its_logits_give_its_probabiliti
     parts = _parts()
     logits = lda_teacher_logits(parts["train"].x, parts["train"].y, {"val": parts["val"].x}, n_classes=3)["val"]
     baseline = fit_baselines(time_domain_features(parts["train"].x), parts["train"].y, seed=0)["lda"]
-    np.testing.assert_allclose(softmax(logits.astype(np.float64), axis=1), baseline.predict_proba(time_domain_features(parts["val"].x)), atol=1e-5)
-    assert np.mean(logits.argmax(1) == parts["val"].y) == evaluate({"lda": baseline}, time_domain_features(parts["val"].x), parts["val"].y)["lda"]
+    np.testing.assert_allclose(
+        softmax(logits.astype(np.float64), axis=1),
+        baseline.predict_proba(time_domain_features(parts["val"].x)),
+        atol=1e-5,
+    )
+    assert (
+        np.mean(logits.argmax(1) == parts["val"].y)
+        == evaluate({"lda": baseline}, time_domain_features(parts["val"].x), parts["val"].y)["lda"]
+    )
     assert logits.dtype == np.float32 and np.isfinite(logits).all()
 
 
@@ -52,8 +68,20 @@ def test_distill_with_the_lda_teacher_reports_both_ensembles_and_replays_its_tar
     from edgekd.distill.replay import load_run_data
     from tests.test_teachers import run_distill
 
-    report = run_distill(myo5, tmp_path, "--teacher", tiny_conv, "--student", tiny_conv, "--teachers", "2", "--epochs", "2",
-                         "--classical-teacher", "lda")
+    report = run_distill(
+        myo5,
+        tmp_path,
+        "--teacher",
+        tiny_conv,
+        "--student",
+        tiny_conv,
+        "--teachers",
+        "2",
+        "--epochs",
+        "2",
+        "--classical-teacher",
+        "lda",
+    )
     assert report["config"]["classical_teacher"] == "lda"
     assert len(report["test_accuracy"]["teachers"]) == 2  # the networks; the LDA row is the baseline's
     assert 0.0 <= report["test_accuracy"]["ensemble_with_lda"] <= 1.0
@@ -70,8 +98,7 @@ def test_distill_with_the_lda_teacher_reports_both_ensembles_and_replays_its_tar
     assert np.isclose(fused.sum(axis=1), 1.0).all()
 
 
-@pytest.mark.parametrize("options, named", [(["--loss", "mse"], "--loss mse"),
-                                            (["--loss", "hint"], "--loss hint")])
+@pytest.mark.parametrize("options, named", [(["--loss", "mse"], "--loss mse"), (["--loss", "hint"], "--loss hint")])
 def test_the_lda_teacher_refuses_what_it_cannot_take_part_in(myo5, tmp_path, options, named):
     assert_user_error(distill(myo5, tmp_path, "--classical-teacher", "lda", *options), "--classical-teacher lda", named)
 

@@ -1,4 +1,5 @@
 """`edgekd compare`: one table of every model of every run, --json rows, --out plots, and bad input."""
+
 from __future__ import annotations
 
 import json
@@ -43,7 +44,8 @@ def table_lines(output: str, run: str) -> dict[str, str]:
     """model label -> its table line, for the rows of one run."""
     lines = [line for line in output.splitlines() if line.startswith(run + "  ")]
     return {label: line for line in lines for label in comparing.MODEL_LABELS.values() if f"  {label}  " in line} | {
-        f"teacher {i}": line for line in lines for i in range(1, 10) if f"  teacher {i}  " in line}
+        f"teacher {i}": line for line in lines for i in range(1, 10) if f"  teacher {i}  " in line
+    }
 
 
 def test_table_has_every_model_of_every_run(tiny_run, tmp_path):
@@ -60,7 +62,9 @@ def test_table_has_every_model_of_every_run(tiny_run, tmp_path):
     rows = table_lines(result.output, "tiny")
     for i, a in enumerate(accuracy["teachers"]):
         assert f"{a:.3f}" in rows[f"teacher {i + 1}"] and f"{params['teacher']:,}" in rows[f"teacher {i + 1}"]
-    assert f"{accuracy['ensemble']:.3f}" in rows["ensemble"] and f"{params['teacher'] * n_teachers:,}" in rows["ensemble"]
+    assert (
+        f"{accuracy['ensemble']:.3f}" in rows["ensemble"] and f"{params['teacher'] * n_teachers:,}" in rows["ensemble"]
+    )
     assert f"{accuracy['student_scratch']:.3f}" in rows["student (scratch)"]
     assert f"{accuracy['student_kd']:.3f}" in rows["student (KD)"] and f"{params['student']:,}" in rows["student (KD)"]
     for key, label in comparing.CLASSICAL.items():
@@ -82,12 +86,22 @@ def test_json_rows(tiny_run, tmp_path):
     by_model = {r["model"]: r for r in rows}
     n_teachers = len(report["test_accuracy"]["teachers"])
     fused = comparing.fused_ensemble_keys(report["test_accuracy"])  # newer reports: what the KD targets decide
-    assert list(by_model) == [*(f"teacher_{i}" for i in range(n_teachers)), "ensemble", *fused, "student_scratch",
-                              "student_kd", "student_kd_lda_branch", "lda", "random_forest"]
+    assert list(by_model) == [
+        *(f"teacher_{i}" for i in range(n_teachers)),
+        "ensemble",
+        *fused,
+        "student_scratch",
+        "student_kd",
+        "student_kd_lda_branch",
+        "lda",
+        "random_forest",
+    ]
     assert {r["run"] for r in rows} == {"tiny"} and {r["dataset"] for r in rows} == {"myo5"}
     branch = by_model["student_kd_lda_branch"]  # what `edgekd export --classical-branch lda` would write
     assert branch["test_accuracy"] == report["test_accuracy"]["student_kd_lda_branch"]
-    assert branch["params"] == (report["params"]["student_with_lda_branch"] if report["lda_branch"]["kept"] else report["params"]["student"])
+    assert branch["params"] == (
+        report["params"]["student_with_lda_branch"] if report["lda_branch"]["kept"] else report["params"]["student"]
+    )
     assert by_model["student_kd"]["test_accuracy"] == report["test_accuracy"]["student_kd"]
     assert by_model["student_kd"]["params"] == report["params"]["student"]
     assert by_model["student_kd"]["train_time_s"] == report["timings_s"]["student_kd"]
@@ -151,9 +165,12 @@ def test_without_matplotlib(without_matplotlib, tiny_run, tmp_path):
 
 
 def test_older_report_without_config_fusion_or_baselines():
-    report = {"dataset": "myo5", "test_accuracy": {"teachers": [0.5, 0.7], "ensemble": 0.8, "student_scratch": 0.6,
-                                                    "student_kd": 0.75},
-              "params": {"teacher": 100, "student": 10}, "timings_s": {"teachers": 4.0, "student_kd": 1.0}}
+    report = {
+        "dataset": "myo5",
+        "test_accuracy": {"teachers": [0.5, 0.7], "ensemble": 0.8, "student_scratch": 0.6, "student_kd": 0.75},
+        "params": {"teacher": 100, "student": 10},
+        "timings_s": {"teachers": 4.0, "student_kd": 1.0},
+    }
     assert comparing.method_label(report) == "mean of 2, kl"
     rows = comparing.model_rows(comparing.Run("old", Path("old"), report))
     assert [r["model"] for r in rows] == ["teacher_0", "teacher_1", "ensemble", "student_scratch", "student_kd"]
@@ -162,18 +179,24 @@ def test_older_report_without_config_fusion_or_baselines():
     report["config"] = {"fusion": "weighted", "loss": "mse", "teachers": 2, "temperature": 2.0, "alpha": 0.5}
     assert comparing.method_label(report) == "weighted of 2, mse T=2 alpha=0.5"
     report["config"]["augmentation"] = {"gain_sd": 0.3, "noise_sd": 0.2, "teachers": True}
-    assert comparing.method_label(report) == "weighted of 2, mse T=2 alpha=0.5, augment gain=0.3 noise=0.2 (teachers too)"
+    assert (
+        comparing.method_label(report) == "weighted of 2, mse T=2 alpha=0.5, augment gain=0.3 noise=0.2 (teachers too)"
+    )
     # newer reports add what the fused targets decide: a row of its own, sized as the ensemble
     report["test_accuracy"]["ensemble_weighted"] = 0.85
-    fused = [r for r in comparing.model_rows(comparing.Run("new", Path("new"), report)) if r["model"] == "ensemble_weighted"]
+    fused = [
+        r for r in comparing.model_rows(comparing.Run("new", Path("new"), report)) if r["model"] == "ensemble_weighted"
+    ]
     assert fused[0]["label"] == "ensemble (weighted fusion)" and fused[0]["params"] == 200
     assert comparing.fused_ensemble_keys({"ensemble": 0.8, "ensemble_mean": 0.8}) == []  # a repeat of the ensemble
 
 
 def test_best_student_prefers_kd_on_a_tie():
-    rows = [{"run": "a", "model": "student_scratch", "test_accuracy": 0.9},
-            {"run": "a", "model": "student_kd", "test_accuracy": 0.9},
-            {"run": "b", "model": "teacher_0", "test_accuracy": 1.0}]
+    rows = [
+        {"run": "a", "model": "student_scratch", "test_accuracy": 0.9},
+        {"run": "a", "model": "student_kd", "test_accuracy": 0.9},
+        {"run": "b", "model": "teacher_0", "test_accuracy": 1.0},
+    ]
     assert comparing.best_student(rows)["model"] == "student_kd"
 
 

@@ -1,4 +1,5 @@
 """Pruning, quantization-aware training and low-rank export on the tiny run: what was asked is what is measured."""
+
 from __future__ import annotations
 
 import json
@@ -8,9 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from edgekd.cli import main
 from edgekd.runtime.interpreter import TFLiteModel
 from tests.test_bad_input import assert_user_error, run_cli
 
@@ -36,7 +35,7 @@ def test_distillation_data_rebuilds_the_runs_training_windows(tiny_run, run_and_
     run, data = run_and_data
     report = json.loads((tiny_run / "report.json").read_text())
     assert len(data.train_x) == report["windows"]["train"] and len(data.val_x) == report["windows"]["val"]
-    hard, soft = data.train_targets[:, :data.n_classes], data.train_targets[:, data.n_classes:]
+    hard, soft = data.train_targets[:, : data.n_classes], data.train_targets[:, data.n_classes :]
     assert np.allclose(hard.sum(1), 1) and np.allclose(soft.sum(1), 1, atol=1e-5)
     assert data.temperature == run["config"]["temperature"] and data.alpha == run["config"]["alpha"]
 
@@ -59,8 +58,13 @@ def test_qat_after_pruning_keeps_the_zeros_and_covers_the_head(tiny_run, run_and
     from edgekd.compress.prune import kernel_sparsity
 
     run, _ = run_and_data
-    compressed = compress(_student(tiny_run), tiny_run, run, CompressionOptions(prune=0.5, qat=True, finetune_epochs=2),
-                          log=lambda m: None)
+    compressed = compress(
+        _student(tiny_run),
+        tiny_run,
+        run,
+        CompressionOptions(prune=0.5, qat=True, finetune_epochs=2),
+        log=lambda m: None,
+    )
     model, done = compressed.model, compressed.done
     assert min(kernel_sparsity(model).values()) >= 0.49
     assert min(kernel_sparsity(compressed.before_qat).values()) >= 0.49
@@ -90,17 +94,36 @@ def test_export_clustered_int8_uses_one_scale_per_kernel_and_shrinks_gzip(tiny_r
     from tensorflow.lite.tools import flatbuffer_utils
 
     out = tmp_path / "clustered-int8.tflite"
-    result = run_cli("export", tiny_run, "--int8", "--prune", "0.5", "--cluster", "4", "--out", out,
-                     "--finetune-epochs", "1", "--min-agreement", "0.5")
+    result = run_cli(
+        "export",
+        tiny_run,
+        "--int8",
+        "--prune",
+        "0.5",
+        "--cluster",
+        "4",
+        "--out",
+        out,
+        "--finetune-epochs",
+        "1",
+        "--min-agreement",
+        "0.5",
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "clustering: at most 4 distinct values per kernel, the pruned zeros among them" in result.output
     assert "one scale per weight tensor" in result.output and "int8+prune50+cluster4" in result.output
     meta = TFLiteModel.load(out).metadata
-    assert meta["compression"]["cluster"]["clusters"] == 4 and max(meta["compression"]["cluster"]["distinct"].values()) <= 4
+    assert (
+        meta["compression"]["cluster"]["clusters"] == 4
+        and max(meta["compression"]["cluster"]["distinct"].values()) <= 4
+    )
     graph = flatbuffer_utils.read_model_from_bytearray(bytearray(out.read_bytes()))
     int8 = 9  # schema TensorType.INT8
-    int8_weights = [t for t in graph.subgraphs[0].tensors
-                    if t.type == int8 and graph.buffers[t.buffer].data is not None and len(graph.buffers[t.buffer].data)]
+    int8_weights = [
+        t
+        for t in graph.subgraphs[0].tensors
+        if t.type == int8 and graph.buffers[t.buffer].data is not None and len(graph.buffers[t.buffer].data)
+    ]
     assert int8_weights and all(len(t.quantization.scale) == 1 for t in int8_weights)
     assert all(len(np.unique(graph.buffers[t.buffer].data)) <= 4 for t in int8_weights)
     import gzip
@@ -126,9 +149,11 @@ def test_export_pruned_int8_reports_sparsity_and_gzip_and_loads_without_tensorfl
 
 
 def _runs_without_tensorflow(model_path):
-    code = ("import sys; from edgekd.runtime.interpreter import TFLiteModel; import numpy as np; "
-            f"m = TFLiteModel.load({str(model_path)!r}); m.predict_logits(np.zeros((1, *m.window_shape), np.float32)); "
-            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
+    code = (
+        "import sys; from edgekd.runtime.interpreter import TFLiteModel; import numpy as np; "
+        f"m = TFLiteModel.load({str(model_path)!r}); m.predict_logits(np.zeros((1, *m.window_shape), np.float32)); "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
 
@@ -163,15 +188,21 @@ def test_target_picks_a_variant_and_says_why(tiny_run, tmp_path):
     assert TFLiteModel.load(tmp_path / "m.tflite").metadata["variant"] == "int8"
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--int8", "--prune", "1.2"], "--prune 1.2"),
-    (["--int8", "--prune", "-0.1"], "--prune -0.1"),
-    (["--float32", "--qat"], "--qat trains for full-integer inference and needs --int8"),
-    (["--int8", "--finetune-epochs", "0", "--prune", "0.5"], "--finetune-epochs"),
-    (["--int8", "--cluster", "1"], "--cluster 1: the number of distinct values each kernel keeps must lie in [2, 256]"),
-    (["--int8", "--cluster", "300"], "--cluster 300"),
-    (["--int8", "--qat", "--cluster", "16"], "--cluster and --qat cannot be combined"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--int8", "--prune", "1.2"], "--prune 1.2"),
+        (["--int8", "--prune", "-0.1"], "--prune -0.1"),
+        (["--float32", "--qat"], "--qat trains for full-integer inference and needs --int8"),
+        (["--int8", "--finetune-epochs", "0", "--prune", "0.5"], "--finetune-epochs"),
+        (
+            ["--int8", "--cluster", "1"],
+            "--cluster 1: the number of distinct values each kernel keeps must lie in [2, 256]",
+        ),
+        (["--int8", "--cluster", "300"], "--cluster 300"),
+        (["--int8", "--qat", "--cluster", "16"], "--cluster and --qat cannot be combined"),
+    ],
+)
 def test_bad_compression_options(tiny_run, tmp_path, args, fragment):
     assert_user_error(run_cli("export", tiny_run, *args, "--out", tmp_path / "m.tflite"), fragment)
     assert not (tmp_path / "m.tflite").exists()
@@ -188,4 +219,6 @@ def test_export_of_a_run_without_student_or_dataset(tiny_run, tmp_path):
     run = json.loads((moved / "run.json").read_text())
     run["dataset"]["path"] = str(tmp_path / "gone")
     (moved / "run.json").write_text(json.dumps(run))
-    assert_user_error(run_cli("export", moved, "--int8", "--prune", "0.5", "--out", tmp_path / "m.tflite"), "gone", "--data")
+    assert_user_error(
+        run_cli("export", moved, "--int8", "--prune", "0.5", "--out", tmp_path / "m.tflite"), "gone", "--data"
+    )

@@ -1,5 +1,6 @@
 """KD targets computed on the very windows the student trains on, whenever training changes them (augmentation, the
 input-channel dropout of a student preset, --mixup)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -51,7 +52,9 @@ def test_weighted_teachers_count_by_validation_accuracy(tiny_conv):
     from edgekd.distill.replay import RunTeacher
 
     teachers = [RunTeacher(object(), None), RunTeacher(object(), [0, 2])]
-    assert online_teachers(teachers, "weighted", "mse", 4.0, np.array([0.9, 0.3])).weights == pytest.approx((0.75, 0.25))
+    assert online_teachers(teachers, "weighted", "mse", 4.0, np.array([0.9, 0.3])).weights == pytest.approx(
+        (0.75, 0.25)
+    )
     mean = online_teachers(teachers, "mean", "mse", 4.0, np.array([0.9, 0.3]))
     assert mean.weights == (0.5, 0.5) and mean.kind == "logits" and mean.channels == (None, [0, 2])
 
@@ -72,8 +75,22 @@ def test_augmented_run_records_targets_in_the_step_and_saves_a_plain_student(myo
     from edgekd.compare import method_label
     from tests.test_teachers import run_distill
 
-    report = run_distill(myo5, tmp_path, "--teacher", tiny_conv, "--student", tiny_conv, "--teachers", "2", "--epochs", "2",
-                         "--mixup", "0.4", "--augment-gain", "0.2")
+    report = run_distill(
+        myo5,
+        tmp_path,
+        "--teacher",
+        tiny_conv,
+        "--student",
+        tiny_conv,
+        "--teachers",
+        "2",
+        "--epochs",
+        "2",
+        "--mixup",
+        "0.4",
+        "--augment-gain",
+        "0.2",
+    )
     assert report["config"]["targets_in_step"] and report["config"]["mixup"] == 0.4
     assert method_label(report).endswith("augment gain=0.2 noise=0, mixup=0.4, targets in the step")
     saved = keras.models.load_model(tmp_path / "student_kd.h5", compile=False)
@@ -109,21 +126,35 @@ def test_targets_in_the_step_equal_the_precomputed_ones_for_every_fusion(tiny_co
     teachers = [RunTeacher(build_model(load_preset(tiny_conv), 20, 3, 2, seed=s), None) for s in (1, 2, 3)]
     logits = [t.model(x, training=False).numpy() * 4.0 for t in teachers]  # sharper, so votes and confidences differ
     precomputed = distillation_targets({"val": logits}, y, fusion, loss, 2.0)["val"]
-    online = online_teachers(teachers, fusion, loss, 2.0, teacher_accuracies(logits, y))  # as distillation_targets weighs
+    online = online_teachers(
+        teachers, fusion, loss, 2.0, teacher_accuracies(logits, y)
+    )  # as distillation_targets weighs
     in_step = fuse_in_step([tf.constant(z) for z in logits], fusion, 2.0, online.kind, online.weights).numpy()
     np.testing.assert_allclose(in_step, precomputed.reshape(len(x), -1), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("options", [["--fusion", "vote"], ["--fusion", "multi-head"], ["--loss", "hint"], ["--classical-teacher", "lda"]])
+@pytest.mark.parametrize(
+    "options", [["--fusion", "vote"], ["--fusion", "multi-head"], ["--loss", "hint"], ["--classical-teacher", "lda"]]
+)
 def test_every_fusion_and_loss_trains_on_augmented_windows(myo5, tmp_path, tiny_conv, options):
     from tests.test_teachers import run_distill
 
-    report = run_distill(myo5, tmp_path, "--teacher", tiny_conv, "--student", tiny_conv, "--teachers", "2", "--epochs", "1",
-                         "--augment-gain", "0.2", *options)
+    report = run_distill(
+        myo5,
+        tmp_path,
+        "--teacher",
+        tiny_conv,
+        "--student",
+        tiny_conv,
+        "--teachers",
+        "2",
+        "--epochs",
+        "1",
+        "--augment-gain",
+        "0.2",
+        *options,
+    )
     assert report["config"]["targets_in_step"] and 0.0 <= report["test_accuracy"]["student_kd"] <= 1.0
-
-
-
 
 
 def test_a_student_that_drops_input_channels_learns_from_targets_on_the_dropped_windows(tmp_path, tiny_conv):
@@ -146,7 +177,9 @@ def test_a_student_that_drops_input_channels_learns_from_targets_on_the_dropped_
             self.zero_channels_seen = tf.Variable(0.0, trainable=False)
 
         def call(self, x, training=None):
-            self.zero_channels_seen.assign_add(tf.reduce_sum(tf.cast(tf.reduce_all(tf.equal(x, 0.0), axis=1), tf.float32)))
+            self.zero_channels_seen.assign_add(
+                tf.reduce_sum(tf.cast(tf.reduce_all(tf.equal(x, 0.0), axis=1), tf.float32))
+            )
             return self.logits(tf.reduce_mean(x, axis=1))
 
     preset = tmp_path / "dropping.toml"
@@ -157,8 +190,22 @@ def test_a_student_that_drops_input_channels_learns_from_targets_on_the_dropped_
     online = online_teachers([RunTeacher(spy, None)], "mean", "kl", 2.0, np.array([1.0]))
     packed = pack_targets(y, np.full((64, 2), 0.5, np.float32))
     fit_args = dict(n_classes=2, temperature=2.0, epochs=1, batch_size=16, patience=1, learning_rate=1e-3, verbose=0)
-    student, _ = train_student(load_preset(str(preset)), 20, 3, 2, x, packed, x, packed, objective=Objective(), alpha=0.3,
-                               seed=0, name="s", fit_args=fit_args, online=online)
+    student, _ = train_student(
+        load_preset(str(preset)),
+        20,
+        3,
+        2,
+        x,
+        packed,
+        x,
+        packed,
+        objective=Objective(),
+        alpha=0.3,
+        seed=0,
+        name="s",
+        fit_args=fit_args,
+        online=online,
+    )
     assert spy.zero_channels_seen.numpy() > 0  # the teachers scored the windows with their dropped channels
     assert not any(isinstance(layer, keras.layers.SpatialDropout1D) for layer in student.layers)  # nothing to export
 

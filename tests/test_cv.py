@@ -1,4 +1,5 @@
 """`edgekd distill --cv loso`: one fold per subject, a summary across folds, resumable."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,23 @@ from edgekd.cli import main
 # Tiny and fast: one teacher, one epoch, a low model rate (as the two-stream pipeline test does), and one small
 # convolution for teacher and student (an LSTM costs seconds of graph tracing per model, times 3 models and 3 folds).
 TINY_PRESET = 'name = "tiny-conv"\n[[layers]]\ntype = "conv1d"\nfilters = 8\nkernel_size = 3\n'
-CV_ARGS = ["--cv", "loso", "--teachers", "1", "--epochs", "1", "--patience", "1", "--rate", "100",
-           "--window", "0.5", "--hop", "0.25", "--quiet"]
+CV_ARGS = [
+    "--cv",
+    "loso",
+    "--teachers",
+    "1",
+    "--epochs",
+    "1",
+    "--patience",
+    "1",
+    "--rate",
+    "100",
+    "--window",
+    "0.5",
+    "--hop",
+    "0.25",
+    "--quiet",
+]
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +83,17 @@ def test_cv_refuses_a_finished_fold_with_other_settings(cv_run, two_stream_datas
     assert result.exit_code == 2 and "other settings (hop)" in result.output
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--test-on", "s1"], "drop --test-on"),
-    (["--split", "subject"], "drop --split"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--test-on", "s1"], "drop --test-on"),
+        (["--split", "subject"], "drop --split"),
+    ],
+)
 def test_cv_conflicts_with_an_explicit_split(two_stream_dataset, tmp_path, extra, message):
-    result = CliRunner().invoke(main, ["distill", str(two_stream_dataset), "--out", str(tmp_path / "cv"), *CV_ARGS, *extra])
+    result = CliRunner().invoke(
+        main, ["distill", str(two_stream_dataset), "--out", str(tmp_path / "cv"), *CV_ARGS, *extra]
+    )
     assert result.exit_code == 2 and message in result.output
     assert not (tmp_path / "cv").exists()
 
@@ -87,8 +108,15 @@ def test_cv_needs_three_subjects(myo5, tmp_path):
 def four_people(tmp_path_factory):
     from edgekd.data.synth import write_synthetic_dataset
 
-    return write_synthetic_dataset(tmp_path_factory.mktemp("synth4") / "four", "isl50", classes=3, subjects=4,
-                                   repetitions=2, duration_s=1.2, seed=2)
+    return write_synthetic_dataset(
+        tmp_path_factory.mktemp("synth4") / "four",
+        "isl50",
+        classes=3,
+        subjects=4,
+        repetitions=2,
+        duration_s=1.2,
+        seed=2,
+    )
 
 
 def test_cv_k_folds_of_people_tests_everyone_once_and_reports_each_person(four_people, tmp_path, tiny_preset):
@@ -106,12 +134,19 @@ def test_cv_k_folds_of_people_tests_everyone_once_and_reports_each_person(four_p
         per_person = report["held_out"]["test_accuracy"]
         for person in fold["test_on"]:
             entry = next(p for p in cv["people"] if p["subject"] == person)
-            assert entry["fold"] == fold_number and entry["test_accuracy"]["student_kd"] == per_person["student_kd"][person]
-            assert entry["test_accuracy"]["teachers"] == pytest.approx(np.mean([t[person] for t in per_person["teachers"]]))
+            assert (
+                entry["fold"] == fold_number
+                and entry["test_accuracy"]["student_kd"] == per_person["student_kd"][person]
+            )
+            assert entry["test_accuracy"]["teachers"] == pytest.approx(
+                np.mean([t[person] for t in per_person["teachers"]])
+            )
         windows = np.load(out / f"fold-{fold_number}" / "windows.npz")["test_y"]
         assert len(windows) == report["windows"]["test"]
     values = [p["test_accuracy"]["lda"] for p in cv["people"]]
-    assert cv["summary"]["lda"]["mean"] == pytest.approx(np.mean(values)) and cv["summary"]["lda"]["std"] == pytest.approx(np.std(values, ddof=1))
+    assert cv["summary"]["lda"]["mean"] == pytest.approx(np.mean(values)) and cv["summary"]["lda"][
+        "std"
+    ] == pytest.approx(np.std(values, ddof=1))
     assert "2 folds of people, 4 people held out in 2 folds" in result.output and "fold" in result.output
 
 
@@ -119,7 +154,10 @@ def test_cv_k_folds_of_people_tests_everyone_once_and_reports_each_person(four_p
 def test_cv_refuses_a_fold_count_it_cannot_make(two_stream_dataset, tmp_path, value):
     args = [a if a != "loso" else value for a in CV_ARGS]
     result = CliRunner().invoke(main, ["distill", str(two_stream_dataset), "--out", str(tmp_path / "cv"), *args])
-    assert result.exit_code == 2 and f"--cv {value}: use loso, or a number of folds of people from 2 to the 3 subjects" in result.output
+    assert (
+        result.exit_code == 2
+        and f"--cv {value}: use loso, or a number of folds of people from 2 to the 3 subjects" in result.output
+    )
 
 
 def test_cv_folds_on_a_local_ray_match_the_serial_run(cv_run, two_stream_dataset, tiny_preset, tmp_path):
@@ -133,7 +171,9 @@ def test_cv_folds_on_a_local_ray_match_the_serial_run(cv_run, two_stream_dataset
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "training 3 folds on Ray, 2 at a time" in result.output and result.output.count(": trained in ") == 3
     serial, parallel = (json.loads((o / "cv_report.json").read_text()) for o in (serial_out, out))
-    assert [(f["subject"], f["val_on"]) for f in parallel["folds"]] == [(f["subject"], f["val_on"]) for f in serial["folds"]]
+    assert [(f["subject"], f["val_on"]) for f in parallel["folds"]] == [
+        (f["subject"], f["val_on"]) for f in serial["folds"]
+    ]
     for a, b in zip(serial["folds"], parallel["folds"]):
         assert set(a["test_accuracy"]) == set(b["test_accuracy"])
         # one TensorFlow thread instead of the machine's: the same training up to float rounding
@@ -146,5 +186,6 @@ def test_workers_need_cv(two_stream_dataset, tmp_path):
     from tests.test_bad_input import assert_user_error, run_cli
 
     assert_user_error(run_cli("distill", two_stream_dataset, "--out", tmp_path / "r", "--workers", "2"), "add --cv")
-    assert_user_error(run_cli("distill", two_stream_dataset, "--out", tmp_path / "r", "--cv", "loso", "--workers", "0"),
-                      "--workers 0")
+    assert_user_error(
+        run_cli("distill", two_stream_dataset, "--out", tmp_path / "r", "--cv", "loso", "--workers", "0"), "--workers 0"
+    )

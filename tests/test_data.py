@@ -1,4 +1,5 @@
 """Datasets, windows, resampling, normalisation and splits (no TensorFlow)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,7 +37,7 @@ def test_resampled_windows_need_no_samples_after_their_end(two_stream_dataset):
     signals = ds.load_signals(ds.recordings[0])
     full = Preprocessor(ds.streams, spec).raw_windows(signals)
     k = 1
-    received = {s.name: signals[s.name][:sum(stream_window(s, spec, k))] for s in ds.streams}
+    received = {s.name: signals[s.name][: sum(stream_window(s, spec, k))] for s in ds.streams}
     np.testing.assert_array_equal(window_from_streams(received, ds.streams, spec, k), full[k])
 
 

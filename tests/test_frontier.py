@@ -1,4 +1,5 @@
 """`edgekd bench --plot`: agreement with the float model, the Pareto front, peak memory, model labels, the plot."""
+
 from __future__ import annotations
 
 import json
@@ -14,45 +15,83 @@ from edgekd.cli import bench_table, main
 from edgekd.errors import UserError
 from edgekd.runtime import frontier
 from edgekd.runtime.bench import BenchResult
-from edgekd.runtime.frontier import (agreements_with_float, compare, front_steps, measure_peak_rss_kb, pareto_flags,
-                                     plot_frontier)
+from edgekd.runtime.frontier import (
+    agreements_with_float,
+    compare,
+    front_steps,
+    measure_peak_rss_kb,
+    pareto_flags,
+    plot_frontier,
+)
 from edgekd.runtime.metadata import model_label
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def result(name, gzip_bytes, p50, accuracy=None, variant="int8", run="runs/a", predictions=None, **extra) -> BenchResult:
+def result(
+    name, gzip_bytes, p50, accuracy=None, variant="int8", run="runs/a", predictions=None, **extra
+) -> BenchResult:
     """A hand-made bench result: only what the frontier looks at is given."""
-    return BenchResult(model=f"models/{name}.tflite", variant=variant, bytes=2 * gzip_bytes, gzip_bytes=gzip_bytes,
-                       init_ms=1.0, first_invoke_ms=1.0, latency_ms={"p50": p50, "p90": p50, "p99": p50},
-                       accuracy=accuracy, windows=None if predictions is None else len(predictions), runtime="test-runtime",
-                       threads=1, label=extra.pop("label", variant), run=run,
-                       predictions=None if predictions is None else np.asarray(predictions), **extra)
+    return BenchResult(
+        model=f"models/{name}.tflite",
+        variant=variant,
+        bytes=2 * gzip_bytes,
+        gzip_bytes=gzip_bytes,
+        init_ms=1.0,
+        first_invoke_ms=1.0,
+        latency_ms={"p50": p50, "p90": p50, "p99": p50},
+        accuracy=accuracy,
+        windows=None if predictions is None else len(predictions),
+        runtime="test-runtime",
+        threads=1,
+        label=extra.pop("label", variant),
+        run=run,
+        predictions=None if predictions is None else np.asarray(predictions),
+        **extra,
+    )
 
 
 # ---- model label ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("metadata, label", [
-    ({"variant": "int8"}, "int8"),
-    ({"variant": "int8", "compression": {"prune": {"sparsity": 0.5, "measured": 0.497}}}, "int8+prune50"),
-    ({"variant": "int8", "compression": {"qat": True}}, "int8+qat"),
-    ({"variant": "float32", "compression": {"low_rank": {"fraction": 0.5}}}, "float32+lowrank50"),
-    ({"variant": "int8", "compression": {"qat": True, "prune": {"sparsity": 0.5}}}, "int8+prune50+qat"),
-    ({"variant": "int8", "compression": {"prune": {"measured": 0.125}, "qat": False}}, "int8+prune12.5"),
-    ({"variant": "int8", "compression": {"cluster": {"clusters": 8}, "prune": {"sparsity": 0.5}}}, "int8+prune50+cluster8"),
-    ({"variant": "float32", "compression": {"cluster": {"clusters": "many"}}}, "float32+cluster"),
-    ({"variant": "dynamic", "compression": {"cluster_weights": {"clusters": 16}, "prune": "odd"}}, "dynamic+prune+clusterweights"),
-    ({"variant": "float16", "compression": ["not", "a", "dict"]}, "float16"),
-    ({"variant": "int8", "compression": {"prune": {"sparsity": 0.5}}, "classical_branch": {"kind": "lda", "kept": True}}, "int8+prune50+lda"),
-    ({"variant": "int8", "classical_branch": {"kind": "lda", "kept": False}}, "int8"),
-    ({}, "unknown"),
-    (None, "unknown"),
-])
+
+@pytest.mark.parametrize(
+    "metadata, label",
+    [
+        ({"variant": "int8"}, "int8"),
+        ({"variant": "int8", "compression": {"prune": {"sparsity": 0.5, "measured": 0.497}}}, "int8+prune50"),
+        ({"variant": "int8", "compression": {"qat": True}}, "int8+qat"),
+        ({"variant": "float32", "compression": {"low_rank": {"fraction": 0.5}}}, "float32+lowrank50"),
+        ({"variant": "int8", "compression": {"qat": True, "prune": {"sparsity": 0.5}}}, "int8+prune50+qat"),
+        ({"variant": "int8", "compression": {"prune": {"measured": 0.125}, "qat": False}}, "int8+prune12.5"),
+        (
+            {"variant": "int8", "compression": {"cluster": {"clusters": 8}, "prune": {"sparsity": 0.5}}},
+            "int8+prune50+cluster8",
+        ),
+        ({"variant": "float32", "compression": {"cluster": {"clusters": "many"}}}, "float32+cluster"),
+        (
+            {"variant": "dynamic", "compression": {"cluster_weights": {"clusters": 16}, "prune": "odd"}},
+            "dynamic+prune+clusterweights",
+        ),
+        ({"variant": "float16", "compression": ["not", "a", "dict"]}, "float16"),
+        (
+            {
+                "variant": "int8",
+                "compression": {"prune": {"sparsity": 0.5}},
+                "classical_branch": {"kind": "lda", "kept": True},
+            },
+            "int8+prune50+lda",
+        ),
+        ({"variant": "int8", "classical_branch": {"kind": "lda", "kept": False}}, "int8"),
+        ({}, "unknown"),
+        (None, "unknown"),
+    ],
+)
 def test_model_label(metadata, label):
     assert model_label(metadata) == label
 
 
 # ---- Pareto front ---------------------------------------------------------------------------------
+
 
 def test_pareto_on_accuracy_size_and_latency():
     results = [
@@ -84,6 +123,7 @@ def test_pareto_without_accuracy_uses_size_and_latency_only():
 
 # ---- agreement with the float model ---------------------------------------------------------------
 
+
 def test_agreement_with_the_float_model_of_the_same_run():
     results = [
         result("fp32", 400, 1.0, 0.9, variant="float32", predictions=[0, 1, 2, 3]),
@@ -96,7 +136,14 @@ def test_agreement_with_the_float_model_of_the_same_run():
 
 def test_agreement_prefers_the_least_compressed_float_model():
     results = [
-        result("fp32_pruned", 300, 1.0, variant="float32", predictions=[0, 0, 0, 0], compression={"prune": {"sparsity": 0.5}}),
+        result(
+            "fp32_pruned",
+            300,
+            1.0,
+            variant="float32",
+            predictions=[0, 0, 0, 0],
+            compression={"prune": {"sparsity": 0.5}},
+        ),
         result("fp32", 400, 1.0, variant="float32", predictions=[0, 1, 2, 3], compression={"qat": False}),
         result("int8", 100, 0.5, predictions=[0, 1, 2, 0]),
     ]
@@ -109,11 +156,15 @@ def test_agreement_needs_data():
 
 
 def test_table_marks_pareto_models_and_export_agreement():
-    results = compare([
-        result("fp32", 400, 1.0, 0.95, variant="float32", predictions=[0, 1], peak_rss_kb=3000),
-        result("pruned", 100, 0.5, 0.9, label="int8+prune50", run="runs/b", predictions=[0, 1], export_agreement=0.96),
-        result("bad", 500, 2.0, 0.5, predictions=[1, 1]),
-    ])
+    results = compare(
+        [
+            result("fp32", 400, 1.0, 0.95, variant="float32", predictions=[0, 1], peak_rss_kb=3000),
+            result(
+                "pruned", 100, 0.5, 0.9, label="int8+prune50", run="runs/b", predictions=[0, 1], export_agreement=0.96
+            ),
+            result("bad", 500, 2.0, 0.5, predictions=[1, 1]),
+        ]
+    )
     assert [r.pareto for r in results] == [True, True, False]
     lines = bench_table(results).splitlines()
     assert "peak_kb" in lines[1] and "agreement" in lines[1] and "pareto" in lines[1]
@@ -126,6 +177,7 @@ def test_table_marks_pareto_models_and_export_agreement():
 
 # ---- plot -----------------------------------------------------------------------------------------
 
+
 def test_front_steps():
     points = [(300, 0.95), (100, 0.90), (200, 0.85), (300, 0.99), (400, 0.99)]
     assert front_steps(points, higher_is_better=True) == ([100, 300], [0.90, 0.99])
@@ -135,8 +187,11 @@ def test_front_steps():
 
 @pytest.mark.parametrize("with_accuracy", [True, False])
 def test_plot_is_a_png_written_into_a_new_folder(tmp_path, with_accuracy):
-    results = [result("a", 100, 1.0, 0.9 if with_accuracy else None), result("b", 200, 0.5, 0.95 if with_accuracy else None),
-               result("c", 300, 2.0, 0.5 if with_accuracy else None, label="int8")]  # a shared label: file names instead
+    results = [
+        result("a", 100, 1.0, 0.9 if with_accuracy else None),
+        result("b", 200, 0.5, 0.95 if with_accuracy else None),
+        result("c", 300, 2.0, 0.5 if with_accuracy else None, label="int8"),
+    ]  # a shared label: file names instead
     path = tmp_path / "new" / "folder" / "frontier.png"
     assert plot_frontier(results, path) == path
     assert path.read_bytes().startswith(PNG_MAGIC)
@@ -170,6 +225,7 @@ def test_missing_matplotlib_is_a_one_line_user_error(without_matplotlib, tmp_pat
 
 
 # ---- peak memory and the whole command --------------------------------------------------------------
+
 
 def test_peak_memory_is_positive(exported):
     assert frontier.peak_rss_kb() > 0

@@ -1,4 +1,5 @@
 """Teacher fusion modes, the loss-mean and MSE KD terms against NumPy, teacher diversity, and one tiny run."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,19 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgekd.distill.fusion import (FUSIONS, confidence_weights, fuse_confidence, fuse_loss_mean, fuse_mean, fuse_vote,
-                                   fuse_weighted, fused_accuracy, softmax, teacher_accuracies, teacher_diversity)
+from edgekd.distill.fusion import (
+    FUSIONS,
+    confidence_weights,
+    fuse_confidence,
+    fuse_loss_mean,
+    fuse_mean,
+    fuse_vote,
+    fuse_weighted,
+    fused_accuracy,
+    softmax,
+    teacher_accuracies,
+    teacher_diversity,
+)
 from edgekd.errors import UserError
 
 T = 2.0
@@ -39,10 +51,13 @@ def test_weighted_uses_validation_accuracy():
     np.testing.assert_allclose(val_accuracy, [0.75, 0.25])
     expected = 0.75 * softmax(TEACHER_A, T) + 0.25 * softmax(TEACHER_B, T)
     np.testing.assert_allclose(fuse_weighted(TEACHERS, T, val_accuracy=val_accuracy), expected, atol=1e-6)
-    np.testing.assert_allclose(fuse_weighted(TEACHERS, T, "logits", val_accuracy=val_accuracy),
-                               0.75 * TEACHER_A + 0.25 * TEACHER_B, atol=1e-5)
+    np.testing.assert_allclose(
+        fuse_weighted(TEACHERS, T, "logits", val_accuracy=val_accuracy), 0.75 * TEACHER_A + 0.25 * TEACHER_B, atol=1e-5
+    )
     # Unnormalised accuracies are normalised; a perfect teacher beside a useless one is followed alone.
-    np.testing.assert_allclose(fuse_weighted(TEACHERS, T, val_accuracy=np.array([1.0, 0.0])), softmax(TEACHER_A, T), atol=1e-6)
+    np.testing.assert_allclose(
+        fuse_weighted(TEACHERS, T, val_accuracy=np.array([1.0, 0.0])), softmax(TEACHER_A, T), atol=1e-6
+    )
 
 
 def test_confidence_weights_each_window_by_each_teachers_top_probability():
@@ -52,7 +67,9 @@ def test_confidence_weights_each_window_by_each_teachers_top_probability():
     assert weights[0, 0] > 0.5 > weights[1, 0]  # A leads where it is sure (window 0), B where B is (window 1)
     expected = weights[:, :1] * softmax(TEACHER_A, T) + weights[:, 1:] * softmax(TEACHER_B, T)
     np.testing.assert_allclose(fuse_confidence(TEACHERS, T), expected, atol=1e-6)
-    np.testing.assert_allclose(fuse_confidence(TEACHERS, T, "logits"), weights[:, :1] * TEACHER_A + weights[:, 1:] * TEACHER_B, atol=1e-5)
+    np.testing.assert_allclose(
+        fuse_confidence(TEACHERS, T, "logits"), weights[:, :1] * TEACHER_A + weights[:, 1:] * TEACHER_B, atol=1e-5
+    )
 
 
 def test_vote_is_one_hot_majority_with_ties_broken_by_the_mean_distribution():
@@ -110,8 +127,9 @@ def test_loss_mean_kl_value_and_gradient_against_numpy():
     # Its gradient with respect to the student equals the mean mode's; the value is higher by the teachers' spread.
     mean_packed = pack_targets(labels, fuse_mean(teachers, T))
     assert np.all(loss(pack_targets(labels, blocks), student).numpy() > loss(mean_packed, student).numpy())
-    np.testing.assert_allclose(*[_gradient(tf, loss, packed, student) for packed in (pack_targets(labels, blocks), mean_packed)],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        *[_gradient(tf, loss, packed, student) for packed in (pack_targets(labels, blocks), mean_packed)], atol=1e-5
+    )
 
 
 def _gradient(tf, loss, packed, student):
@@ -130,7 +148,11 @@ def test_mse_value_against_numpy(mode):
     teachers = [rng.normal(size=(3, 3)) * 2 for _ in range(2)]
     alpha = 0.4
     mse_per_teacher = [np.mean((z - student) ** 2, axis=1) for z in teachers]
-    kd = np.mean(mse_per_teacher, axis=0) if mode == "loss-mean" else np.mean((np.mean(teachers, axis=0) - student) ** 2, axis=1)
+    kd = (
+        np.mean(mse_per_teacher, axis=0)
+        if mode == "loss-mean"
+        else np.mean((np.mean(teachers, axis=0) - student) ** 2, axis=1)
+    )
     expected = alpha * _numpy_ce(labels, student) + (1 - alpha) * kd
     packed = pack_targets(labels, FUSIONS[mode](teachers, T, "logits"))
     np.testing.assert_allclose(kd_loss(3, T, alpha, "mse")(packed, student).numpy(), expected, rtol=1e-4)
@@ -172,7 +194,9 @@ def test_vote_with_mse_is_a_user_error(myo5, tmp_path):
 
     with pytest.raises(UserError, match="vote"):
         DistillConfig(dataset="x", out="y", fusion="vote", loss="mse").check()
-    result = CliRunner().invoke(main, ["distill", str(myo5), "--out", str(tmp_path / "r"), "--fusion", "vote", "--loss", "mse"])
+    result = CliRunner().invoke(
+        main, ["distill", str(myo5), "--out", str(tmp_path / "r"), "--fusion", "vote", "--loss", "mse"]
+    )
     assert result.exit_code == 2 and "--loss mse" in result.output and not (tmp_path / "r").exists()
     result = CliRunner().invoke(main, ["distill", str(myo5), "--out", str(tmp_path / "r"), "--fusion", "median"])
     assert result.exit_code == 2 and "median" in result.output
@@ -182,9 +206,34 @@ def test_tiny_distill_with_confidence_fusion_and_mse(myo5, tmp_path):
     from edgekd.cli import main
 
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["distill", str(myo5), "--out", str(out), "--test-on", "2", "--val-on", "1",
-                                       "--teachers", "2", "--epochs", "2", "--patience", "2", "--window", "0.5",
-                                       "--hop", "0.25", "--fusion", "confidence", "--loss", "mse", "--quiet"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "distill",
+            str(myo5),
+            "--out",
+            str(out),
+            "--test-on",
+            "2",
+            "--val-on",
+            "1",
+            "--teachers",
+            "2",
+            "--epochs",
+            "2",
+            "--patience",
+            "2",
+            "--window",
+            "0.5",
+            "--hop",
+            "0.25",
+            "--fusion",
+            "confidence",
+            "--loss",
+            "mse",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     report, run = json.loads((out / "report.json").read_text()), json.loads((out / "run.json").read_text())
     assert report["config"]["fusion"] == run["config"]["fusion"] == "confidence"

@@ -1,5 +1,6 @@
 """Hostile input and faults (issue 21): run folders from strangers, files that must not be overwritten, paths that
 lead outside their folder, and damaged files that must give a one-line error, never a traceback or lost data."""
+
 from __future__ import annotations
 
 import shutil
@@ -24,7 +25,9 @@ def _lambda_student(path, marker):
     from edgekd._tf import keras
 
     window = keras.Input(shape=(100, 8))
-    touched = keras.layers.Lambda(lambda x, p=str(marker): (__import__("pathlib").Path(p).write_text("ran"), x)[1])(window)
+    touched = keras.layers.Lambda(lambda x, p=str(marker): (__import__("pathlib").Path(p).write_text("ran"), x)[1])(
+        window
+    )
     model = keras.Model(window, keras.layers.Dense(5, name="logits")(keras.layers.GlobalAveragePooling1D()(touched)))
     marker.unlink(missing_ok=True)  # building it here ran the lambda once
     model.save(path, include_optimizer=False)
@@ -35,7 +38,11 @@ def test_a_run_folder_with_a_lambda_layer_is_refused_before_it_runs(run_copy, tm
     marker = tmp_path / "code-ran"
     for student in ("student_kd", "student_scratch"):  # compare opens the best of them for its confusion matrix
         _lambda_student(run_copy / f"{student}.h5", marker)
-    args = ["export", run_copy, "--int8", "--out", tmp_path / "m.tflite"] if command == "export" else ["compare", run_copy, "--out", tmp_path / "plots"]
+    args = (
+        ["export", run_copy, "--int8", "--out", tmp_path / "m.tflite"]
+        if command == "export"
+        else ["compare", run_copy, "--out", tmp_path / "plots"]
+    )
     assert_user_error(run_cli(*args), ".h5: refused", "Lambda")
     assert not marker.exists()
 
@@ -68,8 +75,10 @@ def test_every_shipped_preset_saves_only_safe_classes(tmp_path):
 
 def test_export_never_writes_over_a_file_of_the_run(run_copy, tmp_path):
     before = (run_copy / "report.json").read_bytes()
-    assert_user_error(run_cli("export", run_copy, "--int8", "--out", run_copy / "report.json", "--force"),
-                      "report.json: is a file of a distill run")
+    assert_user_error(
+        run_cli("export", run_copy, "--int8", "--out", run_copy / "report.json", "--force"),
+        "report.json: is a file of a distill run",
+    )
     assert (run_copy / "report.json").read_bytes() == before
 
 
@@ -100,24 +109,33 @@ def test_an_output_whose_folder_is_a_file_or_unwritable_is_refused_at_once(run_c
     locked = tmp_path / "locked"
     locked.mkdir()
     os.chmod(locked, 0o500)
-    for out, message in ((blocker / "m.out", "a-file is a file, not a folder"), (locked / "m.out", "permission denied")):
+    for out, message in (
+        (blocker / "m.out", "a-file is a file, not a folder"),
+        (locked / "m.out", "permission denied"),
+    ):
         if os.geteuid() == 0 and "permission" in message:
             continue  # root writes anywhere
-        args = (["export", run_copy, "--int8", "--out", out] if command == "export"
-                else ["bench", exported["int8"], "--runs", "1", "--json", out])
+        args = (
+            ["export", run_copy, "--int8", "--out", out]
+            if command == "export"
+            else ["bench", exported["int8"], "--runs", "1", "--json", out]
+        )
         assert_user_error(run_cli(*args), message)
 
 
 def test_bench_json_refuses_to_replace_a_file_without_force(exported, tmp_path):
     out = tmp_path / "bench.json"
     out.write_text("precious")
-    assert_user_error(run_cli("bench", exported["int8"], "--runs", "1", "--json", out), "bench.json: exists; add --force")
+    assert_user_error(
+        run_cli("bench", exported["int8"], "--runs", "1", "--json", out), "bench.json: exists; add --force"
+    )
     assert out.read_text() == "precious"
     assert run_cli("bench", exported["int8"], "--runs", "1", "--json", out, "--force").exit_code == 0
     assert out.read_text().startswith("[")
 
 
 # ---- nothing written or read outside its folder ----------------------------------------------------------------
+
 
 def test_the_recorder_never_writes_through_a_symlink(tmp_path):
     from edgekd.data.dataset import StreamSpec
@@ -141,8 +159,10 @@ def test_the_recorder_never_writes_through_a_symlink(tmp_path):
 
 def test_a_port_that_fails_to_open_leaves_the_record_folder_reusable(exported, tmp_path):
     folder = tmp_path / "rec"
-    assert_user_error(run_cli("stream", "--port", tmp_path / "no-such-port", "--model", exported["int8"], "--record", folder),
-                      "no such port")
+    assert_user_error(
+        run_cli("stream", "--port", tmp_path / "no-such-port", "--model", exported["int8"], "--record", folder),
+        "no such port",
+    )
     assert not folder.exists() or not any(folder.iterdir())
 
 
@@ -167,8 +187,11 @@ def test_recordings_outside_the_dataset_folder_are_refused_unless_allowed(datase
     outside.write_text((dataset_copy / "recordings" / "R_0_C_0_EMG.csv").read_text())
     (dataset_copy / "link.csv").symlink_to(outside)
     rewrite_index(dataset_copy, lambda rows: [{**rows[0], "path": path}, *rows[1:]])
-    assert_user_error(run_cli("data", "inspect", dataset_copy), f"row 2 names {path}, which is outside the dataset folder",
-                      "--allow-outside-data")
+    assert_user_error(
+        run_cli("data", "inspect", dataset_copy),
+        f"row 2 names {path}, which is outside the dataset folder",
+        "--allow-outside-data",
+    )
     if path != "/etc/hostname":
         result = run_cli("--allow-outside-data", "data", "inspect", dataset_copy)
         assert result.exit_code == 0, result.output
@@ -179,8 +202,14 @@ def test_a_recording_listed_twice_is_reported_and_refused(dataset_copy, tmp_path
     from tests.test_bad_input import distill
 
     shutil.copy(dataset_copy / "recordings" / "R_3_C_0_EMG.csv", dataset_copy / "recordings" / "copy.csv")
-    rewrite_index(dataset_copy, lambda rows: [*rows, {**rows[0], "subject": "s9"},
-                                              {**rows[-5], "path": "recordings/copy.csv", "repetition": "0"}])
+    rewrite_index(
+        dataset_copy,
+        lambda rows: [
+            *rows,
+            {**rows[0], "subject": "s9"},
+            {**rows[-5], "path": "recordings/copy.csv", "repetition": "0"},
+        ],
+    )
     result = run_cli("data", "inspect", dataset_copy)
     assert_user_error(result, "list the same recording recordings/R_0_C_0_EMG.csv", "hold identical recordings")
     assert_user_error(distill(dataset_copy, tmp_path), "list the same recording", "1 more")
@@ -188,15 +217,20 @@ def test_a_recording_listed_twice_is_reported_and_refused(dataset_copy, tmp_path
 
 # ---- damaged files: one line, exit 2 ---------------------------------------------------------------------------
 
+
 def _with_one_buffer_emptied(data: bytes, pick) -> bytes:
     """The model with the data of one constant tensor removed (`pick` chooses it from the (tensor name, data size)
     pairs) and without edgekd's metadata, so no checksum stops it before the runtime."""
-    import edgekd._tf  # noqa: F401
     from tensorflow.lite.tools import flatbuffer_utils
 
+    import edgekd._tf  # noqa: F401
+
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
-    constants = {t.name.decode(): model.buffers[t.buffer] for t in model.subgraphs[0].tensors
-                 if t.buffer and model.buffers[t.buffer].data is not None and len(model.buffers[t.buffer].data)}
+    constants = {
+        t.name.decode(): model.buffers[t.buffer]
+        for t in model.subgraphs[0].tensors
+        if t.buffer and model.buffers[t.buffer].data is not None and len(model.buffers[t.buffer].data)
+    }
     constants[pick({name: len(buffer.data) for name, buffer in constants.items()})].data = None
     model.metadata = [m for m in model.metadata if m.name != b"edgekd"]
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
@@ -205,9 +239,14 @@ def _with_one_buffer_emptied(data: bytes, pick) -> bytes:
 def test_a_model_that_loads_but_fails_to_run_is_a_user_error(exported, tmp_path):
     """A missing weight of the last layer: the runtime loads the file, then says 'Input tensor 18 lacks data'."""
     bad = tmp_path / "emptied.tflite"
-    bad.write_bytes(_with_one_buffer_emptied(exported["int8"].read_bytes(),
-                                             lambda sizes: next(n for n in sizes if n.endswith("logits/MatMul"))))
-    assert_user_error(run_cli("bench", bad, "--runs", "1"), "emptied.tflite", "loads it but cannot run it", "lacks data")
+    bad.write_bytes(
+        _with_one_buffer_emptied(
+            exported["int8"].read_bytes(), lambda sizes: next(n for n in sizes if n.endswith("logits/MatMul"))
+        )
+    )
+    assert_user_error(
+        run_cli("bench", bad, "--runs", "1"), "emptied.tflite", "loads it but cannot run it", "lacks data"
+    )
 
 
 def test_a_model_that_crashes_the_runtime_is_a_user_error(exported, tmp_path):
@@ -266,18 +305,24 @@ def test_every_byte_of_an_exported_model_is_under_its_checksum(exported, monkeyp
 
 
 def _without_metadata(data: bytes) -> bytes:
-    import edgekd._tf  # noqa: F401
     from tensorflow.lite.tools import flatbuffer_utils
+
+    import edgekd._tf  # noqa: F401
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
     model.metadata = [m for m in model.metadata if m.name != b"edgekd"]
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-@pytest.mark.parametrize("case, message", [
-    ("truncated npz", "not a readable .npz"), ("npy renamed npz", "is a single .npy array"),
-    ("complex npz", "holds complex128 values"), ("text npz", "holds <U3 values"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("truncated npz", "not a readable .npz"),
+        ("npy renamed npz", "is a single .npy array"),
+        ("complex npz", "holds complex128 values"),
+        ("text npz", "holds <U3 values"),
+    ],
+)
 def test_damaged_npz_recordings_are_problems_not_tracebacks(tmp_path, case, message):
     root = tmp_path / "ds"
     (root / "r").mkdir(parents=True)
@@ -317,15 +362,23 @@ def test_a_stream_rate_that_leaves_no_samples_in_a_window_is_a_user_error(two_st
     shutil.copytree(two_stream_dataset, copy)
     toml = (copy / "dataset.toml").read_text()
     (copy / "dataset.toml").write_text(toml.replace("rate_hz = 1111.111111111111", "rate_hz = 1e-3", 1))
-    assert_user_error(run_cli("distill", copy, "--out", tmp_path / "run", "--epochs", "1", "--quiet"),
-                      "dataset.toml", "stream 'emg' at 0.001 Hz has 0 sample(s)")
+    assert_user_error(
+        run_cli("distill", copy, "--out", tmp_path / "run", "--epochs", "1", "--quiet"),
+        "dataset.toml",
+        "stream 'emg' at 0.001 Hz has 0 sample(s)",
+    )
 
 
-@pytest.mark.parametrize("damage, message", [
-    (("report.json", "{}"), "report.json: lacks"), (("report.json", "[]"), "report.json: lacks"),
-    (("run.json", "{}"), "run.json: lacks"), (("windows.npz", None), "windows.npz: missing"),
-    (("student_kd.h5", "half"), "student_kd.h5: not a readable Keras .h5 file"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (("report.json", "{}"), "report.json: lacks"),
+        (("report.json", "[]"), "report.json: lacks"),
+        (("run.json", "{}"), "run.json: lacks"),
+        (("windows.npz", None), "windows.npz: missing"),
+        (("student_kd.h5", "half"), "student_kd.h5: not a readable Keras .h5 file"),
+    ],
+)
 def test_a_damaged_run_is_refused_before_anything_is_converted(run_copy, tmp_path, damage, message):
     name, content = damage
     path = run_copy / name
@@ -342,6 +395,7 @@ def test_a_damaged_run_is_refused_before_anything_is_converted(run_copy, tmp_pat
 
 
 # ---- metadata trust --------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("edit", ["normalisation", "test split", "weights"])
 def test_a_model_altered_after_export_is_refused_by_bench_and_stream(exported, myo5, tmp_path, edit):
@@ -363,11 +417,13 @@ def test_a_model_altered_after_export_is_refused_by_bench_and_stream(exported, m
         reader = FlatBufferReader(data)
         largest = max((reader.buffer_data(b) for b in reader.vector_of_tables(reader.root(), _MODEL_BUFFERS)), key=len)
         position = data.index(largest) + len(largest) // 2  # a byte in the middle of the largest weight tensor
-        altered = data[:position] + bytes([data[position] ^ 0x40]) + data[position + 1:]
+        altered = data[:position] + bytes([data[position] ^ 0x40]) + data[position + 1 :]
     bad = tmp_path / "altered.tflite"
     bad.write_bytes(altered)
     assert_user_error(run_cli("bench", bad, "--data", myo5, "--runs", "1"), "altered.tflite: was altered after export")
-    assert_user_error(run_cli("stream", "--port", "loop://", "--model", bad, "--max-windows", "1"), "was altered after export")
+    assert_user_error(
+        run_cli("stream", "--port", "loop://", "--model", bad, "--max-windows", "1"), "was altered after export"
+    )
 
 
 def test_exported_files_carry_a_checksum_that_holds(exported):

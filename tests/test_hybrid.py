@@ -1,4 +1,5 @@
 """--classical-branch lda: the student and the LDA baseline in one graph (models/hybrid.py)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +7,16 @@ import pytest
 from scipy.special import log_softmax, softmax
 
 from edgekd.models.classical import lda, time_domain_features
-from edgekd.models.hybrid import (LDA_LOG_ODDS_FLOOR, TEMPERATURES, TimeDomainFeatures, calibrate, combined_logits, features_of,
-                                  lda_branch, with_classical_branch)
+from edgekd.models.hybrid import (
+    LDA_LOG_ODDS_FLOOR,
+    TEMPERATURES,
+    TimeDomainFeatures,
+    calibrate,
+    combined_logits,
+    features_of,
+    lda_branch,
+    with_classical_branch,
+)
 from tests.test_classical_teacher import _parts
 
 
@@ -27,7 +36,11 @@ def test_the_branch_is_the_fitted_lda_and_its_temperature_is_chosen_on_validatio
     branch = lda_branch(parts["train"].x, parts["train"].y, n_classes=3)
     reference = lda().fit(time_domain_features(parts["train"].x), parts["train"].y)
     decision = branch.model.predict(parts["val"].x, verbose=0)
-    np.testing.assert_allclose(softmax(decision.astype(np.float64), 1), reference.predict_proba(time_domain_features(parts["val"].x)), atol=1e-3)
+    np.testing.assert_allclose(
+        softmax(decision.astype(np.float64), 1),
+        reference.predict_proba(time_domain_features(parts["val"].x)),
+        atol=1e-3,
+    )
 
     val_y = parts["val"].y
     student = np.random.default_rng(0).normal(size=(len(val_y), 3)) * 3  # a guessing student
@@ -37,7 +50,10 @@ def test_the_branch_is_the_fitted_lda_and_its_temperature_is_chosen_on_validatio
     # beside a student that knows nothing the hybrid is the LDA at any T; the log-loss then picks the LDA's calibration
     blank = np.zeros((len(val_y), 3))
     t = calibrate(branch, blank, parts["val"].x, val_y).temperature
-    nll = {t: -np.mean(log_softmax(combined_logits(blank, decision, t), 1)[np.arange(len(val_y)), val_y]) for t in TEMPERATURES}
+    nll = {
+        t: -np.mean(log_softmax(combined_logits(blank, decision, t), 1)[np.arange(len(val_y)), val_y])
+        for t in TEMPERATURES
+    }
     assert nll[t] == min(nll.values())
 
 
@@ -77,8 +93,12 @@ def test_the_hybrid_model_computes_the_combined_logits():
     parts = _parts(n_classes=3, per_class=20)
     keras.utils.set_random_seed(0)
     student = keras.Sequential([keras.Input((30, 2)), keras.layers.Flatten(), keras.layers.Dense(3, name="logits")])
-    branch = calibrate(lda_branch(parts["train"].x, parts["train"].y, 3), student.predict(parts["val"].x, verbose=0),
-                       parts["val"].x, parts["val"].y)
+    branch = calibrate(
+        lda_branch(parts["train"].x, parts["train"].y, 3),
+        student.predict(parts["val"].x, verbose=0),
+        parts["val"].x,
+        parts["val"].y,
+    )
     x = parts["val"].x
     expected = combined_logits(student.predict(x, verbose=0), branch.model.predict(x, verbose=0), branch.temperature)
     np.testing.assert_allclose(with_classical_branch(student, branch).predict(x, verbose=0), expected, atol=1e-4)
@@ -93,10 +113,21 @@ def test_the_hybrid_converts_to_builtin_ops_and_agrees(variant, tmp_path):
 
     parts = _parts(n_classes=3, per_class=30)
     keras.utils.set_random_seed(0)
-    student = keras.Sequential([keras.Input((30, 2)), keras.layers.Conv1D(4, 3), keras.layers.GlobalAveragePooling1D(),
-                                keras.layers.Dense(3, name="logits")], name="tiny_student")
-    branch = calibrate(lda_branch(parts["train"].x, parts["train"].y, 3), student.predict(parts["val"].x, verbose=0),
-                       parts["val"].x, parts["val"].y)
+    student = keras.Sequential(
+        [
+            keras.Input((30, 2)),
+            keras.layers.Conv1D(4, 3),
+            keras.layers.GlobalAveragePooling1D(),
+            keras.layers.Dense(3, name="logits"),
+        ],
+        name="tiny_student",
+    )
+    branch = calibrate(
+        lda_branch(parts["train"].x, parts["train"].y, 3),
+        student.predict(parts["val"].x, verbose=0),
+        parts["val"].x,
+        parts["val"].y,
+    )
     model = with_classical_branch(student, branch)
     path = tmp_path / f"hybrid-{variant}.tflite"
     path.write_bytes(convert(model, variant, representative=parts["train"].x, float_layers=branch.float_layers))
@@ -125,8 +156,10 @@ def test_export_with_the_lda_branch_writes_one_model_that_bench_runs_without_ten
     from edgekd.runtime.metadata import model_label, read_metadata
 
     path = tmp_path / "hybrid-int8.tflite"
-    result = CliRunner().invoke(main, ["export", str(tiny_run), "--int8", "--classical-branch", "lda", "--out", str(path),
-                                       "--min-agreement", "0.5"])
+    result = CliRunner().invoke(
+        main,
+        ["export", str(tiny_run), "--int8", "--classical-branch", "lda", "--out", str(path), "--min-agreement", "0.5"],
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "LDA temperature" in result.output and "with the LDA branch" in result.output
     metadata = read_metadata(path.read_bytes())
@@ -135,13 +168,18 @@ def test_export_with_the_lda_branch_writes_one_model_that_bench_runs_without_ten
     assert branch["kind"] == "lda" and branch["temperature"] in TEMPERATURES
     # distill's report foretold it from the baseline's own LDA (numpy features): the same choice, the same accuracy
     report = json.loads((tiny_run / "report.json").read_text())
-    assert (report["lda_branch"]["kept"], report["lda_branch"]["temperature"]) == (branch["kept"], branch["temperature"])
+    assert (report["lda_branch"]["kept"], report["lda_branch"]["temperature"]) == (
+        branch["kept"],
+        branch["temperature"],
+    )
     assert abs(report["test_accuracy"]["student_kd_lda_branch"] - metadata["keras_test_accuracy"]) <= 0.02
     out = tmp_path / "bench.json"
-    code = (f"from edgekd.cli import main\n"
-            f"try: main(['bench', {str(path)!r}, '--data', {str(myo5)!r}, '--runs', '5', '--json', {str(out)!r}])\n"
-            f"except SystemExit as e: assert e.code in (0, None), e.code\n"
-            f"import sys; assert 'tensorflow' not in sys.modules\n")
+    code = (
+        f"from edgekd.cli import main\n"
+        f"try: main(['bench', {str(path)!r}, '--data', {str(myo5)!r}, '--runs', '5', '--json', {str(out)!r}])\n"
+        f"except SystemExit as e: assert e.code in (0, None), e.code\n"
+        f"import sys; assert 'tensorflow' not in sys.modules\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert abs(json.loads(out.read_text())[0]["accuracy"] - metadata["test_accuracy"]) < 1e-9
@@ -154,11 +192,15 @@ def test_export_refuses_the_lda_branch_with_qat_and_an_unknown_branch(tiny_run, 
     from tests.test_bad_input import assert_user_error
 
     out = str(tmp_path / "m.tflite")
-    result = CliRunner().invoke(main, ["export", str(tiny_run), "--int8", "--qat", "--classical-branch", "lda", "--out", out])
+    result = CliRunner().invoke(
+        main, ["export", str(tiny_run), "--int8", "--qat", "--classical-branch", "lda", "--out", out]
+    )
     assert_user_error(result, "--qat", "--classical-branch lda")
     result = CliRunner().invoke(main, ["export", str(tiny_run), "--int8", "--classical-branch", "forest", "--out", out])
     assert_user_error(result, "--classical-branch")
-    result = CliRunner().invoke(main, ["export", str(tiny_run), "--target", "mcu", "--classical-branch", "lda", "--out", out])
+    result = CliRunner().invoke(
+        main, ["export", str(tiny_run), "--target", "mcu", "--classical-branch", "lda", "--out", out]
+    )
     assert_user_error(result, "--target mcu", "full-integer")
 
 

@@ -1,4 +1,5 @@
 """Atomic writes: a failure midway leaves the old file intact and no temporary file behind."""
+
 from __future__ import annotations
 
 import json

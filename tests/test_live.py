@@ -1,4 +1,5 @@
 """The live engine: samples placed by device time give exactly the offline windows; holes, segments, smoothing, recording."""
+
 from __future__ import annotations
 
 import os
@@ -24,7 +25,7 @@ def frames_of(signals, streams, frame_s=0.01, start_us=0):
         x = signals[s.name]
         for first in range(0, len(x), n):
             last_time = (first + min(n, len(x) - first)) / s.rate_hz
-            out.append((last_time, i, start_us + int(round(first * US / s.rate_hz)), x[first:first + n]))
+            out.append((last_time, i, start_us + int(round(first * US / s.rate_hz)), x[first : first + n]))
     return [(i, t, v) for _, i, t, v in sorted(out, key=lambda f: (f[0], f[1]))]
 
 
@@ -113,16 +114,20 @@ def test_recording_survives_kill_9_and_reads_back_as_a_dataset_recording(tmp_pat
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
 
-    (tmp_path / "dataset.toml").write_text('classes = ["x", "y"]\n[streams.emg]\nrate_hz = 100\nchannels = ["a", "b"]\n'
-                                           '[streams.imu]\nrate_hz = 10\nchannels = ["x"]\n')
+    (tmp_path / "dataset.toml").write_text(
+        'classes = ["x", "y"]\n[streams.emg]\nrate_hz = 100\nchannels = ["a", "b"]\n'
+        '[streams.imu]\nrate_hz = 10\nchannels = ["x"]\n'
+    )
     (tmp_path / "recordings.csv").write_text("path,subject,label\nrec,s1,x\n")
     ds = load_dataset(tmp_path)
     signals = ds.load_signals(ds.recordings[0])
     emg, imu = signals["emg"], signals["imu"]
     assert len(emg) >= 100 and len(imu) >= 50
     rows = len(emg) // 2
-    np.testing.assert_array_equal(emg[: 2 * rows: 2, 0], np.arange(rows))
-    np.testing.assert_array_equal(emg[1: 2 * rows: 2], np.tile([[0.5, 2.25]], (rows, 1)) + np.c_[np.arange(rows), np.zeros(rows)])
+    np.testing.assert_array_equal(emg[: 2 * rows : 2, 0], np.arange(rows))
+    np.testing.assert_array_equal(
+        emg[1 : 2 * rows : 2], np.tile([[0.5, 2.25]], (rows, 1)) + np.c_[np.arange(rows), np.zeros(rows)]
+    )
 
 
 def test_recorder_never_overwrites(tmp_path):

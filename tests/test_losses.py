@@ -1,4 +1,5 @@
 """The KD loss against a hand computation, on logits, with no second softmax."""
+
 from __future__ import annotations
 
 import math

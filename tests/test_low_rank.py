@@ -1,4 +1,5 @@
 """Low-rank factorisation: exact at full rank, smaller at low rank, original untouched, still a fused LSTM."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -92,6 +93,10 @@ def test_choose_fraction(student, windows):
     assert [t["fraction"] for t in tried] == [0.25, 0.5]  # smallest first, every one tried
 
     tuned = []
-    fraction, model, tried = choose_fraction(student, windows, labels, budget=1.0, fractions=(0.5, 0.25), tune=tuned.append)
-    assert fraction == 0.25 and len(tried) == 1 and tuned == [model]  # any accuracy is within one full point of the original
+    fraction, model, tried = choose_fraction(
+        student, windows, labels, budget=1.0, fractions=(0.5, 0.25), tune=tuned.append
+    )
+    assert (
+        fraction == 0.25 and len(tried) == 1 and tuned == [model]
+    )  # any accuracy is within one full point of the original
     assert tried[0]["params"] < count_params(student) and 0.0 <= tried[0]["val_accuracy"] <= 1.0

@@ -1,6 +1,7 @@
 """Student objectives with more outputs than logits: `--fusion multi-head` and `--loss hint`.
 
 Loss values against NumPy, the heads folding exactly into one, and tiny runs through the CLI to export."""
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,9 @@ def test_multi_head_loss_distils_each_head_from_its_teacher_and_classifies_with_
     heads = [RNG.normal(size=(4, 3)).astype(np.float32) for _ in range(2)]
     alpha = 0.3
     blocks = fuse_multi_head(TEACHERS, T)
-    expected = (alpha * _ce(LABELS, np.mean(heads, axis=0))
-                + (1 - alpha) * np.mean([_kl(blocks[:, i], heads[i]) for i in range(2)], axis=0))
+    expected = alpha * _ce(LABELS, np.mean(heads, axis=0)) + (1 - alpha) * np.mean(
+        [_kl(blocks[:, i], heads[i]) for i in range(2)], axis=0
+    )
     y_pred = np.concatenate(heads, axis=1)
     packed = pack_targets(LABELS, blocks)
     np.testing.assert_allclose(kd_loss(3, T, alpha, heads=2)(packed, y_pred).numpy(), expected, rtol=1e-4)
@@ -56,8 +58,13 @@ def test_hint_loss_adds_one_minus_cosine_per_teacher_to_the_response_term():
     projections = RNG.normal(size=(4, sum(dims))).astype(np.float32)
     alpha, weight = 0.4, 0.5
     fused = fuse_mean(TEACHERS, T)
-    hint = np.mean([1 - _cosine(projections[:, :5], teacher_features[:, :5]),
-                    1 - _cosine(projections[:, 5:], teacher_features[:, 5:])], axis=0)
+    hint = np.mean(
+        [
+            1 - _cosine(projections[:, :5], teacher_features[:, :5]),
+            1 - _cosine(projections[:, 5:], teacher_features[:, 5:]),
+        ],
+        axis=0,
+    )
     expected = alpha * _ce(LABELS, student) + (1 - alpha) * (_kl(fused, student) + weight * hint)
     loss = kd_loss(3, T, alpha, hint_dims=dims, hint_weight=weight)
     y_pred = np.concatenate([student, projections], axis=1)
@@ -72,7 +79,9 @@ def test_hint_loss_is_zero_for_a_student_equal_to_the_teacher_and_not_for_its_pr
     packed = pack_targets(LABELS, fuse_mean([teacher], T), features)
     loss = kd_loss(3, T, 0.0, hint_dims=(6,))
     np.testing.assert_allclose(loss(packed, np.concatenate([teacher, 3 * features], axis=1)).numpy(), 0.0, atol=1e-5)
-    assert np.all(loss(packed, np.concatenate([softmax(teacher).astype(np.float32), 3 * features], axis=1)).numpy() > 0.1)
+    assert np.all(
+        loss(packed, np.concatenate([softmax(teacher).astype(np.float32), 3 * features], axis=1)).numpy() > 0.1
+    )
 
 
 def test_multi_head_student_folds_into_one_head_exactly():
@@ -99,16 +108,44 @@ def test_hint_with_multi_head_and_a_negative_hint_weight_are_user_errors(myo5, t
         DistillConfig(dataset="x", out="y", loss="hint", fusion="multi-head").check()
     with pytest.raises(UserError, match="--hint-weight"):
         DistillConfig(dataset="x", out="y", loss="hint", hint_weight=-1).check()
-    result = CliRunner().invoke(main, ["distill", str(myo5), "--out", str(tmp_path / "r"), "--loss", "hint", "--fusion", "multi-head"])
+    result = CliRunner().invoke(
+        main, ["distill", str(myo5), "--out", str(tmp_path / "r"), "--loss", "hint", "--fusion", "multi-head"]
+    )
     assert result.exit_code == 2 and "--fusion multi-head" in result.output and not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize("method", [["--fusion", "multi-head"], ["--loss", "hint", "--hint-weight", "2"]])
 def test_tiny_run_trains_exports_and_fine_tunes(myo5, tmp_path, tiny_conv, method):
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["distill", str(myo5), "--out", str(out), "--test-on", "2", "--val-on", "1",
-                                       "--teachers", "2", "--epochs", "2", "--patience", "2", "--window", "0.5", "--hop", "0.5",
-                                       "--teacher", tiny_conv, "--student", tiny_conv, "--quiet", *method])
+    result = CliRunner().invoke(
+        main,
+        [
+            "distill",
+            str(myo5),
+            "--out",
+            str(out),
+            "--test-on",
+            "2",
+            "--val-on",
+            "1",
+            "--teachers",
+            "2",
+            "--epochs",
+            "2",
+            "--patience",
+            "2",
+            "--window",
+            "0.5",
+            "--hop",
+            "0.5",
+            "--teacher",
+            tiny_conv,
+            "--student",
+            tiny_conv,
+            "--quiet",
+            *method,
+        ],
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     report = json.loads((out / "report.json").read_text())
     assert 0.0 <= report["test_accuracy"]["student_kd"] <= 1.0
@@ -120,8 +157,20 @@ def test_tiny_run_trains_exports_and_fine_tunes(myo5, tmp_path, tiny_conv, metho
     if "hint" in method:
         assert report["config"]["loss"] == "hint" and report["config"]["hint_weight"] == 2.0
     # The exported student is a plain model, and compression fine-tuning of such a run runs.
-    result = CliRunner().invoke(main, ["export", str(out), "--float32", "--prune", "0.5", "--finetune-epochs", "1",
-                                       "--out", str(tmp_path / "s.tflite")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "export",
+            str(out),
+            "--float32",
+            "--prune",
+            "0.5",
+            "--finetune-epochs",
+            "1",
+            "--out",
+            str(tmp_path / "s.tflite"),
+        ],
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
 
 
@@ -130,9 +179,13 @@ def test_selector_needs_two_distinct_students(myo5, tmp_path, tiny_conv):
     for students, fragment in ((["edge-student"], "at least two"), (["edge-student", "edge-student"], "twice")):
         with pytest.raises(UserError, match=fragment):
             DistillConfig(dataset="x", out="y", students=students, selector=True).check()
-    result = CliRunner().invoke(main, ["distill", str(myo5), "--out", str(tmp_path / "r"), "--students", tiny_conv, "--selector"])
+    result = CliRunner().invoke(
+        main, ["distill", str(myo5), "--out", str(tmp_path / "r"), "--students", tiny_conv, "--selector"]
+    )
     assert result.exit_code == 2 and "--selector" in result.output and not (tmp_path / "r").exists()
-    result = CliRunner().invoke(main, ["distill", str(myo5), "--out", str(tmp_path / "r"), "--students", f"{tiny_conv},nosuch"])
+    result = CliRunner().invoke(
+        main, ["distill", str(myo5), "--out", str(tmp_path / "r"), "--students", f"{tiny_conv},nosuch"]
+    )
     assert result.exit_code == 2 and "unknown architecture 'nosuch'" in result.output
 
 
@@ -153,11 +206,42 @@ def test_system_routes_each_window_to_the_selected_student():
 
 def test_tiny_selector_run_reports_students_system_and_oracle_and_exports_one_file(myo5, tmp_path, tiny_conv):
     other = tmp_path / "tiny-conv-2.toml"
-    other.write_text(open(tiny_conv).read().replace('name = "tiny-conv"', 'name = "tiny-conv-2"').replace("filters = 4", "filters = 6"))
+    other.write_text(
+        open(tiny_conv)
+        .read()
+        .replace('name = "tiny-conv"', 'name = "tiny-conv-2"')
+        .replace("filters = 4", "filters = 6")
+    )
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["distill", str(myo5), "--out", str(out), "--test-on", "2", "--val-on", "1",
-                                       "--teachers", "1", "--epochs", "3", "--patience", "3", "--window", "0.5", "--hop", "0.5",
-                                       "--teacher", tiny_conv, "--students", f"{tiny_conv},{other}", "--selector", "--quiet"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "distill",
+            str(myo5),
+            "--out",
+            str(out),
+            "--test-on",
+            "2",
+            "--val-on",
+            "1",
+            "--teachers",
+            "1",
+            "--epochs",
+            "3",
+            "--patience",
+            "3",
+            "--window",
+            "0.5",
+            "--hop",
+            "0.5",
+            "--teacher",
+            tiny_conv,
+            "--students",
+            f"{tiny_conv},{other}",
+            "--selector",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "selector system" in result.output and "oracle" in result.output
     report = json.loads((out / "report.json").read_text())
@@ -176,7 +260,9 @@ def test_tiny_selector_run_reports_students_system_and_oracle_and_exports_one_fi
     exported = TFLiteModel.load(model)
     assert exported.metadata["architecture"] == "selector system (tiny-conv + tiny-conv-2)"
     assert exported.metadata["params"] == test["params"]["system"]
-    result = CliRunner().invoke(main, ["export", str(out), "--float32", "--prune", "0.5", "--out", str(tmp_path / "p.tflite")])
+    result = CliRunner().invoke(
+        main, ["export", str(out), "--float32", "--prune", "0.5", "--out", str(tmp_path / "p.tflite")]
+    )
     assert result.exit_code == 2 and "selector system" in result.output
     result = CliRunner().invoke(main, ["bench", str(model), "--runs", "5", "--warmup", "1"])
     assert result.exit_code == 0, result.output + repr(result.exception)

@@ -1,5 +1,6 @@
 """edgekd personalize (issue 20): a new logits layer fitted on a person's recordings, written into the .tflite in place,
 with the device profile alone."""
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,9 @@ def personalize_cli(model, calibration, out, *extra):
 
 
 @pytest.mark.parametrize("variant", ["int8", "float32"])
-def test_personalize_writes_a_signed_model_of_the_same_size_whose_head_is_the_fitted_one(exported, myo5, tmp_path, variant):
+def test_personalize_writes_a_signed_model_of_the_same_size_whose_head_is_the_fitted_one(
+    exported, myo5, tmp_path, variant
+):
     from edgekd.runtime import personalize as personal
     from edgekd.runtime.interpreter import TFLiteModel
     from edgekd.runtime.metadata import signed
@@ -49,12 +52,18 @@ def test_personalize_writes_a_signed_model_of_the_same_size_whose_head_is_the_fi
     expected = np.argmax(features @ weights.T + bias, 1)
     written = np.argmax(personal_model.predict_logits(calibration.windows), 1)
     # as faithful as the shipped file is to its own head (the tiny test model's logits are close: int8 rounding flips some)
-    faithful = np.mean(np.argmax(shipped.predict_logits(calibration.windows), 1) == np.argmax(features @ prior_w.T + prior_b, 1))
+    faithful = np.mean(
+        np.argmax(shipped.predict_logits(calibration.windows), 1) == np.argmax(features @ prior_w.T + prior_b, 1)
+    )
     assert np.mean(written == expected) >= min(0.999, faithful - 0.02)
-    assert np.mean(expected == calibration.labels) >= np.mean(np.argmax(features @ prior_w.T + prior_b, 1) == calibration.labels)
+    assert np.mean(expected == calibration.labels) >= np.mean(
+        np.argmax(features @ prior_w.T + prior_b, 1) == calibration.labels
+    )
     bench = run_cli("bench", out, "--data", myo5, "--where", "repetition=2", "--runs", "5")
     assert bench.exit_code == 0, bench.output
-    again = personalize_cli(out, myo5, tmp_path / "again.tflite", "--where", "repetition=2")  # a personal model is a model
+    again = personalize_cli(
+        out, myo5, tmp_path / "again.tflite", "--where", "repetition=2"
+    )  # a personal model is a model
     assert again.exit_code == 0, again.output
 
 
@@ -73,16 +82,19 @@ def test_fit_head_moves_only_the_classes_it_saw_and_leans_on_the_prior():
 
 
 def test_personalize_imports_no_tensorflow(exported, myo5, tmp_path):
-    code = ("import sys; from edgekd.cli import main; "
-            f"sys.argv = ['edgekd', 'personalize', {str(exported['int8'])!r}, {str(myo5)!r}, '--out', "
-            f"{str(tmp_path / 'p.tflite')!r}]\n"
-            "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
+    code = (
+        "import sys; from edgekd.cli import main; "
+        f"sys.argv = ['edgekd', 'personalize', {str(exported['int8'])!r}, {str(myo5)!r}, '--out', "
+        f"{str(tmp_path / 'p.tflite')!r}]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
     assert (tmp_path / "p.tflite").exists()
 
 
 # ---- bad input: one line, exit 2 ------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def one_class_short(myo5, tmp_path):
@@ -99,7 +111,9 @@ def test_a_missing_class_is_refused_unless_kept(exported, one_class_short, tmp_p
     from edgekd.runtime.interpreter import TFLiteModel
 
     out = tmp_path / "p.tflite"
-    assert_user_error(personalize_cli(exported["int8"], one_class_short, out), "has no recordings of rest", "--keep-missing")
+    assert_user_error(
+        personalize_cli(exported["int8"], one_class_short, out), "has no recordings of rest", "--keep-missing"
+    )
     assert not out.exists()
     result = personalize_cli(exported["int8"], one_class_short, out, "--keep-missing")
     assert result.exit_code == 0, result.output
@@ -111,7 +125,9 @@ def test_too_few_windows_of_a_class_are_refused(exported, myo5, monkeypatch, tmp
     import edgekd.runtime.personalize as personal
 
     monkeypatch.setattr(personal, "MIN_WINDOWS_PER_CLASS", 10_000)
-    assert_user_error(personalize_cli(exported["int8"], myo5, tmp_path / "p.tflite"), "too few windows of", "at least 10000")
+    assert_user_error(
+        personalize_cli(exported["int8"], myo5, tmp_path / "p.tflite"), "too few windows of", "at least 10000"
+    )
 
 
 def test_personalize_never_writes_over_its_input_or_an_existing_file(exported, myo5, tmp_path):
@@ -130,8 +146,12 @@ def test_a_model_without_room_for_the_record_is_refused(exported, myo5, tmp_path
     data = exported["int8"].read_bytes()
     old = tmp_path / "old.tflite"
     old.write_bytes(embed_signed_metadata(data, {k: v for k, v in read_metadata(data).items() if k != "integrity"}))
-    assert_user_error(personalize_cli(old, myo5, tmp_path / "p.tflite"), "old.tflite", "no room for the calibration record",
-                      "edgekd export")
+    assert_user_error(
+        personalize_cli(old, myo5, tmp_path / "p.tflite"),
+        "old.tflite",
+        "no room for the calibration record",
+        "edgekd export",
+    )
 
 
 def test_calibration_that_does_not_fit_the_model_is_refused(exported, myo5, tmp_path):
@@ -139,11 +159,14 @@ def test_calibration_that_does_not_fit_the_model_is_refused(exported, myo5, tmp_
         copy = tmp_path / name
         shutil.copytree(myo5, copy)
         (copy / "dataset.toml").write_text((copy / "dataset.toml").read_text().replace(*edit))
-        assert_user_error(personalize_cli(exported["int8"], copy, tmp_path / "p.tflite"),
-                          "streams emg (8 ch, " + ("200" if name == "renamed" else "1000") + " Hz) do not match",
-                          "same streams, channels and sample rates")
-    assert_user_error(personalize_cli(exported["int8"], myo5, tmp_path / "p.tflite", "--where", "subject=nobody"),
-                      "no subject nobody")
+        assert_user_error(
+            personalize_cli(exported["int8"], copy, tmp_path / "p.tflite"),
+            "streams emg (8 ch, " + ("200" if name == "renamed" else "1000") + " Hz) do not match",
+            "same streams, channels and sample rates",
+        )
+    assert_user_error(
+        personalize_cli(exported["int8"], myo5, tmp_path / "p.tflite", "--where", "subject=nobody"), "no subject nobody"
+    )
 
 
 def test_a_model_that_does_not_end_in_a_logits_layer_is_refused(exported, myo5, tmp_path):

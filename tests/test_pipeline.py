@@ -1,4 +1,5 @@
 """distill -> export -> bench through the CLI, on tiny real data."""
+
 from __future__ import annotations
 
 import json
@@ -84,7 +85,9 @@ def test_export_refuses_a_collapsed_int8_model_after_trying_both_quantizers(tiny
 
 
 def test_export_rejects_an_agreement_outside_zero_to_one(tiny_run, tmp_path):
-    result = CliRunner().invoke(main, ["export", str(tiny_run), "--int8", "--out", str(tmp_path / "m.tflite"), "--min-agreement", "1.5"])
+    result = CliRunner().invoke(
+        main, ["export", str(tiny_run), "--int8", "--out", str(tmp_path / "m.tflite"), "--min-agreement", "1.5"]
+    )
     assert result.exit_code == 2 and "--min-agreement" in result.output
 
 
@@ -131,10 +134,14 @@ def test_data_inspect_json(two_stream_dataset):
 
 def test_distill_two_rate_dataset_by_subject_from_a_config_file(two_stream_dataset, tmp_path):
     config = tmp_path / "run.toml"
-    config.write_text('teachers = 1\nepochs = 1\nrate = 100\nwindow = 0.4\nhop = 0.2\ntest-on = ["s3"]\nstudent = "isl-student"\n')
+    config.write_text(
+        'teachers = 1\nepochs = 1\nrate = 100\nwindow = 0.4\nhop = 0.2\ntest-on = ["s3"]\nstudent = "isl-student"\n'
+    )
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["distill", str(two_stream_dataset), "--config", str(config), "--out", str(out),
-                                       "--epochs", "2", "--quiet"])
+    result = CliRunner().invoke(
+        main,
+        ["distill", str(two_stream_dataset), "--config", str(config), "--out", str(out), "--epochs", "2", "--quiet"],
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     report = json.loads((out / "report.json").read_text())
     assert report["split"]["method"] == "subject" and report["split"]["test"] == ["s3"]
@@ -158,8 +165,27 @@ def test_default_architectures_distil_and_export_int8_without_lstm_or_dropout(my
     from edgekd.export.convert import builtin_op_names
 
     out = tmp_path / "run"
-    args = ["distill", str(myo5), "--out", str(out), "--test-on", "2", "--val-on", "1", "--teachers", "1",
-            "--epochs", "2", "--patience", "2", "--window", "0.5", "--hop", "0.25", "--quiet"]
+    args = [
+        "distill",
+        str(myo5),
+        "--out",
+        str(out),
+        "--test-on",
+        "2",
+        "--val-on",
+        "1",
+        "--teachers",
+        "1",
+        "--epochs",
+        "2",
+        "--patience",
+        "2",
+        "--window",
+        "0.5",
+        "--hop",
+        "0.25",
+        "--quiet",
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
     report = json.loads((out / "report.json").read_text())

@@ -1,4 +1,5 @@
 """The shipped architecture presets build, and the channel-dropout layer is checked like every other."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,6 +32,8 @@ def test_spatial_dropout_drops_whole_input_channels_in_training_only():
 
 def test_spatial_dropout_needs_a_rate(tmp_path):
     path = tmp_path / "p.toml"
-    path.write_text('[[layers]]\ntype = "spatial_dropout"\n\n[[layers]]\ntype = "conv1d"\nfilters = 4\nkernel_size = 3\n')
+    path.write_text(
+        '[[layers]]\ntype = "spatial_dropout"\n\n[[layers]]\ntype = "conv1d"\nfilters = 4\nkernel_size = 3\n'
+    )
     with pytest.raises(UserError, match="spatial_dropout.*needs 'rate'"):
         load_preset(str(path))

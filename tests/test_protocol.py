@@ -1,5 +1,6 @@
 """firmware_bridge wire protocol: binary frames (Python encoder/decoder, C reference encoder, shared vectors)
 and the text mode. Light: no TensorFlow, a few seconds in all."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,18 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from firmware_bridge.protocol import (  # noqa: E402
-    MAX_FRAME_SIZE, MAX_VALUES_PER_FRAME, SYNC, VERSION, DecoderStats, Frame, FrameDecoder, choose_scale,
-    crc16, encode_frame, frame_size, quantize,
+    MAX_FRAME_SIZE,
+    MAX_VALUES_PER_FRAME,
+    SYNC,
+    VERSION,
+    DecoderStats,
+    Frame,
+    FrameDecoder,
+    choose_scale,
+    crc16,
+    encode_frame,
+    frame_size,
+    quantize,
 )
 from firmware_bridge.text import MAX_LINE_BYTES, TextDecoder, encode_text_line  # noqa: E402
 
@@ -29,17 +40,26 @@ VECTORS = json.loads((FIRMWARE / "test_vectors.json").read_text())
 
 # --------------------------------------------------------------------------------------------------- helpers
 
+
 def random_frame(rng, max_values: int = 300) -> Frame:
     c = int(rng.integers(1, 43))
     n = int(rng.integers(1, max(2, max_values // c + 1)))
     samples = rng.integers(-32768, 32768, size=(n, c)).astype(np.int16)
     scale = float(np.float32(rng.choice([1.0, 0.000123, 2.5, 1 / 32768, float(rng.uniform(1e-6, 10.0))])))
-    return Frame(int(rng.integers(0, 256)), int(rng.integers(0, 65536)), int(rng.integers(0, 2 ** 32)), scale, samples)
+    return Frame(int(rng.integers(0, 256)), int(rng.integers(0, 65536)), int(rng.integers(0, 2**32)), scale, samples)
 
 
 def sequence_frames(rng, count: int, stream_id: int = 0, start_seq: int = 0, c: int = 6, n: int = 11) -> list[Frame]:
-    return [Frame(stream_id, (start_seq + i) & 0xFFFF, (1000 + 9900 * i) & 0xFFFFFFFF, 1.0,
-                  rng.integers(-2000, 2000, size=(n, c)).astype(np.int16)) for i in range(count)]
+    return [
+        Frame(
+            stream_id,
+            (start_seq + i) & 0xFFFF,
+            (1000 + 9900 * i) & 0xFFFFFFFF,
+            1.0,
+            rng.integers(-2000, 2000, size=(n, c)).astype(np.int16),
+        )
+        for i in range(count)
+    ]
 
 
 def wire(frames) -> list[bytes]:
@@ -54,7 +74,7 @@ def decode(data: bytes, chunks=None, flush: bool = False):
     else:
         pos = 0
         for size in chunks:
-            out += dec.feed(data[pos:pos + size])
+            out += dec.feed(data[pos : pos + size])
             pos += size
         out += dec.feed(data[pos:])
     if flush:
@@ -78,6 +98,7 @@ def check_accounting(dec: FrameDecoder, fed: int, frames) -> None:
 
 
 # --------------------------------------------------------------------------------------------------- frames
+
 
 def test_round_trip_random_frames():
     rng = np.random.default_rng(0)
@@ -107,18 +128,30 @@ def test_frame_layout_matches_spec():
 
 def test_encode_rejects_what_the_decoder_would_not_accept():
     ok = np.zeros((2, 3), dtype=np.int16)
-    for bad in [dict(stream_id=256), dict(stream_id=-1), dict(seq=-1), dict(scale=0.0), dict(scale=-1.0),
-                dict(scale=float("nan")), dict(scale=float("inf")), dict(scale=1e39),
-                dict(samples=np.zeros((0, 3), np.int16)), dict(samples=np.zeros((2, 0), np.int16)),
-                dict(samples=np.zeros(5, np.int16)), dict(samples=np.zeros((4097, 1), np.int16)),
-                dict(samples=np.zeros((1, 256), np.int16)), dict(samples=np.array([[40000]])),
-                dict(samples=np.array([[0.5]]))]:
+    for bad in [
+        dict(stream_id=256),
+        dict(stream_id=-1),
+        dict(seq=-1),
+        dict(scale=0.0),
+        dict(scale=-1.0),
+        dict(scale=float("nan")),
+        dict(scale=float("inf")),
+        dict(scale=1e39),
+        dict(samples=np.zeros((0, 3), np.int16)),
+        dict(samples=np.zeros((2, 0), np.int16)),
+        dict(samples=np.zeros(5, np.int16)),
+        dict(samples=np.zeros((4097, 1), np.int16)),
+        dict(samples=np.zeros((1, 256), np.int16)),
+        dict(samples=np.array([[40000]])),
+        dict(samples=np.array([[0.5]])),
+    ]:
         kw = dict(stream_id=0, seq=0, timestamp_us=0, samples=ok, scale=1.0) | bad
         with pytest.raises(ValueError):
             encode_frame(**kw)
     # seq and timestamp wrap like the device counters; any integer dtype within int16 is fine
-    assert encode_frame(0, 65536 + 5, 2 ** 32 + 9, np.array([[1, 2]], np.int64), 1.0) == \
-        encode_frame(0, 5, 9, np.array([[1, 2]], np.int16), 1.0)
+    assert encode_frame(0, 65536 + 5, 2**32 + 9, np.array([[1, 2]], np.int64), 1.0) == encode_frame(
+        0, 5, 9, np.array([[1, 2]], np.int16), 1.0
+    )
     assert len(encode_frame(0, 0, 0, np.zeros((4096, 1), np.int16), 1.0)) == MAX_FRAME_SIZE
 
 
@@ -128,9 +161,17 @@ def test_any_split_gives_the_same_frames_and_stats():
     for f in [random_frame(rng, 120) for _ in range(30)]:
         parts.append(f.to_bytes())
         if rng.random() < 0.4:  # garbage, sync-looking junk, a corrupt frame
-            parts.append(rng.choice([bytes(rng.integers(0, 256, int(rng.integers(1, 40)), dtype=np.uint8)),
-                                     SYNC + bytes(rng.integers(0, 256, 20, dtype=np.uint8)), b"\xa5", b"\xa5\xa5",
-                                     random_frame(rng, 50).to_bytes()[:-1] + b"\x00"]))
+            parts.append(
+                rng.choice(
+                    [
+                        bytes(rng.integers(0, 256, int(rng.integers(1, 40)), dtype=np.uint8)),
+                        SYNC + bytes(rng.integers(0, 256, 20, dtype=np.uint8)),
+                        b"\xa5",
+                        b"\xa5\xa5",
+                        random_frame(rng, 50).to_bytes()[:-1] + b"\x00",
+                    ]
+                )
+            )
     data = b"".join(parts)
     ref, ref_dec = decode(data)
     assert len(ref) >= 30
@@ -148,7 +189,10 @@ def test_resync_after_garbage_before_and_between_frames():
     parts, garbage_runs, garbage_bytes = [], 0, 0
     for i, b in enumerate(wire(frames)):
         if i % 3 == 0:  # garbage without 0xA5: nothing in it can look like a frame
-            g = bytes(x for x in rng.integers(0, 256, int(rng.integers(1, 200)), dtype=np.uint8) if x != 0xA5) or b"\x00"
+            g = (
+                bytes(x for x in rng.integers(0, 256, int(rng.integers(1, 200)), dtype=np.uint8) if x != 0xA5)
+                or b"\x00"
+            )
             parts.append(g)
             garbage_runs += 1
             garbage_bytes += len(g)
@@ -193,7 +237,7 @@ def _corrupt(kind: str, frame_bytes: bytes, rng) -> bytes:
     elif kind == "crc_byte":
         b[-1] ^= 0x01
     elif kind == "truncated":
-        b = b[:len(b) // 2]
+        b = b[: len(b) // 2]
     elif kind == "huge_length_over_max":
         b[10:12] = b"\xff\xff"
     elif kind == "huge_length_within_max":  # 4096 values: the decoder waits for 8212 bytes, then the CRC fails
@@ -203,8 +247,20 @@ def _corrupt(kind: str, frame_bytes: bytes, rng) -> bytes:
     return bytes(b)
 
 
-@pytest.mark.parametrize("kind", ["payload_bit", "header_version", "header_seq_byte", "header_flags", "sync_byte",
-                                  "crc_byte", "truncated", "huge_length_over_max", "huge_length_within_max"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "payload_bit",
+        "header_version",
+        "header_seq_byte",
+        "header_flags",
+        "sync_byte",
+        "crc_byte",
+        "truncated",
+        "huge_length_over_max",
+        "huge_length_within_max",
+    ],
+)
 def test_each_corruption_loses_only_the_damaged_frame(kind):
     rng = np.random.default_rng(4)
     frames = sequence_frames(rng, 80)  # ~12 KB after the damaged frame: more than one max frame
@@ -212,13 +268,14 @@ def test_each_corruption_loses_only_the_damaged_frame(kind):
     damaged = 3
     parts[damaged] = _corrupt(kind, parts[damaged], rng)
     data = b"".join(parts)
-    expected = frames[:damaged] + frames[damaged + 1:]
+    expected = frames[:damaged] + frames[damaged + 1 :]
     out, dec = decode(data, random_chunks(rng, len(data), 500))
     assert out == expected
     s = dec.stats
     assert s.frames == 79 and s.resyncs == 1 and s.bytes_discarded == len(parts[damaged])
-    assert s.crc_errors == (1 if kind in ("payload_bit", "header_seq_byte", "crc_byte", "truncated",
-                                          "huge_length_within_max") else 0)
+    assert s.crc_errors == (
+        1 if kind in ("payload_bit", "header_seq_byte", "crc_byte", "truncated", "huge_length_within_max") else 0
+    )
     assert (s.sequence_gaps, s.frames_lost) == (1, 1)
     assert dec.buffered == 0
 
@@ -298,11 +355,11 @@ def test_fuzz_random_bytes_and_mutated_streams():
                 elif op == 1:
                     b[at:at] = bytes(rng.integers(0, 256, int(rng.integers(1, 20)), dtype=np.uint8))
                 elif op == 2:
-                    del b[at:at + int(rng.integers(1, 30))]
+                    del b[at : at + int(rng.integers(1, 30))]
                 elif op == 3:
                     b[at:at] = SYNC + bytes([1, 0, 0, 0, 0, 0, 0, 0]) + bytes(rng.integers(0, 256, 8, dtype=np.uint8))
                 else:
-                    b[at:at] = b[max(0, at - 40):at]  # duplicated bytes
+                    b[at:at] = b[max(0, at - 40) : at]  # duplicated bytes
             data = bytes(b)
         ref, ref_dec = decode(data)
         check_accounting(ref_dec, len(data), ref)
@@ -357,6 +414,7 @@ def test_decoder_throughput_well_above_real_time():
 
 # --------------------------------------------------------------------------------------------------- scale
 
+
 def test_choose_scale_and_quantize_exact_for_integer_data():
     x = np.array([[0, 1, -1], [32767, -32768, 12345]], dtype=np.float64)
     assert choose_scale(x) == 1.0
@@ -395,6 +453,7 @@ def test_quantize_rounding_half_away_from_zero_and_clipping():
 
 # --------------------------------------------------------------------------------------------------- vectors / C
 
+
 def _vector_frames():
     for v in VECTORS["frames"]:
         samples = np.array(v["samples"], dtype=np.int16).reshape(v["n_samples"], v["n_channels"])
@@ -421,16 +480,45 @@ def c_driver(tmp_path_factory):
     if cc is None:
         pytest.skip("no C compiler")
     out = tmp_path_factory.mktemp("cdriver")
-    subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-c", str(FIRMWARE / "edgekd_frame.c"),
-                    "-o", str(out / "edgekd_frame.o")], check=True, capture_output=True)
+    subprocess.run(
+        [
+            cc,
+            "-std=c99",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+            "-c",
+            str(FIRMWARE / "edgekd_frame.c"),
+            "-o",
+            str(out / "edgekd_frame.o"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     exe = out / "make_vectors"
-    subprocess.run([cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(exe),
-                    str(FIRMWARE / "make_vectors.c"), str(FIRMWARE / "edgekd_frame.c")], check=True, capture_output=True)
+    subprocess.run(
+        [
+            cc,
+            "-std=c99",
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-o",
+            str(exe),
+            str(FIRMWARE / "make_vectors.c"),
+            str(FIRMWARE / "edgekd_frame.c"),
+        ],
+        check=True,
+        capture_output=True,
+    )
 
     def run(lines: list[str]) -> list[str]:
         res = subprocess.run([str(exe)], input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=30)
         assert res.returncode == 0, res
         return res.stdout.split()
+
     return run
 
 
@@ -446,8 +534,9 @@ def _f_command(cap, sid, seq, ts, samples, scale_bits) -> str:
 def test_c_encoder_matches_vectors_and_python(c_driver):
     lines, expected = [], []
     for v, samples in _vector_frames():
-        lines.append(_f_command(len(v["frame_hex"]) // 2, v["stream_id"], v["seq"], v["timestamp_us"], samples,
-                                v["scale_bits"]))
+        lines.append(
+            _f_command(len(v["frame_hex"]) // 2, v["stream_id"], v["seq"], v["timestamp_us"], samples, v["scale_bits"])
+        )
         expected.append(v["frame_hex"])
     rng = np.random.default_rng(11)
     for _ in range(20):
@@ -464,24 +553,42 @@ def test_c_encoder_matches_vectors_and_python(c_driver):
 
 def test_c_encoder_rejects_invalid_input(c_driver):
     one = np.array([[1]], np.int16)
-    lines = [_f_command(21, 0, 0, 0, one, "3f800000"),   # capacity one byte short
-             _f_command(22, 0, 0, 0, one, "7fc00000"),   # NaN scale
-             _f_command(22, 0, 0, 0, one, "7f800000"),   # +inf scale
-             _f_command(22, 0, 0, 0, one, "00000000"),   # zero scale
-             _f_command(22, 0, 0, 0, one, "bf800000"),   # negative scale
-             "F 100 0 0 0 0 6 3f800000",                  # no samples
-             _f_command(22, 0, 0, 0, one, "3f800000"),   # exactly fits
-             "S 1 1", "S 4096 1", "S 4097 1", "S 0 3", "S 3 0", "S 16 255", "S 17 255", "C -"]
-    assert c_driver(lines) == ["ERR"] * 6 + [encode_frame(0, 0, 0, one, 1.0).hex(),
-                                             "22", str(MAX_FRAME_SIZE), "0", "0", "0", str(frame_size(16, 255)), "0",
-                                             "ffff"]
+    lines = [
+        _f_command(21, 0, 0, 0, one, "3f800000"),  # capacity one byte short
+        _f_command(22, 0, 0, 0, one, "7fc00000"),  # NaN scale
+        _f_command(22, 0, 0, 0, one, "7f800000"),  # +inf scale
+        _f_command(22, 0, 0, 0, one, "00000000"),  # zero scale
+        _f_command(22, 0, 0, 0, one, "bf800000"),  # negative scale
+        "F 100 0 0 0 0 6 3f800000",  # no samples
+        _f_command(22, 0, 0, 0, one, "3f800000"),  # exactly fits
+        "S 1 1",
+        "S 4096 1",
+        "S 4097 1",
+        "S 0 3",
+        "S 3 0",
+        "S 16 255",
+        "S 17 255",
+        "C -",
+    ]
+    assert c_driver(lines) == ["ERR"] * 6 + [
+        encode_frame(0, 0, 0, one, 1.0).hex(),
+        "22",
+        str(MAX_FRAME_SIZE),
+        "0",
+        "0",
+        "0",
+        str(frame_size(16, 255)),
+        "0",
+        "ffff",
+    ]
 
 
 def test_c_quantize_matches_python(c_driver):
     rng = np.random.default_rng(12)
     cases = [(v["scale_bits"], v["value_bits"], v["expected"]) for v in VECTORS["quantize"]]
-    values = np.concatenate([rng.normal(0, 2, 300), rng.uniform(-1e5, 1e5, 100), np.arange(-8, 8) / 4,
-                             [np.inf, -np.inf, np.nan, 0.0, -0.0]]).astype(np.float32)
+    values = np.concatenate(
+        [rng.normal(0, 2, 300), rng.uniform(-1e5, 1e5, 100), np.arange(-8, 8) / 4, [np.inf, -np.inf, np.nan, 0.0, -0.0]]
+    ).astype(np.float32)
     for scale in [1.0, 0.5, 0.000123, 3.0, 1 / 32768]:
         for x, q in zip(values, quantize(values, scale)):
             cases.append((_f32_bits(scale), _f32_bits(x), int(q)))
@@ -493,7 +600,8 @@ def test_arduino_sketch_compiles_against_a_stub(tmp_path):
     cxx = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
     if cxx is None:
         pytest.skip("no C++ compiler")
-    (tmp_path / "Arduino.h").write_text(textwrap.dedent("""\
+    (tmp_path / "Arduino.h").write_text(
+        textwrap.dedent("""\
         #include <stdint.h>
         #include <stddef.h>
         struct SerialStub { void begin(unsigned long) {} size_t write(const uint8_t *, size_t n) { return n; }
@@ -502,21 +610,39 @@ def test_arduino_sketch_compiles_against_a_stub(tmp_path):
         int analogRead(uint8_t pin);
         unsigned long micros(void);
         enum { A0 = 14, A1, A2, A3, A4, A5 };
-        """))
-    res = subprocess.run([cxx, "-std=c++11", "-Wall", "-Wextra", "-Werror", "-fsyntax-only", f"-I{tmp_path}",
-                          f"-I{FIRMWARE}", "-include", "Arduino.h", "-x", "c++",
-                          str(FIRMWARE / "edgekd_stream" / "edgekd_stream.ino")], capture_output=True, text=True)
+        """)
+    )
+    res = subprocess.run(
+        [
+            cxx,
+            "-std=c++11",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-fsyntax-only",
+            f"-I{tmp_path}",
+            f"-I{FIRMWARE}",
+            "-include",
+            "Arduino.h",
+            "-x",
+            "c++",
+            str(FIRMWARE / "edgekd_stream" / "edgekd_stream.ino"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
 
 
 # --------------------------------------------------------------------------------------------------- text mode
+
 
 def test_text_decoder_separators_partial_lines_and_bad_lines():
     dec = TextDecoder(3)
     rows = dec.feed(b"1,2,3\n4\t5 6\r\n# comment\n\n  7 ,\t 8,,9  \r\n1.5e3 -2 +0.25\n")
     np.testing.assert_array_equal(rows, [[1, 2, 3], [4, 5, 6], [7, 8, 9], [1500, -2, 0.25]])
     assert rows.dtype == np.float32 and (dec.stats.lines, dec.stats.bad_lines) == (4, 0)
-    assert dec.feed(b"10,11").shape == (0, 3)          # partial: waits
+    assert dec.feed(b"10,11").shape == (0, 3)  # partial: waits
     assert dec.feed(b",12").shape == (0, 3)
     np.testing.assert_array_equal(dec.feed(b"\r"), np.zeros((0, 3)))
     np.testing.assert_array_equal(dec.feed(b"\n13,14,15\n"), [[10, 11, 12], [13, 14, 15]])
@@ -535,7 +661,7 @@ def test_text_decoder_any_split_and_bounded_line():
     for m in (1, 7, 100):
         dec, out, pos = TextDecoder(4), [], 0
         for size in random_chunks(rng, len(data), m):
-            out.append(dec.feed(data[pos:pos + size]))
+            out.append(dec.feed(data[pos : pos + size]))
             pos += size
         np.testing.assert_array_equal(np.concatenate(out), ref)
         assert (dec.stats.lines, dec.stats.bad_lines) == (50, 1)
@@ -549,7 +675,7 @@ def test_text_decoder_any_split_and_bounded_line():
 def test_encode_text_line_round_trips():
     assert encode_text_line([1, -2, 3.0]) == b"1,-2,3\n"
     assert encode_text_line(np.array([0.1, 2.5, -0.0])) == b"0.1,2.5,0\n"
-    x = [0.1, 1 / 3, 1e-300, -123456.789, 2.0 ** 60 + 0.5]
+    x = [0.1, 1 / 3, 1e-300, -123456.789, 2.0**60 + 0.5]
     line = encode_text_line(x)
     assert [float(t) for t in line.decode().strip().split(",")] == x
     assert encode_text_line(np.array([7], np.int16)) == b"7\n"
@@ -560,6 +686,7 @@ def test_encode_text_line_round_trips():
 
 
 # --------------------------------------------------------------------------------------------------- imports
+
 
 def test_protocol_and_text_import_no_tensorflow():
     code = textwrap.dedent(f"""\

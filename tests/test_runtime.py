@@ -1,4 +1,5 @@
 """Device side: metadata in the .tflite file, the runtime lookup, and inference without TensorFlow."""
+
 from __future__ import annotations
 
 import os
@@ -28,16 +29,17 @@ def models(tmp_path_factory):
     import tf_keras as keras
 
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.layers.Input(shape=(T, C)),
-        keras.layers.Conv1D(4, 3, activation="relu"),
-        keras.layers.LSTM(8),
-        keras.layers.Dense(K),
-    ])
+    model = keras.Sequential(
+        [
+            keras.layers.Input(shape=(T, C)),
+            keras.layers.Conv1D(4, 3, activation="relu"),
+            keras.layers.LSTM(8),
+            keras.layers.Dense(K),
+        ]
+    )
     rng = np.random.default_rng(0)
     # batch 1 through a concrete function, with the model passed too, so the LSTM fuses (STACK.md)
-    cf = tf.function(lambda x: model(x, training=False)).get_concrete_function(
-        tf.TensorSpec([1, T, C], tf.float32))
+    cf = tf.function(lambda x: model(x, training=False)).get_concrete_function(tf.TensorSpec([1, T, C], tf.float32))
 
     converter = tf.lite.TFLiteConverter.from_concrete_functions([cf], model)
     fp32 = converter.convert()
@@ -59,18 +61,23 @@ def models(tmp_path_factory):
     (directory / "fp32.tflite").write_bytes(fp32)
     (directory / "int8.tflite").write_bytes(int8)
     return {
-        "dir": directory, "fp32": fp32, "int8": int8, "windows": windows,
+        "dir": directory,
+        "fp32": fp32,
+        "int8": int8,
+        "windows": windows,
         "keras_logits": model.predict(windows, verbose=0),
     }
 
 
 def _metadata_names(tflite_bytes: bytes) -> list[str]:
     from tensorflow.lite.tools import flatbuffer_utils
+
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_bytes))
     return [m.name.decode() for m in model.metadata]
 
 
 # ---- metadata ----------------------------------------------------------------------------------
+
 
 def test_model_without_metadata_reads_none(models):
     assert read_metadata(models["fp32"]) is None
@@ -107,8 +114,9 @@ def test_embedded_model_runs_identically(models, tmp_path):
         with_meta = TFLiteModel.load(path)
         plain = TFLiteModel.load(models["dir"] / f"{kind}.tflite")
         assert with_meta.metadata == {"kind": kind} and plain.metadata is None
-        np.testing.assert_array_equal(with_meta.predict_logits(models["windows"]),
-                                      plain.predict_logits(models["windows"]))
+        np.testing.assert_array_equal(
+            with_meta.predict_logits(models["windows"]), plain.predict_logits(models["windows"])
+        )
 
 
 def test_read_metadata_on_every_truncation_raises_format_error(models):
@@ -131,6 +139,7 @@ def test_read_metadata_on_every_truncation_raises_format_error(models):
 
 
 # ---- inference ---------------------------------------------------------------------------------
+
 
 def test_runtime_lookup_prefers_ai_edge_litert():
     cls, name = load_interpreter_class()
@@ -220,7 +229,8 @@ def test_every_truncation_of_a_model_is_a_user_error(models, tmp_path):
 
 def test_device_side_imports_no_tensorflow(models, tmp_path):
     np.save(tmp_path / "windows.npy", models["windows"][:3])
-    code = textwrap.dedent("""
+    code = textwrap.dedent(
+        """
         import sys
         import numpy as np
         from edgekd.runtime.interpreter import TFLiteModel
@@ -232,10 +242,17 @@ def test_device_side_imports_no_tensorflow(models, tmp_path):
                   ("tensorflow", "tf_keras", "keras", "tensorflow_model_optimization")]
         assert not leaked, leaked
         print("ok", model.runtime)
-    """ % K)
+    """
+        % K
+    )
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     result = subprocess.run(
         [sys.executable, "-c", code, str(models["dir"] / "int8.tflite"), str(tmp_path / "windows.npy")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok ai-edge-litert")

@@ -1,4 +1,5 @@
 """Sessions, several held-out groups, and `--where` selections of recordings (no TensorFlow)."""
+
 from __future__ import annotations
 
 import csv
@@ -53,16 +54,21 @@ def test_where_selects_by_and_across_keys_and_or_within_one(dataset_copy):
     ds = load_dataset(dataset_copy)
     where = parse_where(["subject=p1,p2", "repetition=3"])
     chosen = select_recordings(ds, where)
-    assert chosen and all(ds.recordings[i].subject in ("p1", "p2") and ds.recordings[i].repetition == "3" for i in chosen)
+    assert chosen and all(
+        ds.recordings[i].subject in ("p1", "p2") and ds.recordings[i].repetition == "3" for i in chosen
+    )
     expected = [i for i, r in enumerate(ds.recordings) if r.subject in ("p1", "p2") and r.repetition == "3"]
     assert chosen == expected
 
 
-@pytest.mark.parametrize("clauses, message", [
-    (["colour=red"], "KEY one of subject, repetition, session"),
-    (["subject"], "write KEY=V1,V2"),
-    (["subject=a", "subject=b"], "names subject twice"),
-])
+@pytest.mark.parametrize(
+    "clauses, message",
+    [
+        (["colour=red"], "KEY one of subject, repetition, session"),
+        (["subject"], "write KEY=V1,V2"),
+        (["subject=a", "subject=b"], "names subject twice"),
+    ],
+)
 def test_malformed_where_is_refused(clauses, message):
     with pytest.raises(UserError, match=message):
         parse_where(clauses)
@@ -85,6 +91,7 @@ def test_where_that_leaves_nothing_says_so(dataset_copy):
 
 # bench --where: a model measured on recordings other than its recorded test split.
 
+
 def _bench_json(exported, data, tmp_path, *where):
     import json
 
@@ -93,8 +100,23 @@ def _bench_json(exported, data, tmp_path, *where):
     from edgekd.cli import main
 
     out = tmp_path / "bench.json"
-    result = CliRunner().invoke(main, ["bench", str(exported["float32"]), "--data", str(data), "--runs", "2", "--warmup", "0",
-                                       "--json", str(out), "--force", *[a for w in where for a in ("--where", w)]])
+    result = CliRunner().invoke(
+        main,
+        [
+            "bench",
+            str(exported["float32"]),
+            "--data",
+            str(data),
+            "--runs",
+            "2",
+            "--warmup",
+            "0",
+            "--json",
+            str(out),
+            "--force",
+            *[a for w in where for a in ("--where", w)],
+        ],
+    )
     return result, (json.loads(out.read_text())[0] if result.exit_code == 0 else None)
 
 
@@ -107,7 +129,9 @@ def test_bench_where_measures_the_chosen_recordings(exported, myo5, tmp_path):
     assert "accuracy: on the recordings of" in result.output and "repetition=3" in result.output
     model = TFLiteModel.load(exported["float32"])
     x, y = held_out_windows(model, load_dataset(myo5), {"repetition": ["3"]})
-    assert row["windows"] == len(y) and row["accuracy"] == pytest.approx(float((model.predict_logits(x).argmax(1) == y).mean()))
+    assert row["windows"] == len(y) and row["accuracy"] == pytest.approx(
+        float((model.predict_logits(x).argmax(1) == y).mean())
+    )
     _, recorded = _bench_json(exported, myo5, tmp_path)  # without --where: the recorded test split (repetition 2)
     assert recorded["windows"] != row["windows"] or recorded["accuracy"] != row["accuracy"]
 
@@ -115,17 +139,22 @@ def test_bench_where_measures_the_chosen_recordings(exported, myo5, tmp_path):
 def test_bench_where_maps_labels_by_name_in_a_dataset_with_another_class_order(exported, dataset_copy, myo5, tmp_path):
     toml = (dataset_copy / "dataset.toml").read_text()
     classes = load_dataset(myo5).classes
-    (dataset_copy / "dataset.toml").write_text(toml.replace(repr(list(classes)).replace("'", '"'), repr(list(reversed(classes))).replace("'", '"')))
+    (dataset_copy / "dataset.toml").write_text(
+        toml.replace(repr(list(classes)).replace("'", '"'), repr(list(reversed(classes))).replace("'", '"'))
+    )
     assert load_dataset(dataset_copy).classes == tuple(reversed(classes))
     _, original = _bench_json(exported, myo5, tmp_path, "repetition=2")
     _, reordered = _bench_json(exported, dataset_copy, tmp_path, "repetition=2")
     assert reordered["accuracy"] == pytest.approx(original["accuracy"])
 
 
-@pytest.mark.parametrize("where, message", [
-    ("session=1", "has no 'session' column"),
-    ("subject=nobody", "no subject nobody (there are: s0)"),
-])
+@pytest.mark.parametrize(
+    "where, message",
+    [
+        ("session=1", "has no 'session' column"),
+        ("subject=nobody", "no subject nobody (there are: s0)"),
+    ],
+)
 def test_bench_where_errors_name_the_key_and_the_values(exported, myo5, tmp_path, where, message):
     from tests.test_bad_input import assert_user_error
 
@@ -155,14 +184,26 @@ def test_bench_where_needs_data(exported):
 def test_held_out_table_lists_each_person_and_their_mean_and_sd():
     from edgekd.cli import held_out_table
 
-    report = {"held_out": {"by": "subject", "groups": ["ann", "bob"], "test_accuracy": {
-        "teachers": [{"ann": 0.8, "bob": 0.6}, {"ann": 1.0, "bob": 0.6}], "ensemble": {"ann": 0.9, "bob": 0.7},
-        "student_scratch": {"ann": 0.5, "bob": 0.7}, "student_kd": {"ann": 0.95, "bob": 0.75},
-        "lda": {"ann": 0.6, "bob": 0.6}, "random_forest": {"ann": 0.7, "bob": 0.5}}}}
+    report = {
+        "held_out": {
+            "by": "subject",
+            "groups": ["ann", "bob"],
+            "test_accuracy": {
+                "teachers": [{"ann": 0.8, "bob": 0.6}, {"ann": 1.0, "bob": 0.6}],
+                "ensemble": {"ann": 0.9, "bob": 0.7},
+                "student_scratch": {"ann": 0.5, "bob": 0.7},
+                "student_kd": {"ann": 0.95, "bob": 0.75},
+                "lda": {"ann": 0.6, "bob": 0.6},
+                "random_forest": {"ann": 0.7, "bob": 0.5},
+            },
+        }
+    }
     text = held_out_table(report)
     lines = text.splitlines()
     assert "test accuracy per held-out subject" in lines[0]
     ann = next(line for line in lines if line.startswith("ann"))
     assert "0.9" in ann and "0.95" in ann  # the teachers' mean (0.9) and the KD student
     assert "0.850 ± 0.141" in text  # KD over the two people: mean 0.85, sd 0.1414
-    assert held_out_table({"held_out": {**report["held_out"], "groups": ["ann"]}}) is None  # one person: the main table says it
+    assert (
+        held_out_table({"held_out": {**report["held_out"], "groups": ["ann"]}}) is None
+    )  # one person: the main table says it

@@ -1,4 +1,5 @@
 """The device simulator: frames and their timing, pacing, faults, links, text mode."""
+
 from __future__ import annotations
 
 import itertools
@@ -13,10 +14,10 @@ import numpy as np
 import pytest
 import serial
 
+from edgekd.cli import main as edgekd_main
 from edgekd.data.dataset import load_dataset
 from edgekd.errors import UserError
 from firmware_bridge.protocol import FrameDecoder, choose_scale
-from edgekd.cli import main as edgekd_main
 from firmware_bridge.simulator import GAP_US, Faults, Simulator, open_link, parse_faults
 from firmware_bridge.text import TextDecoder
 
@@ -67,7 +68,9 @@ def reconstruct(sim: Simulator, frames) -> dict[int, dict[str, np.ndarray]]:
     out, taken = {}, {s.name: 0 for s in sim.streams}
     for row in sim.schedule():
         start = taken[row["stream"]]
-        out.setdefault(row["recording"], {})[row["stream"]] = per_stream[row["stream"]][start:start + row["n_samples"]]
+        out.setdefault(row["recording"], {})[row["stream"]] = per_stream[row["stream"]][
+            start : start + row["n_samples"]
+        ]
         taken[row["stream"]] += row["n_samples"]
     assert taken == {name: len(v) for name, v in per_stream.items()}
     return out
@@ -97,8 +100,20 @@ def test_parse_faults_reads_every_fault():
     assert parse_faults("drop=1,corrupt=0") == Faults(drop=1.0)
 
 
-@pytest.mark.parametrize("text", ["dorp=0.1", "drop=x", "drop", "drop=1.5", "garbage=-0.1", "corrupt=nan",
-                                  "disconnect=0", "disconnect=-2", "drop=0.1,drop=0.2"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "dorp=0.1",
+        "drop=x",
+        "drop",
+        "drop=1.5",
+        "garbage=-0.1",
+        "corrupt=nan",
+        "disconnect=0",
+        "disconnect=-2",
+        "drop=0.1,drop=0.2",
+    ],
+)
 def test_parse_faults_rejects_bad_input(text):
     with pytest.raises(UserError, match="--faults"):
         parse_faults(text)
@@ -143,7 +158,11 @@ def test_frame_counts_seq_numbers_and_device_time(two_streams):
     # Recording 1 starts 0.5 s (of device time) after the end of recording 0, the longer stream deciding.
     schedule = sim.schedule()
     assert [(r["recording"], r["stream"], r["first_sample_us"], r["n_samples"]) for r in schedule] == [
-        (0, "emg", 0, 1050), (0, "imu", 0, 105), (1, "emg", 1_050_000 + GAP_US, 800), (1, "imu", 1_050_000 + GAP_US, 81)]
+        (0, "emg", 0, 1050),
+        (0, "imu", 0, 105),
+        (1, "emg", 1_050_000 + GAP_US, 800),
+        (1, "imu", 1_050_000 + GAP_US, 81),
+    ]
     start1 = 1_050_000 + GAP_US
     assert [f.timestamp_us for f in emg[:3]] == [0, 10_000, 20_000]
     assert emg[105].timestamp_us == start1 and imu[105].timestamp_us == start1
@@ -219,8 +238,13 @@ def test_dropped_frames_show_as_sequence_gaps(two_streams):
     assert len(frames) == stats.frames_sent == 371 - stats.frames_dropped
     # The decoder sees the drops between two received frames; those before the first or after the last it cannot.
     totals = {0: 185, 1: 186}
-    unseen = sum(min(f.seq for f in frames if f.stream_id == sid) + totals[sid] - 1 - max(f.seq for f in frames if f.stream_id == sid)
-                 for sid in totals)
+    unseen = sum(
+        min(f.seq for f in frames if f.stream_id == sid)
+        + totals[sid]
+        - 1
+        - max(f.seq for f in frames if f.stream_id == sid)
+        for sid in totals
+    )
     assert decoder.stats.frames_lost + unseen == stats.frames_dropped
     assert decoder.stats.crc_errors == 0
 
@@ -369,9 +393,11 @@ def test_command_line_replays_to_a_tcp_reader(tmp_path, capsys):
 
 
 def test_import_pulls_in_no_tensorflow():
-    code = ("import sys, firmware_bridge.simulator; "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras')]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, firmware_bridge.simulator; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras')]; "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)
 
 
@@ -405,6 +431,6 @@ def test_hold_plays_each_recording_for_exactly_that_long_without_a_pause(myo5):
     original = dataset.load_signals(dataset.recordings[0])["emg"]
     sent = sim.sent_values(0)["emg"]
     n = len(original)  # 602 samples: the second copy is cut at 1100
-    np.testing.assert_allclose(sent[n:], sent[:len(sent) - n])
+    np.testing.assert_allclose(sent[n:], sent[: len(sent) - n])
     with pytest.raises(UserError, match="--hold 0"):
         Simulator(dataset, hold_s=0)

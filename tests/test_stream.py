@@ -1,4 +1,5 @@
 """edgekd stream against the simulator: live decisions equal offline inference, reconnects, bad input."""
+
 from __future__ import annotations
 
 import subprocess
@@ -47,19 +48,22 @@ def test_live_probabilities_equal_offline_window_for_window_over_a_pty(exported,
 
 
 def _start_simulator(*args):
-    proc = subprocess.Popen([sys.executable, "-m", "edgekd.cli", "simulate", *map(str, args)],
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgekd.cli", "simulate", *map(str, args)], stderr=subprocess.PIPE, text=True
+    )
     first = proc.stderr.readline()
     assert first.startswith("writing to "), first
     return proc, first.split()[-1]
 
 
 def test_stream_reconnects_after_the_device_drops_the_link(exported, myo5):
-    proc, url = _start_simulator(myo5, "--listen", "127.0.0.1:0", "--speed", "2", "--recordings", "10,11",
-                                 "--faults", "disconnect=1.5")
+    proc, url = _start_simulator(
+        myo5, "--listen", "127.0.0.1:0", "--speed", "2", "--recordings", "10,11", "--faults", "disconnect=1.5"
+    )
     try:
-        result = CliRunner().invoke(main, ["stream", "--port", url, "--model", exported["int8"], "--jsonl",
-                                           "--idle-exit", "2.5"])
+        result = CliRunner().invoke(
+            main, ["stream", "--port", url, "--model", exported["int8"], "--jsonl", "--idle-exit", "2.5"]
+        )
     finally:
         proc.kill()
         proc.wait()
@@ -74,8 +78,23 @@ def test_stream_reconnects_after_the_device_drops_the_link(exported, myo5):
 def test_stream_cli_end_to_end_text_mode_with_smoothing(exported, myo5):
     proc, url = _start_simulator(myo5, "--listen", "127.0.0.1:0", "--speed", "0", "--text", "--recordings", "10")
     try:
-        result = CliRunner().invoke(main, ["stream", "--port", url, "--model", exported["float32"], "--text",
-                                           "--smooth", "3", "--threshold", "0.0", "--idle-exit", "1.5"])
+        result = CliRunner().invoke(
+            main,
+            [
+                "stream",
+                "--port",
+                url,
+                "--model",
+                exported["float32"],
+                "--text",
+                "--smooth",
+                "3",
+                "--threshold",
+                "0.0",
+                "--idle-exit",
+                "1.5",
+            ],
+        )
     finally:
         proc.kill()
         proc.wait()
@@ -83,7 +102,9 @@ def test_stream_cli_end_to_end_text_mode_with_smoothing(exported, myo5):
     lines = [line for line in result.output.splitlines() if " ms" in line and "p=" in line]
     model = TFLiteModel.load(exported["float32"])
     dataset = load_dataset(myo5)
-    offline = Preprocessor.from_dict(model.metadata["preprocessing"]).windows(dataset.load_signals(dataset.recordings[10]))
+    offline = Preprocessor.from_dict(model.metadata["preprocessing"]).windows(
+        dataset.load_signals(dataset.recordings[10])
+    )
     assert len(lines) == len(offline) > 5  # every window of the recording, none lost
     assert "decoder_bad_lines=0" in result.output
 
@@ -112,8 +133,23 @@ def test_record_after_kill_9_of_the_stream_process_reads_back_as_the_samples_sen
 
     proc_sim, url = _start_simulator(myo5, "--listen", "127.0.0.1:0", "--speed", "1", "--recordings", "0")
     folder = tmp_path / "rec"
-    stream = subprocess.Popen([sys.executable, "-m", "edgekd.cli", "stream", "--port", url, "--model", str(exported["int8"]),
-                               "--jsonl", "--record", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stream = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edgekd.cli",
+            "stream",
+            "--port",
+            url,
+            "--model",
+            str(exported["int8"]),
+            "--jsonl",
+            "--record",
+            str(folder),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # about 1 s of samples received, mid-recording

@@ -1,4 +1,5 @@
 """The synthetic dataset generator: folder format, determinism, learnability, and refusing to overwrite."""
+
 import csv
 import tomllib
 from pathlib import Path

@@ -1,4 +1,5 @@
 """`edgekd distill --teachers-from ...` and `--repeats`: tiny runs (plumbing, not accuracy) and bad input."""
+
 from __future__ import annotations
 
 import json
@@ -59,7 +60,9 @@ def assert_user_error(result, *fragments):
 
 def test_seeds_with_repeats(myo5, tmp_path, tiny_net):
     out = tmp_path / "run"
-    report = run_distill(myo5, out, *tiny_net, "--teachers-from", "seeds", "--teachers", "2", "--epochs", "1", "--repeats", "2")
+    report = run_distill(
+        myo5, out, *tiny_net, "--teachers-from", "seeds", "--teachers", "2", "--epochs", "1", "--repeats", "2"
+    )
     assert teacher_files(out) == ["teacher_0.h5", "teacher_1.h5"]
     assert report["config"]["teachers_from"] == "seeds" and report["config"]["teachers"] == 2
     assert json.loads((out / "run.json").read_text())["teachers"]["from"] == "seeds"
@@ -69,13 +72,15 @@ def test_seeds_with_repeats(myo5, tmp_path, tiny_net):
         accs = repeats[kind]["test_accuracy"]
         assert len(accs) == 2 and all(0 <= a <= 1 for a in accs)
         assert repeats[kind]["mean"] == pytest.approx(sum(accs) / 2)
-        assert repeats[kind]["std"] == pytest.approx(abs(accs[0] - accs[1]) / 2 ** 0.5)
+        assert repeats[kind]["std"] == pytest.approx(abs(accs[0] - accs[1]) / 2**0.5)
         assert report["test_accuracy"][kind] == accs[0]  # the saved (first-seed) student's
 
 
 def test_subsets(myo5, tmp_path, tiny_net):
     out = tmp_path / "run"
-    report = run_distill(myo5, out, *tiny_net, "--teachers-from", "subsets", "--subset-min", "0.5", "--teachers", "2", "--epochs", "1")
+    report = run_distill(
+        myo5, out, *tiny_net, "--teachers-from", "subsets", "--subset-min", "0.5", "--teachers", "2", "--epochs", "1"
+    )
     assert teacher_files(out) == ["teacher_0.h5", "teacher_1.h5"]
     fractions = report["config"]["teacher_details"]["subset_fractions"]
     assert len(fractions) == 2 and all(0.5 <= f <= 1.0 for f in fractions)
@@ -101,9 +106,30 @@ def test_modalities_one_expert_per_sensor_kind(two_stream_dataset, tmp_path, tin
     from edgekd.compress.finetune import load_distillation_data
 
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["distill", str(two_stream_dataset), "--out", str(out), "--teachers-from", "modalities",
-                                       "--teachers", "2", "--epochs", "1", "--rate", "100", "--window", "0.4", "--hop", "0.4",
-                                       "--test-on", "s3", *tiny_net])
+    result = CliRunner().invoke(
+        main,
+        [
+            "distill",
+            str(two_stream_dataset),
+            "--out",
+            str(out),
+            "--teachers-from",
+            "modalities",
+            "--teachers",
+            "2",
+            "--epochs",
+            "1",
+            "--rate",
+            "100",
+            "--window",
+            "0.4",
+            "--hop",
+            "0.4",
+            "--test-on",
+            "s3",
+            *tiny_net,
+        ],
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "--teachers 2 is ignored" in result.output
     report = json.loads((out / "report.json").read_text())
@@ -127,14 +153,28 @@ def test_channel_groups_by_prefix():
     assert channel_groups((stream,)) == [("acc", [0, 1]), ("gyro", [2, 3]), ("emg", [4])]
     two = (StreamSpec("emg", 200.0, ("emg0", "emg1")), StreamSpec("imu", 50.0, ("acc_x", "gyro_x")))
     assert channel_groups(two) == [("emg", [0, 1]), ("imu/acc", [2]), ("imu/gyro", [3])]
-    assert channel_groups((StreamSpec("emg", 200.0, ("emg0",)), StreamSpec("imu", 50.0, ("acc_x",)))) == [("emg", [0]), ("imu", [1])]
+    assert channel_groups((StreamSpec("emg", 200.0, ("emg0",)), StreamSpec("imu", 50.0, ("acc_x",)))) == [
+        ("emg", [0]),
+        ("imu", [1]),
+    ]
     with pytest.raises(UserError, match="one stream 'emg'"):
         channel_groups((StreamSpec("emg", 200.0, ("emg0", "emg1")),))
 
 
 def test_bad_teacher_options(myo5, tmp_path):
-    invoke = lambda *extra: CliRunner().invoke(main, ["distill", str(myo5), "--out", str(tmp_path / "run"), "--epochs", "1",  # noqa: E731
-                                                      "--quiet", *extra])
+    invoke = lambda *extra: CliRunner().invoke(
+        main,
+        [
+            "distill",
+            str(myo5),
+            "--out",
+            str(tmp_path / "run"),
+            "--epochs",
+            "1",  # noqa: E731
+            "--quiet",
+            *extra,
+        ],
+    )
     assert_user_error(invoke("--teachers-from", "dropout"), "--teachers-from")
     assert_user_error(invoke("--teachers-from", "subsets", "--subset-min", "0"), "--subset-min", "(0, 1]")
     assert_user_error(invoke("--subset-min", "1.5"), "--subset-min")

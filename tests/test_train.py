@@ -1,4 +1,5 @@
 """KeepBest: early stopping on validation accuracy, ties broken by validation loss, best weights restored."""
+
 from __future__ import annotations
 
 import re
@@ -55,8 +56,23 @@ def _fit_tiny(schedule: str, epochs: int):
     x, y = rng.normal(size=(40, 6)).astype(np.float32), np.arange(40) % 2
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(2, name="logits")])
     packed = pack_targets(y, np.eye(2, dtype=np.float32)[y])
-    fit(model, x, packed, x, packed, n_classes=2, temperature=1.0, alpha=1.0, epochs=epochs, batch_size=10, patience=epochs,
-        learning_rate=0.01, seed=0, verbose=0, schedule=schedule)
+    fit(
+        model,
+        x,
+        packed,
+        x,
+        packed,
+        n_classes=2,
+        temperature=1.0,
+        alpha=1.0,
+        epochs=epochs,
+        batch_size=10,
+        patience=epochs,
+        learning_rate=0.01,
+        seed=0,
+        verbose=0,
+        schedule=schedule,
+    )
     return model.optimizer
 
 
@@ -65,7 +81,9 @@ def test_cosine_schedule_decays_the_rate_to_zero_at_the_last_step():
 
     optimizer = _fit_tiny("cosine", epochs=3)
     assert int(optimizer.iterations.numpy()) == 3 * 4  # 40 windows in batches of 10
-    last_step = 0.5 * 0.01 * (1 + np.cos(np.pi * 11 / 12))  # the rate of step 11 of 0..11: 0.00017, near the end of the decay
+    last_step = (
+        0.5 * 0.01 * (1 + np.cos(np.pi * 11 / 12))
+    )  # the rate of step 11 of 0..11: 0.00017, near the end of the decay
     assert np.isclose(float(optimizer.learning_rate.numpy()), last_step, rtol=1e-4)
     rate = learning_rate_schedule("cosine", 0.01, epochs=3, steps_per_epoch=4)
     assert np.isclose(float(rate(0)), 0.01) and np.isclose(float(rate(6)), 0.005, atol=1e-6)  # half way: half the rate
@@ -82,7 +100,7 @@ def test_auto_batch_keeps_64_steps_per_epoch_between_32_and_256():
     assert auto_batch_size(258) == 32  # myo5: a few hundred windows keep the batch they validated with
     assert auto_batch_size(6_700) == 104  # isl50 at the spine's settings
     assert auto_batch_size(18_000) == 256  # a myo22 fold
-    assert auto_batch_size(10 ** 6) == 256
+    assert auto_batch_size(10**6) == 256
 
 
 @pytest.mark.parametrize("value, message", [("0", "--batch-size"), ("big", "--batch-size")])

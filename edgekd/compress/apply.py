@@ -4,6 +4,7 @@ Each step fine-tunes with the run's distillation loss. Pruned zeros survive the 
 them as a cluster of their own, and QAT fine-tuning re-applies the pruning masks after every step (tfmot's own
 prune-preserving QAT needs layers it supports).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,19 +33,27 @@ class CompressionOptions:
     def check(self, variant: str) -> None:
         """Before TensorFlow is imported: a bad option fails at once."""
         if self.prune is not None and not 0.0 <= self.prune <= MAX_SPARSITY:
-            raise UserError(f"--prune {self.prune:g}: sparsity is the fraction of kernel weights set to zero and must "
-                            f"lie in [0, {MAX_SPARSITY}], e.g. --prune 0.5")
+            raise UserError(
+                f"--prune {self.prune:g}: sparsity is the fraction of kernel weights set to zero and must "
+                f"lie in [0, {MAX_SPARSITY}], e.g. --prune 0.5"
+            )
         if self.qat and variant != "int8":
             raise UserError("--qat trains for full-integer inference and needs --int8 (e.g. export RUN --qat --int8)")
         if self.cluster is not None and not 2 <= self.cluster <= MAX_CLUSTERS:
-            raise UserError(f"--cluster {self.cluster}: the number of distinct values each kernel keeps must lie in "
-                            f"[2, {MAX_CLUSTERS}] (int8 has {MAX_CLUSTERS} levels), e.g. --cluster 16")
+            raise UserError(
+                f"--cluster {self.cluster}: the number of distinct values each kernel keeps must lie in "
+                f"[2, {MAX_CLUSTERS}] (int8 has {MAX_CLUSTERS} levels), e.g. --cluster 16"
+            )
         if self.cluster is not None and self.qat:
-            raise UserError("--cluster and --qat cannot be combined: quantization-aware fine-tuning moves the weights off "
-                            "their shared values; export --cluster K --int8 (post-training int8 keeps them)")
+            raise UserError(
+                "--cluster and --qat cannot be combined: quantization-aware fine-tuning moves the weights off "
+                "their shared values; export --cluster K --int8 (post-training int8 keeps them)"
+            )
         if self.low_rank is not None and not 0.0 <= self.low_rank <= 100.0:
-            raise UserError(f"--low-rank {self.low_rank:g}: give the accuracy points the factorisation may cost, "
-                            f"in [0, 100], e.g. --low-rank 1")
+            raise UserError(
+                f"--low-rank {self.low_rank:g}: give the accuracy points the factorisation may cost, "
+                f"in [0, 100], e.g. --low-rank 1"
+            )
         if self.finetune_epochs < 1:
             raise UserError("--finetune-epochs must be at least 1")
 
@@ -57,7 +66,9 @@ class Compressed:
     data: object  # the DistillationData it was fine-tuned with (validation windows for that choice)
 
 
-def compress(student, run_dir: Path, run: dict, options: CompressionOptions, log=print, progress: bool = True) -> Compressed:
+def compress(
+    student, run_dir: Path, run: dict, options: CompressionOptions, log=print, progress: bool = True
+) -> Compressed:
     """`progress`: a live line per fine-tuning (distill/progress.py) besides the `log` lines."""
     from edgekd.compress.finetune import load_distillation_data
 
@@ -72,27 +83,51 @@ def compress(student, run_dir: Path, run: dict, options: CompressionOptions, log
         log(f"pruning to {options.prune:.0%} sparsity over {options.finetune_epochs} KD fine-tuning epochs")
         result = prune(model, data, options.prune, options.finetune_epochs, seed=seed, verbose=int(progress))
         model, masks = result.model, kernel_masks(result.model)
-        done["prune"] = {"sparsity": options.prune, "measured": round(result.sparsity, 4),
-                         "per_layer": {k: round(v, 4) for k, v in result.per_layer.items()},
-                         "val_accuracy": result.val_accuracy}
+        done["prune"] = {
+            "sparsity": options.prune,
+            "measured": round(result.sparsity, 4),
+            "per_layer": {k: round(v, 4) for k, v in result.per_layer.items()},
+            "val_accuracy": result.val_accuracy,
+        }
     if options.cluster is not None:
         from edgekd.compress.cluster import cluster
 
-        log(f"clustering each kernel to {options.cluster} shared values over {options.finetune_epochs} KD fine-tuning "
-            f"epochs" + (", keeping the pruned zeros" if masks else ""))
-        result = cluster(model, data, options.cluster, options.finetune_epochs, preserve_sparsity=masks is not None,
-                         seed=seed, verbose=int(progress))
+        log(
+            f"clustering each kernel to {options.cluster} shared values over {options.finetune_epochs} KD fine-tuning "
+            f"epochs" + (", keeping the pruned zeros" if masks else "")
+        )
+        result = cluster(
+            model,
+            data,
+            options.cluster,
+            options.finetune_epochs,
+            preserve_sparsity=masks is not None,
+            seed=seed,
+            verbose=int(progress),
+        )
         model = result.model
-        done["cluster"] = {"clusters": options.cluster, "distinct": result.distinct, "val_accuracy": result.val_accuracy}
+        done["cluster"] = {
+            "clusters": options.cluster,
+            "distinct": result.distinct,
+            "val_accuracy": result.val_accuracy,
+        }
     if options.qat:
         from edgekd.compress.prune import KeepZeros
         from edgekd.compress.qat import quantization_aware
 
         before_qat = model
-        log(f"quantization-aware fine-tuning, {options.finetune_epochs} KD epochs"
-            + (", keeping the pruned zeros" if masks else ""))
-        result = quantization_aware(model, data, options.finetune_epochs, callbacks=[KeepZeros(masks)] if masks else (),
-                                    seed=seed, verbose=int(progress))
+        log(
+            f"quantization-aware fine-tuning, {options.finetune_epochs} KD epochs"
+            + (", keeping the pruned zeros" if masks else "")
+        )
+        result = quantization_aware(
+            model,
+            data,
+            options.finetune_epochs,
+            callbacks=[KeepZeros(masks)] if masks else (),
+            seed=seed,
+            verbose=int(progress),
+        )
         for name, why in result.not_covered.items():
             log(f"  not quantization-aware: {name} ({why})")
         model = result.model
@@ -105,18 +140,34 @@ def _low_rank(student, data, options: CompressionOptions, seed: int, log, progre
     from edgekd.compress.low_rank import choose_fraction
     from edgekd.models.build import count_params
 
-    log(f"low rank: the smallest rank within {options.low_rank:g} points of validation accuracy after "
-        f"{options.finetune_epochs} KD fine-tuning epochs")
-    fraction, model, tried = choose_fraction(student, data.val_x, data.val_y, options.low_rank / 100.0,
-                                             tune=lambda m: finetune(m, data, options.finetune_epochs, seed=seed,
-                                                                           verbose=int(progress), label="low rank"))
+    log(
+        f"low rank: the smallest rank within {options.low_rank:g} points of validation accuracy after "
+        f"{options.finetune_epochs} KD fine-tuning epochs"
+    )
+    fraction, model, tried = choose_fraction(
+        student,
+        data.val_x,
+        data.val_y,
+        options.low_rank / 100.0,
+        tune=lambda m: finetune(m, data, options.finetune_epochs, seed=seed, verbose=int(progress), label="low rank"),
+    )
     for t in tried:
-        log(f"  rank fraction {t['fraction']:g}: {t['params']:,} params, validation accuracy {t['val_accuracy']:.1%} "
-            f"(unfactorised {t['baseline_accuracy']:.1%})")
+        log(
+            f"  rank fraction {t['fraction']:g}: {t['params']:,} params, validation accuracy {t['val_accuracy']:.1%} "
+            f"(unfactorised {t['baseline_accuracy']:.1%})"
+        )
     if fraction is None:
         measured = ", ".join(f"{t['fraction']:g}: {t['val_accuracy']:.1%}" for t in tried)
-        raise UserError(f"--low-rank {options.low_rank:g}: every rank tried costs more than {options.low_rank:g} points of "
-                        f"validation accuracy after fine-tuning ({measured}); allow a larger budget or export without --low-rank")
+        raise UserError(
+            f"--low-rank {options.low_rank:g}: every rank tried costs more than {options.low_rank:g} points of "
+            f"validation accuracy after fine-tuning ({measured}); allow a larger budget or export without --low-rank"
+        )
     chosen = tried[-1]
-    return model, {"fraction": fraction, "budget_points": options.low_rank, "params_before": count_params(student),
-                   "params_after": chosen["params"], "val_accuracy": chosen["val_accuracy"], "tried": tried}
+    return model, {
+        "fraction": fraction,
+        "budget_points": options.low_rank,
+        "params_before": count_params(student),
+        "params_after": chosen["params"],
+        "val_accuracy": chosen["val_accuracy"],
+        "tried": tried,
+    }

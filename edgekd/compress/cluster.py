@@ -11,6 +11,7 @@ tfmot's own caveats, handled here:
   per channel and undoes most of the saving (tfmot's clustering guide says so). A clustered model is therefore
   converted with one scale per tensor (export/convert.py), where K centroids stay K int8 values.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,8 +33,15 @@ class ClusterResult:
     val_accuracy: float
 
 
-def cluster(student: keras.Model, data: DistillationData, clusters: int, epochs: int, preserve_sparsity: bool,
-            seed: int = 0, verbose: int = 0) -> ClusterResult:
+def cluster(
+    student: keras.Model,
+    data: DistillationData,
+    clusters: int,
+    epochs: int,
+    preserve_sparsity: bool,
+    seed: int = 0,
+    verbose: int = 0,
+) -> ClusterResult:
     """`preserve_sparsity`: keep the zeros of an earlier pruning step at zero (they do not count among the K)."""
     import tensorflow_model_optimization as tfmot
 
@@ -43,8 +51,11 @@ def cluster(student: keras.Model, data: DistillationData, clusters: int, epochs:
     def wrap(layer):
         if isinstance(layer, _CLUSTERABLE):
             return clustering.cluster_weights(
-                layer, number_of_clusters=clusters, preserve_sparsity=preserve_sparsity,
-                cluster_centroids_init=clustering.CentroidInitialization.KMEANS_PLUS_PLUS)
+                layer,
+                number_of_clusters=clusters,
+                preserve_sparsity=preserve_sparsity,
+                cluster_centroids_init=clustering.CentroidInitialization.KMEANS_PLUS_PLUS,
+            )
         return layer
 
     wrapped = keras.models.clone_model(clone_with_weights(student), clone_function=wrap)

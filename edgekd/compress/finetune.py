@@ -4,6 +4,7 @@ Pruning, quantization-aware training and low-rank factorisation each perturb the
 by a few epochs of the same KD loss, against the same teachers' soft targets, as `edgekd distill` used, on the
 training and validation windows distill/replay.py rebuilds from the run.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,7 +39,9 @@ class DistillationData:
         return -(-len(self.train_x) // self.batch_size)
 
 
-def load_distillation_data(run_dir: str | Path, run: dict, data: str | Path | None = None, log=print) -> DistillationData:
+def load_distillation_data(
+    run_dir: str | Path, run: dict, data: str | Path | None = None, log=print
+) -> DistillationData:
     run_dir = Path(run_dir)
     dataset_path = dataset_path_of(run_dir, run, data, "fine-tuning needs its training windows")
     key = (str(run_dir.resolve()), str(dataset_path.resolve()), (run_dir / "run.json").stat().st_mtime_ns)
@@ -57,8 +60,10 @@ def _load(run_dir: Path, run: dict, dataset_path: Path, log) -> DistillationData
 
     replayed = load_run_data(run_dir, run, dataset_path, parts=("train", "val"))
     parts, cfg = replayed.parts, run["config"]
-    log(f"fine-tuning data: {len(parts['train'].y)} training and {len(parts['val'].y)} validation windows, "
-        f"soft targets of {len(replayed.target_logits['train'])} teachers at T={cfg['temperature']:g}")
+    log(
+        f"fine-tuning data: {len(parts['train'].y)} training and {len(parts['val'].y)} validation windows, "
+        f"soft targets of {len(replayed.target_logits['train'])} teachers at T={cfg['temperature']:g}"
+    )
     # The run's own fusion and loss (runs from before --fusion/--loss existed used mean and KL). The exported
     # student has no training-only outputs: a multi-head run's folded student fine-tunes on the mean of the
     # per-teacher terms (its heads' targets), and a hint run's on the KL response term without the hints.
@@ -67,15 +72,30 @@ def _load(run_dir: Path, run: dict, dataset_path: Path, log) -> DistillationData
     fused = distillation_targets(replayed.target_logits, parts["val"].y, fusion, kd_term, cfg["temperature"])
     targets = {part: pack_targets(parts[part].y, fused[part]) for part in parts}
     return DistillationData(
-        train_x=parts["train"].x, train_targets=targets["train"], val_x=parts["val"].x, val_y=parts["val"].y,
-        val_targets=targets["val"], n_classes=replayed.n_classes, temperature=cfg["temperature"], alpha=cfg["alpha"],
+        train_x=parts["train"].x,
+        train_targets=targets["train"],
+        val_x=parts["val"].x,
+        val_y=parts["val"].y,
+        val_targets=targets["val"],
+        n_classes=replayed.n_classes,
+        temperature=cfg["temperature"],
+        alpha=cfg["alpha"],
         batch_size=(run.get("training") or {}).get("batch_size") or cfg["batch_size"] or 32,
-        learning_rate=cfg["learning_rate"] * FINETUNE_LR_FACTOR, kd_term=kd_term,
+        learning_rate=cfg["learning_rate"] * FINETUNE_LR_FACTOR,
+        kd_term=kd_term,
     )
 
 
-def finetune(model, data: DistillationData, epochs: int, callbacks=(), seed: int = 0, verbose: int = 0,
-             best_from_epoch: int = 0, label: str = "fine-tuning") -> float:
+def finetune(
+    model,
+    data: DistillationData,
+    epochs: int,
+    callbacks=(),
+    seed: int = 0,
+    verbose: int = 0,
+    best_from_epoch: int = 0,
+    label: str = "fine-tuning",
+) -> float:
     """A fixed number of KD epochs, then the weights of the epoch with the best validation accuracy (ties: the lower
     validation loss) from `best_from_epoch` on (pruning passes the epoch its schedule reaches full sparsity: earlier
     weights are less sparse). Returns that validation accuracy. `verbose`: a progress line named `label` and a summary
@@ -85,13 +105,24 @@ def finetune(model, data: DistillationData, epochs: int, callbacks=(), seed: int
     from edgekd.distill.progress import EpochProgress
     from edgekd.distill.train import KeepBest
 
-    model.compile(optimizer=keras.optimizers.Adam(data.learning_rate),
-                  loss=kd_loss(data.n_classes, data.temperature, data.alpha, data.kd_term), metrics=[packed_accuracy(data.n_classes)])
+    model.compile(
+        optimizer=keras.optimizers.Adam(data.learning_rate),
+        loss=kd_loss(data.n_classes, data.temperature, data.alpha, data.kd_term),
+        metrics=[packed_accuracy(data.n_classes)],
+    )
     keep_best = KeepBest(patience=epochs, start_from_epoch=min(best_from_epoch, epochs - 1))
     keras.utils.set_random_seed(seed)
     progress = [EpochProgress(label, epochs)] if verbose else []
-    model.fit(data.train_x, data.train_targets, validation_data=(data.val_x, data.val_targets), epochs=epochs,
-              batch_size=data.batch_size, shuffle=True, callbacks=[*callbacks, keep_best, *progress], verbose=0)
+    model.fit(
+        data.train_x,
+        data.train_targets,
+        validation_data=(data.val_x, data.val_targets),
+        epochs=epochs,
+        batch_size=data.batch_size,
+        shuffle=True,
+        callbacks=[*callbacks, keep_best, *progress],
+        verbose=0,
+    )
     for line in progress:
         line.summary(epochs, keep_best.best_epoch + 1, keep_best.best[0])
     return keep_best.best[0]

@@ -16,6 +16,7 @@ The students are linear chains (Input -> Conv1D -> pool -> ... -> LSTM -> Dense 
 rebuilt by walking the layers in order. The accuracy lost depends on the data: `choose_fraction` measures it on
 validation windows, after fine-tuning when given a way to fine-tune.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,13 +45,18 @@ def factorize(model: keras.Model, fraction: float, *, only_if_smaller: bool = Tr
         if entry is not None:
             layers_report.append(entry)
     factorized = keras.Model(inputs, x, name=model.name)
-    report = {"fraction": fraction, "layers": layers_report,
-              "params_before": count_params(model), "params_after": count_params(factorized)}
+    report = {
+        "fraction": fraction,
+        "layers": layers_report,
+        "params_before": count_params(model),
+        "params_after": count_params(factorized),
+    }
     return factorized, report
 
 
-def choose_fraction(model: keras.Model, x_val: np.ndarray, y_val: np.ndarray, budget: float,
-                    fractions=DEFAULT_FRACTIONS, tune=None) -> tuple[float | None, keras.Model | None, list[dict]]:
+def choose_fraction(
+    model: keras.Model, x_val: np.ndarray, y_val: np.ndarray, budget: float, fractions=DEFAULT_FRACTIONS, tune=None
+) -> tuple[float | None, keras.Model | None, list[dict]]:
     """The smallest fraction whose validation accuracy is within `budget` of the original's, and its model.
 
     `tune(model)`, if given, fine-tunes each factorised model in place before it is measured (export passes
@@ -59,8 +65,9 @@ def choose_fraction(model: keras.Model, x_val: np.ndarray, y_val: np.ndarray, bu
     the measurements of every fraction tried, smallest first, stopping at the first that qualifies.
     """
     if len(x_val) == 0 or len(x_val) != len(y_val):
-        raise ValueError(f"need as many validation labels as windows, and at least one ({len(x_val)} windows, "
-                         f"{len(y_val)} labels)")
+        raise ValueError(
+            f"need as many validation labels as windows, and at least one ({len(x_val)} windows, {len(y_val)} labels)"
+        )
     baseline = accuracy(model, x_val, y_val)
     tried = []
     for fraction in sorted(fractions):
@@ -68,8 +75,14 @@ def choose_fraction(model: keras.Model, x_val: np.ndarray, y_val: np.ndarray, bu
         if tune is not None:
             tune(factorized)
         val_accuracy = accuracy(factorized, x_val, y_val)
-        tried.append({"fraction": fraction, "params": report["params_after"], "val_accuracy": val_accuracy,
-                      "baseline_accuracy": baseline})
+        tried.append(
+            {
+                "fraction": fraction,
+                "params": report["params_after"],
+                "val_accuracy": val_accuracy,
+                "baseline_accuracy": baseline,
+            }
+        )
         if val_accuracy >= baseline - budget:
             return fraction, factorized, tried
     return None, None, tried
@@ -85,7 +98,7 @@ def _logits(model: keras.Model, x: np.ndarray, chunk: int = 1024) -> np.ndarray:
     if fixed_batch is not None:  # a model built with batch size 1 accepts only batches of 1
         return model.predict(x, batch_size=fixed_batch, verbose=0)
     # Eager calls in chunks: predict() traces a new graph for every factorised model, seconds each
-    return np.concatenate([model(x[i:i + chunk], training=False).numpy() for i in range(0, len(x), chunk)])
+    return np.concatenate([model(x[i : i + chunk], training=False).numpy() for i in range(0, len(x), chunk)])
 
 
 def rank_for(fraction: float, n_in: int, n_out: int) -> int:
@@ -99,7 +112,7 @@ def truncated_factors(kernel: np.ndarray, rank: int) -> tuple[np.ndarray, np.nda
     root = np.sqrt(s[:rank])
     first = (u[:, :rank] * root).astype(kernel.dtype)
     second = (root[:, np.newaxis] * vt[:rank]).astype(kernel.dtype)
-    total = float(np.sum(s ** 2))
+    total = float(np.sum(s**2))
     energy = float(np.sum(s[:rank] ** 2) / total) if total > 0 else 1.0
     return first, second, energy
 
@@ -107,8 +120,10 @@ def truncated_factors(kernel: np.ndarray, rank: int) -> tuple[np.ndarray, np.nda
 def _fresh_input(model: keras.Model):
     """An Input like the model's, batch size included: the exporter sometimes rebuilds with batch size 1."""
     if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ValueError(f"model {model.name!r} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
-                         f"low-rank factorisation rebuilds only single-input, single-output chains")
+        raise ValueError(
+            f"model {model.name!r} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
+            f"low-rank factorisation rebuilds only single-input, single-output chains"
+        )
     original = model.inputs[0]
     batch_size, *shape = original.shape
     first = model.layers[0]
@@ -131,8 +146,10 @@ def _chain_layers(model: keras.Model) -> list:
         nodes = layer_config["inbound_nodes"]
         sources = [inbound[0] for node in nodes for inbound in node]
         if len(nodes) != 1 or sources != [previous]:
-            raise ValueError(f"model {model.name!r} is not a linear chain of layers (at layer "
-                             f"{layer_config['name']!r}); low-rank factorisation rebuilds only Sequential-like models")
+            raise ValueError(
+                f"model {model.name!r} is not a linear chain of layers (at layer "
+                f"{layer_config['name']!r}); low-rank factorisation rebuilds only Sequential-like models"
+            )
         previous = layer_config["name"]
     if config["output_layers"][0][0] != previous:
         raise ValueError(f"model {model.name!r}: the last layer is not the model's output")
@@ -172,9 +189,15 @@ def _apply_factorised(layer, x, rank: int):
     x = replacement(x)
     replacement.set_weights([second, *kept])
     n_in, n_out = kernel.shape
-    entry = {"name": layer.name, "kind": "lstm_input" if isinstance(layer, keras.layers.LSTM) else "dense",
-             "shape": [int(n_in), int(n_out)], "rank": rank, "params_before": int(n_in * n_out),
-             "params_after": int(rank * (n_in + n_out)), "energy": energy}
+    entry = {
+        "name": layer.name,
+        "kind": "lstm_input" if isinstance(layer, keras.layers.LSTM) else "dense",
+        "shape": [int(n_in), int(n_out)],
+        "rank": rank,
+        "params_before": int(n_in * n_out),
+        "params_after": int(rank * (n_in + n_out)),
+        "energy": energy,
+    }
     return x, entry
 
 

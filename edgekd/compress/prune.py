@@ -9,6 +9,7 @@ tfmot traps this module steps around (../shared/docs/STACK.md):
 A pruned .tflite is as large as a dense one (zeros are stored); the saving shows in gzip (or any compressed
 storage or transfer), which is what the export output reports.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,16 +33,18 @@ class PruneResult:
     val_accuracy: float
 
 
-def prune(student: keras.Model, data: DistillationData, sparsity: float, epochs: int, seed: int = 0,
-          verbose: int = 0) -> PruneResult:
+def prune(
+    student: keras.Model, data: DistillationData, sparsity: float, epochs: int, seed: int = 0, verbose: int = 0
+) -> PruneResult:
     import tensorflow_model_optimization as tfmot
 
     sparsity_api = tfmot.sparsity.keras
     steps = data.steps_per_epoch * epochs
     frequency = max(1, data.steps_per_epoch // 4)
     end_step = max(frequency, frequency * int(RAMP_SHARE * steps // frequency))
-    schedule = sparsity_api.PolynomialDecay(initial_sparsity=0.0, final_sparsity=sparsity, begin_step=0,
-                                            end_step=end_step, frequency=frequency)
+    schedule = sparsity_api.PolynomialDecay(
+        initial_sparsity=0.0, final_sparsity=sparsity, begin_step=0, end_step=end_step, frequency=frequency
+    )
 
     def wrap(layer):
         if isinstance(layer, _PRUNABLE):
@@ -51,8 +54,16 @@ def prune(student: keras.Model, data: DistillationData, sparsity: float, epochs:
     # The wrappers take the clone's layers, weights included; the caller's model is never touched.
     wrapped = keras.models.clone_model(clone_with_weights(student), clone_function=wrap)
     full_sparsity_epoch = -(-end_step // data.steps_per_epoch) - 1  # the first epoch that ends at full sparsity
-    val_accuracy = finetune(wrapped, data, epochs, callbacks=[sparsity_api.UpdatePruningStep()], seed=seed,
-                            verbose=verbose, best_from_epoch=full_sparsity_epoch, label=f"pruning to {sparsity:.0%}")
+    val_accuracy = finetune(
+        wrapped,
+        data,
+        epochs,
+        callbacks=[sparsity_api.UpdatePruningStep()],
+        seed=seed,
+        verbose=verbose,
+        best_from_epoch=full_sparsity_epoch,
+        label=f"pruning to {sparsity:.0%}",
+    )
     stripped = sparsity_api.strip_pruning(wrapped)
     per_layer = kernel_sparsity(stripped)
     zeros = sum(int(np.sum(k == 0)) for k in _kernels(stripped).values())

@@ -13,6 +13,7 @@ int8 both 100%; benchmarks/frontier.py measures only what is built, the Dense-on
 The uncovered layers get their int8 ranges from calibration windows during conversion, as in post-training
 quantization; export says so in its output.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,8 +36,9 @@ class QatResult:
     val_accuracy: float
 
 
-def quantization_aware(student: keras.Model, data: DistillationData, epochs: int, callbacks=(), seed: int = 0,
-                       verbose: int = 0) -> QatResult:
+def quantization_aware(
+    student: keras.Model, data: DistillationData, epochs: int, callbacks=(), seed: int = 0, verbose: int = 0
+) -> QatResult:
     import tensorflow_model_optimization as tfmot
 
     api = tfmot.quantization.keras
@@ -55,6 +57,7 @@ def quantization_aware(student: keras.Model, data: DistillationData, epochs: int
     annotated = keras.models.clone_model(source, clone_function=annotate)
     annotated.set_weights(source.get_weights())
     model = api.quantize_apply(annotated)
-    val_accuracy = finetune(model, data, epochs, callbacks=callbacks, seed=seed, verbose=verbose,
-                            label="quantization-aware fine-tuning")
+    val_accuracy = finetune(
+        model, data, epochs, callbacks=callbacks, seed=seed, verbose=verbose, label="quantization-aware fine-tuning"
+    )
     return QatResult(model, covered, not_covered, val_accuracy)

@@ -9,6 +9,7 @@
 the file, the row and the fix. `Dataset.problems()` goes further and opens every recording, collecting all
 problems instead of stopping at the first (that is what `edgekd data inspect` shows).
 """
+
 from __future__ import annotations
 
 import csv
@@ -43,7 +44,7 @@ class StreamSpec:
         return {"name": self.name, "rate_hz": self.rate_hz, "channels": list(self.channels)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "StreamSpec":
+    def from_dict(cls, d: dict) -> StreamSpec:
         return cls(d["name"], float(d["rate_hz"]), tuple(d["channels"]))
 
 
@@ -132,15 +133,19 @@ class Dataset:
         for rec in self.recordings:
             file = (self.root / rec.path).resolve()
             if file in by_path:
-                found.append(f"{self.index_path}: rows {by_path[file].row} and {rec.row} list the same recording {rec.path}; "
-                             f"delete one of the rows")
+                found.append(
+                    f"{self.index_path}: rows {by_path[file].row} and {rec.row} list the same recording {rec.path}; "
+                    f"delete one of the rows"
+                )
                 continue
             by_path[file] = rec
             digest = _content_digest(file)
             if digest is not None and digest in by_content:
                 first = by_content[digest]
-                found.append(f"{self.index_path}: rows {first.row} ({first.path}) and {rec.row} ({rec.path}) hold identical "
-                             f"recordings; delete the copy")
+                found.append(
+                    f"{self.index_path}: rows {first.row} ({first.path}) and {rec.row} ({rec.path}) hold identical "
+                    f"recordings; delete the copy"
+                )
             elif digest is not None:
                 by_content[digest] = rec
         return found
@@ -149,7 +154,10 @@ class Dataset:
         """A UserError naming the first recording listed twice (training and testing on it would inflate accuracy)."""
         found = self.duplicates()
         if found:
-            raise UserError(found[0] + (f" ({len(found) - 1} more: `edgekd data inspect {self.root}` lists them)" if len(found) > 1 else ""))
+            raise UserError(
+                found[0]
+                + (f" ({len(found) - 1} more: `edgekd data inspect {self.root}` lists them)" if len(found) > 1 else "")
+            )
 
 
 def load_dataset(path: str | Path) -> Dataset:
@@ -175,7 +183,9 @@ def _read_toml(path: Path):
         raise UserError(f"{path}: not valid TOML ({e}); fix the syntax") from None
     classes = doc.get("classes")
     if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) and c for c in classes):
-        raise UserError(f"{path}: 'classes' must be a list of at least two class names, e.g. classes = [\"rest\", \"fist\"]")
+        raise UserError(
+            f'{path}: \'classes\' must be a list of at least two class names, e.g. classes = ["rest", "fist"]'
+        )
     if len(set(classes)) != len(classes):
         raise UserError(f"{path}: 'classes' lists a name twice; make each class name unique")
     tables = doc.get("streams")
@@ -206,7 +216,9 @@ def _stream_spec(path: Path, name: str, table) -> StreamSpec:
 
 def _read_index(path: Path, classes: tuple[str, ...]) -> list[Recording]:
     if not path.is_file():
-        raise UserError(f"{path}: missing; list the recordings in it with columns path,subject,label[,repetition][,session]")
+        raise UserError(
+            f"{path}: missing; list the recordings in it with columns path,subject,label[,repetition][,session]"
+        )
     try:
         text = path.read_bytes().decode("utf-8-sig")  # a spreadsheet's byte-order mark is not part of the header
     except UnicodeDecodeError as e:
@@ -216,7 +228,9 @@ def _read_index(path: Path, classes: tuple[str, ...]) -> list[Recording]:
         header = reader.fieldnames or []
         missing = [c for c in INDEX_COLUMNS if c not in header]
         if missing:
-            raise UserError(f"{path}: header lacks column(s) {', '.join(missing)}; the header must be path,subject,label[,repetition][,session]")
+            raise UserError(
+                f"{path}: header lacks column(s) {', '.join(missing)}; the header must be path,subject,label[,repetition][,session]"
+            )
         recordings = []
         for row in reader:
             line = reader.line_num
@@ -230,8 +244,16 @@ def _read_index(path: Path, classes: tuple[str, ...]) -> list[Recording]:
                     f"dataset.toml ({', '.join(classes)}); fix the label or add the class"
                 )
             _check_inside(path.parent, values["path"], line)
-            recordings.append(Recording(values["path"], values["subject"], values["label"], values["repetition"] or None, line,
-                                        values["session"] or None))
+            recordings.append(
+                Recording(
+                    values["path"],
+                    values["subject"],
+                    values["label"],
+                    values["repetition"] or None,
+                    line,
+                    values["session"] or None,
+                )
+            )
     if not recordings:
         raise UserError(f"{path}: lists no recordings; add one row per recording")
     return recordings
@@ -244,9 +266,11 @@ def _check_inside(root: Path, relative: str, row: int) -> None:
     inside = root.resolve()
     target = (root / relative).resolve()
     if Path(relative).is_absolute() or ".." in Path(relative).parts or not target.is_relative_to(inside):
-        raise UserError(f"{root / 'recordings.csv'}: row {row} names {relative}, which is outside the dataset folder "
-                        f"(an absolute path, '..' or a symlink out of it); move the file into the folder, or run "
-                        f"`edgekd --allow-outside-data ...` if you trust this dataset")
+        raise UserError(
+            f"{root / 'recordings.csv'}: row {row} names {relative}, which is outside the dataset folder "
+            f"(an absolute path, '..' or a symlink out of it); move the file into the folder, or run "
+            f"`edgekd --allow-outside-data ...` if you trust this dataset"
+        )
 
 
 def _content_digest(file: Path) -> str | None:
@@ -261,7 +285,9 @@ def _content_digest(file: Path) -> str | None:
 
 def _read_recording(file: Path, streams: tuple[StreamSpec, ...]) -> dict[str, np.ndarray]:
     if not file.exists():
-        raise UserError(f"{file}: recording not found; fix its path in recordings.csv (paths are relative to the dataset folder)")
+        raise UserError(
+            f"{file}: recording not found; fix its path in recordings.csv (paths are relative to the dataset folder)"
+        )
     suffix = file.suffix.lower()
     if file.is_dir():
         signals = _read_folder(file, streams)
@@ -289,8 +315,10 @@ def _read_npz(file: Path, streams) -> dict[str, np.ndarray]:
     try:
         loaded = np.load(file, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise UserError(f"{file}: is a single .npy array, not an .npz archive; save one array per stream with "
-                            f"numpy.savez(path, {streams[0].name}=...)")
+            raise UserError(
+                f"{file}: is a single .npy array, not an .npz archive; save one array per stream with "
+                f"numpy.savez(path, {streams[0].name}=...)"
+            )
         with loaded as npz:
             keys = set(npz.files)
             missing = [s.name for s in streams if s.name not in keys]
@@ -303,11 +331,15 @@ def _read_npz(file: Path, streams) -> dict[str, np.ndarray]:
     except UserError:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise UserError(f"{file}: not a readable .npz of numeric arrays ({_first_line(e)}); it may be truncated: re-save it "
-                        f"with numpy.savez") from None
+        raise UserError(
+            f"{file}: not a readable .npz of numeric arrays ({_first_line(e)}); it may be truncated: re-save it "
+            f"with numpy.savez"
+        ) from None
     for name, x in arrays.items():
         if x.dtype.kind not in "fiu":  # complex, text, booleans or objects: converting would silently change the data
-            raise UserError(f"{file}: array '{name}' holds {x.dtype} values; save real numbers (float or int), one array per stream")
+            raise UserError(
+                f"{file}: array '{name}' holds {x.dtype} values; save real numbers (float or int), one array per stream"
+            )
     return {name: x.astype(np.float32) for name, x in arrays.items()}
 
 
@@ -318,7 +350,9 @@ def _first_line(e: Exception) -> str:
 
 def _read_csv(file: Path, streams) -> dict[str, np.ndarray]:
     if len(streams) != 1:
-        raise UserError(f"{file}: a .csv recording holds one stream, but dataset.toml declares {len(streams)}; use .npz")
+        raise UserError(
+            f"{file}: a .csv recording holds one stream, but dataset.toml declares {len(streams)}; use .npz"
+        )
     return {streams[0].name: _read_stream_csv(file, streams[0])}
 
 
@@ -338,7 +372,9 @@ def _read_stream_csv(file: Path, stream: StreamSpec, complete_lines_only: bool =
     try:
         text = file.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise UserError(f"{file}: is not UTF-8 text (byte {e.start}); save it as UTF-8 CSV with the channel names on the first line") from None
+        raise UserError(
+            f"{file}: is not UTF-8 text (byte {e.start}); save it as UTF-8 CSV with the channel names on the first line"
+        ) from None
     if complete_lines_only and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
     header_line, _, body = text.partition("\n")

@@ -1,4 +1,5 @@
 """What `edgekd data inspect` reports: the dataset's shape, and every problem in it."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -18,8 +19,11 @@ def summarize(path) -> dict:
         except UserError as e:
             problems.append(f"row {rec.row}: {e.message}")
     per_class = Counter(r.label for r in dataset.recordings)
-    problems += [f"{dataset.index_path}: class '{c}' has no recordings; record it or remove it from dataset.toml"
-                 for c in dataset.classes if per_class[c] == 0]
+    problems += [
+        f"{dataset.index_path}: class '{c}' has no recordings; record it or remove it from dataset.toml"
+        for c in dataset.classes
+        if per_class[c] == 0
+    ]
     problems += dataset.duplicates()
     return {
         "name": dataset.name,
@@ -31,7 +35,13 @@ def summarize(path) -> dict:
         "recordings_per_class": {c: per_class[c] for c in dataset.classes},
         "subjects": dataset.subjects,
         "repetitions": dataset.repetitions,
-        "duration_s": {"min": float(np.min(durations)), "median": float(np.median(durations)),
-                       "max": float(np.max(durations)), "total": float(np.sum(durations))} if durations else None,
+        "duration_s": {
+            "min": float(np.min(durations)),
+            "median": float(np.median(durations)),
+            "max": float(np.max(durations)),
+            "total": float(np.sum(durations)),
+        }
+        if durations
+        else None,
         "problems": problems,
     }

@@ -1,4 +1,5 @@
 """Turn a dataset and a split into normalised window arrays, one per part."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,8 +19,13 @@ class Windows:
     recording: np.ndarray  # (n,), index into dataset.recordings: lets tests prove no recording leaks
 
 
-def recording_windows(dataset: Dataset, indices: list[int], preprocessor: Preprocessor, normalized: bool = True,
-                      classes: tuple[str, ...] | list[str] | None = None) -> Windows:
+def recording_windows(
+    dataset: Dataset,
+    indices: list[int],
+    preprocessor: Preprocessor,
+    normalized: bool = True,
+    classes: tuple[str, ...] | list[str] | None = None,
+) -> Windows:
     """`classes`: the order labels are numbered in (a model's classes); default the dataset's own."""
     label_index = (dataset.classes if classes is None else tuple(classes)).index
     xs, ys, recs = [], [], []
@@ -39,7 +45,9 @@ def recording_windows(dataset: Dataset, indices: list[int], preprocessor: Prepro
         empty = np.empty((0, preprocessor.spec.window_len, preprocessor.channels), np.float32)
         return Windows(empty, np.empty(0, np.int64), np.empty(0, np.int64))
     x = np.concatenate(xs)
-    return Windows(preprocessor.normalize(x) if normalized else x, np.concatenate(ys).astype(np.int64), np.concatenate(recs))
+    return Windows(
+        preprocessor.normalize(x) if normalized else x, np.concatenate(ys).astype(np.int64), np.concatenate(recs)
+    )
 
 
 def prepare_windows(dataset: Dataset, split: Split, spec: WindowSpec) -> tuple[Preprocessor, dict[str, Windows]]:
@@ -60,7 +68,9 @@ def prepare_windows(dataset: Dataset, split: Split, spec: WindowSpec) -> tuple[P
     for part in PARTS[1:]:
         parts[part] = recording_windows(dataset, split.indices[part], fitted)
         if len(parts[part].y) == 0:
-            raise UserError(f"{dataset.index_path}: the {part} split has no recordings; hold out another subject or repetition")
+            raise UserError(
+                f"{dataset.index_path}: the {part} split has no recordings; hold out another subject or repetition"
+            )
     return fitted, parts
 
 
@@ -68,8 +78,10 @@ def check_dataset_fits(dataset: Dataset, preprocessor: Preprocessor, classes, mo
     """A UserError unless `dataset` has the streams, channels and classes that `model` was trained on."""
     check_streams_fit(dataset, preprocessor, model)
     if tuple(classes) != dataset.classes:
-        raise UserError(f"{dataset.root / 'dataset.toml'}: classes {list(dataset.classes)} differ from those of {model} "
-                        f"({list(classes)}); use the dataset it was trained on")
+        raise UserError(
+            f"{dataset.root / 'dataset.toml'}: classes {list(dataset.classes)} differ from those of {model} "
+            f"({list(classes)}); use the dataset it was trained on"
+        )
 
 
 def check_streams_fit(dataset: Dataset, preprocessor: Preprocessor, model: str) -> None:
@@ -78,17 +90,21 @@ def check_streams_fit(dataset: Dataset, preprocessor: Preprocessor, model: str) 
     model_streams = {s.name: (s.channels, float(s.rate_hz)) for s in preprocessor.streams}
     data_streams = {s.name: (s.channels, float(s.rate_hz)) for s in dataset.streams}
     if model_streams != data_streams:
-        raise UserError(f"{dataset.root / 'dataset.toml'}: streams {_describe(data_streams)} do not match those of "
-                        f"{model} ({_describe(model_streams)}); use a dataset recorded with the same streams, channels "
-                        f"and sample rates")
+        raise UserError(
+            f"{dataset.root / 'dataset.toml'}: streams {_describe(data_streams)} do not match those of "
+            f"{model} ({_describe(model_streams)}); use a dataset recorded with the same streams, channels "
+            f"and sample rates"
+        )
 
 
 def check_labels_known(dataset: Dataset, indices: list[int], classes, model: str) -> None:
     """A UserError unless every chosen recording's label is one of the model's classes (in any order)."""
     unknown = natural_sorted({dataset.recordings[i].label for i in indices} - set(classes))
     if unknown:
-        raise UserError(f"{dataset.index_path}: the chosen recordings are labelled {', '.join(unknown)}, which {model} does not "
-                        f"know (its classes: {', '.join(classes)}); choose recordings of its classes with --where")
+        raise UserError(
+            f"{dataset.index_path}: the chosen recordings are labelled {', '.join(unknown)}, which {model} does not "
+            f"know (its classes: {', '.join(classes)}); choose recordings of its classes with --where"
+        )
 
 
 def _describe(streams: dict) -> str:

@@ -4,6 +4,7 @@
 Splits are made over recordings, never over windows, so windows of one recording never land in two
 parts (overlapping windows of one recording in train and test would inflate accuracy).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -59,7 +60,9 @@ def split_recordings(
         raise UserError(f"unknown split '{method}'; use one of {', '.join(METHODS)}")
     if method == "random":
         if test_on or val_on:
-            raise UserError("--test-on/--val-on name subjects, repetitions or sessions; they do not apply to --split random")
+            raise UserError(
+                "--test-on/--val-on name subjects, repetitions or sessions; they do not apply to --split random"
+            )
         return _random_split(dataset, seed)
     return _group_split(dataset, method, test_on, val_on)
 
@@ -67,8 +70,10 @@ def split_recordings(
 def _group_of(dataset: Dataset, method: str):
     if any(r.group(method) is None for r in dataset.recordings):
         others = " or ".join(m for m in METHODS if m != method)
-        raise UserError(f"{dataset.index_path}: --split {method} needs a '{method}' value on every row; "
-                        f"add the column or use --split {others}")
+        raise UserError(
+            f"{dataset.index_path}: --split {method} needs a '{method}' value on every row; "
+            f"add the column or use --split {others}"
+        )
     return lambda r: r.group(method)
 
 
@@ -78,9 +83,11 @@ def _group_split(dataset: Dataset, method: str, test_on, val_on) -> Split:
     noun = f"{method}s"
     for asked in (test_on or []) + (val_on or []):
         if asked not in groups:
-            raise UserError(f"{dataset.index_path}: no {method} '{asked}' (there are: {', '.join(groups)}); fix --test-on/--val-on")
+            raise UserError(
+                f"{dataset.index_path}: no {method} '{asked}' (there are: {', '.join(groups)}); fix --test-on/--val-on"
+            )
     test = list(test_on) if test_on else groups[-1:]
-    val = list(val_on) if val_on else [g for g in groups if g not in test][-default_val_count(len(groups)):]
+    val = list(val_on) if val_on else [g for g in groups if g not in test][-default_val_count(len(groups)) :]
     if set(test) & set(val):
         raise UserError(f"the same {method} is in --test-on and --val-on; hold out different ones")
     train = [g for g in groups if g not in test and g not in val]
@@ -115,8 +122,8 @@ def _random_split(dataset: Dataset, seed: int, val_fraction=0.2, test_fraction=0
         n_test = max(1, round(test_fraction * len(members)))
         n_val = max(1, round(val_fraction * len(members)))
         indices["test"] += members[:n_test]
-        indices["val"] += members[n_test:n_test + n_val]
-        indices["train"] += members[n_test + n_val:]
+        indices["val"] += members[n_test : n_test + n_val]
+        indices["train"] += members[n_test + n_val :]
     return Split("random", {p: sorted(int(i) for i in v) for p, v in indices.items()}, {p: [] for p in PARTS})
 
 
@@ -141,7 +148,9 @@ def parse_where(clauses) -> dict[str, list[str]]:
         key = key.strip()
         chosen = [v.strip() for v in values.split(",") if v.strip()]
         if not sep or key not in GROUP_KEYS or not chosen:
-            raise UserError(f"--where {clause}: write KEY=V1,V2 with KEY one of {', '.join(GROUP_KEYS)}, e.g. --where subject=female3,male7")
+            raise UserError(
+                f"--where {clause}: write KEY=V1,V2 with KEY one of {', '.join(GROUP_KEYS)}, e.g. --where subject=female3,male7"
+            )
         if key in where:
             raise UserError(f"--where names {key} twice; list its values once, comma-separated (--where {key}=V1,V2)")
         where[key] = chosen
@@ -154,13 +163,19 @@ def select_recordings(dataset: Dataset, where: dict[str, list[str]]) -> list[int
     for key, values in where.items():
         existing = dataset.values(key)
         if not existing:
-            raise UserError(f"{dataset.index_path}: has no '{key}' column, so --where {key}=... selects nothing; "
-                            f"select by {' or '.join(k for k in GROUP_KEYS if dataset.values(k))}")
+            raise UserError(
+                f"{dataset.index_path}: has no '{key}' column, so --where {key}=... selects nothing; "
+                f"select by {' or '.join(k for k in GROUP_KEYS if dataset.values(k))}"
+            )
         unknown = [v for v in values if v not in existing]
         if unknown:
-            raise UserError(f"{dataset.index_path}: no {key} {', '.join(unknown)} (there are: {', '.join(existing)}); fix --where {key}=...")
+            raise UserError(
+                f"{dataset.index_path}: no {key} {', '.join(unknown)} (there are: {', '.join(existing)}); fix --where {key}=..."
+            )
     chosen = [i for i, r in enumerate(dataset.recordings) if all(r.group(k) in vs for k, vs in where.items())]
     if not chosen:
         described = " and ".join(f"{k}={','.join(vs)}" for k, vs in where.items())
-        raise UserError(f"{dataset.index_path}: no recording has {described}; each key's values exist, but not together")
+        raise UserError(
+            f"{dataset.index_path}: no recording has {described}; each key's values exist, but not together"
+        )
     return chosen

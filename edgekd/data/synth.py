@@ -20,6 +20,7 @@ The model behind a recording, from fixed to most variable:
 Every random draw comes from a generator seeded by (seed, what, which): a class looks the same
 however many classes are generated, and the output does not depend on generation order.
 """
+
 from __future__ import annotations
 
 import csv
@@ -273,9 +274,7 @@ def _draw_performance(rng: np.random.Generator, duration_s: float) -> Performanc
     )
 
 
-def _gesture_time(
-    t_s: np.ndarray, subject: SubjectTraits, take: Performance
-) -> tuple[np.ndarray, np.ndarray]:
+def _gesture_time(t_s: np.ndarray, subject: SubjectTraits, take: Performance) -> tuple[np.ndarray, np.ndarray]:
     """Map recording time to template time u; also return du/dt (1/s) for rates such as the gyro."""
     tau = t_s / take.duration_s
     warped = tau + subject.timing_warp * tau * (1 - tau)  # monotone for |warp| < 1

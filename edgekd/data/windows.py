@@ -9,6 +9,7 @@ Resampling the whole recording first would make a window depend on samples after
 reach), which a live stream has not received yet; per-window resampling makes live windows equal
 offline windows exactly.
 """
+
 from __future__ import annotations
 
 import math
@@ -85,8 +86,13 @@ def count_windows(lengths: dict[str, int], streams: tuple[StreamSpec, ...], spec
     return n
 
 
-def window_from_streams(signals: dict[str, np.ndarray], streams: tuple[StreamSpec, ...], spec: WindowSpec, k: int,
-                        offsets: dict[str, int] | None = None) -> np.ndarray:
+def window_from_streams(
+    signals: dict[str, np.ndarray],
+    streams: tuple[StreamSpec, ...],
+    spec: WindowSpec,
+    k: int,
+    offsets: dict[str, int] | None = None,
+) -> np.ndarray:
     """Window k (window_len, channels): each stream's span resampled to the model rate, channels stacked.
 
     `signals` may hold only the samples received so far (a live stream): window k needs none after its end.
@@ -95,7 +101,7 @@ def window_from_streams(signals: dict[str, np.ndarray], streams: tuple[StreamSpe
     for stream in streams:
         start, count = stream_window(stream, spec, k)
         start -= (offsets or {}).get(stream.name, 0)
-        x = np.asarray(signals[stream.name][start:start + count], dtype=np.float32)
+        x = np.asarray(signals[stream.name][start : start + count], dtype=np.float32)
         if count != spec.window_len:  # the exact ratio window_len / count: every window comes out window_len long
             x = resample(x, spec.window_len, count)
         parts.append(x)
@@ -137,8 +143,10 @@ class Preprocessor:
         for stream in self.streams:  # a window needs a few of each stream's own samples to resample from
             count = stream_window(stream, self.spec, 0)[1]
             if count < MIN_STREAM_SAMPLES:
-                raise UserError(f"stream '{stream.name}' at {stream.rate_hz:g} Hz has {count} sample(s) in a "
-                                f"{self.spec.window_s:g} s window; check its rate_hz in dataset.toml, or use a longer --window")
+                raise UserError(
+                    f"stream '{stream.name}' at {stream.rate_hz:g} Hz has {count} sample(s) in a "
+                    f"{self.spec.window_s:g} s window; check its rate_hz in dataset.toml, or use a longer --window"
+                )
 
     @property
     def channels(self) -> int:
@@ -151,10 +159,12 @@ class Preprocessor:
         if all(s.rate_hz == self.spec.model_rate_hz for s in self.streams):  # nothing to resample: plain slices
             length = min(len(signals[s.name]) for s in self.streams)
             aligned = np.concatenate([np.asarray(signals[s.name][:length], np.float32) for s in self.streams], axis=1)
-            return cut_windows(aligned, self.spec.window_len, [stream_window(self.streams[0], self.spec, k)[0] for k in range(n)])
+            return cut_windows(
+                aligned, self.spec.window_len, [stream_window(self.streams[0], self.spec, k)[0] for k in range(n)]
+            )
         return np.stack([window_from_streams(signals, self.streams, self.spec, k) for k in range(n)])
 
-    def fit(self, train_windows: np.ndarray) -> "Preprocessor":
+    def fit(self, train_windows: np.ndarray) -> Preprocessor:
         flat = train_windows.reshape(-1, train_windows.shape[-1]).astype(np.float64)
         mean, std = flat.mean(axis=0), np.maximum(flat.std(axis=0), _MIN_STD)
         return Preprocessor(self.streams, self.spec, mean.astype(np.float32), std.astype(np.float32))
@@ -180,7 +190,7 @@ class Preprocessor:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Preprocessor":
+    def from_dict(cls, d: dict) -> Preprocessor:
         spec = WindowSpec(float(d["model_rate_hz"]), float(d["window_s"]), float(d["hop_s"]))
         as_array = lambda v: None if v is None else np.asarray(v, dtype=np.float32)  # noqa: E731
         return cls(tuple(StreamSpec.from_dict(s) for s in d["streams"]), spec, as_array(d["mean"]), as_array(d["std"]))

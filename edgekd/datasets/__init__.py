@@ -1,4 +1,5 @@
 """Datasets bundled with edgekd: myo5, real Myo armband sEMG recordings (MIT licence, see myo5/LICENSE)."""
+
 from __future__ import annotations
 
 import importlib.resources

@@ -17,6 +17,7 @@ distill/student.py): at inference it is the identity, and the saved and exported
 Scratch and KD students both get it, so the scratch row stays the fair baseline. Teachers train without gain and
 noise unless `--augment-teachers` (distill/teachers.py's TeacherJob.fit_on); their presets keep their own dropout.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -57,7 +58,12 @@ class WindowAugmentation(keras.layers.Layer):
         return x
 
     def get_config(self):
-        return {**super().get_config(), "gain_sd": self.gain_sd, "noise_sd": self.noise_sd, "channel_drop": self.channel_drop}
+        return {
+            **super().get_config(),
+            "gain_sd": self.gain_sd,
+            "noise_sd": self.noise_sd,
+            "channel_drop": self.channel_drop,
+        }
 
 
 def augmented(trainer: keras.Model, augmentation: Augmentation | None) -> keras.Model:
@@ -65,5 +71,7 @@ def augmented(trainer: keras.Model, augmentation: Augmentation | None) -> keras.
     if augmentation is None or not augmentation.active:
         return trainer
     window = keras.Input(shape=trainer.input_shape[1:], name="window")
-    noisy = WindowAugmentation(augmentation.gain_sd, augmentation.noise_sd, augmentation.channel_drop, name="augmentation")(window)
+    noisy = WindowAugmentation(
+        augmentation.gain_sd, augmentation.noise_sd, augmentation.channel_drop, name="augmentation"
+    )(window)
     return keras.Model(window, trainer(noisy), name=f"{trainer.name}_augmented")

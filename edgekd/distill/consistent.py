@@ -17,6 +17,7 @@ Every fusion of distill/fusion.py runs inside the step (fuse_in_step, checked ag
 the hint features and the LDA teacher (models/hybrid.py's LDA as a Keras model of the window). Cost: one forward
 pass of every teacher per training batch.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ def fuse_in_step(logits: list, fusion: str, temperature: float, kind: str, weigh
     if fusion == "confidence":
         confidence = tf.stack([tf.reduce_max(p, axis=-1) for p in soft], axis=1)  # batch x k
         confidence = confidence / tf.reduce_sum(confidence, axis=1, keepdims=True)
-        return tf.add_n([confidence[:, i:i + 1] * c for i, c in enumerate(contribution)])
+        return tf.add_n([confidence[:, i : i + 1] * c for i, c in enumerate(contribution)])
     if fusion == "vote":
         n_classes = logits[0].shape[-1]
         votes = tf.add_n([tf.one_hot(tf.argmax(z, axis=-1), n_classes) for z in logits])
@@ -69,15 +70,26 @@ class ConsistentTrainer(keras.Model):
     against targets computed on those windows (`teachers`) or mixed alike (None). Calling it is calling
     `trainer`: validation and inference see the clean windows."""
 
-    def __init__(self, trainer: keras.Model, n_classes: int, teachers: OnlineTeachers | None,
-                 augmentation: Augmentation | None, mixup: float, **kwargs):
+    def __init__(
+        self,
+        trainer: keras.Model,
+        n_classes: int,
+        teachers: OnlineTeachers | None,
+        augmentation: Augmentation | None,
+        mixup: float,
+        **kwargs,
+    ):
         super().__init__(name=f"{trainer.name}_consistent", **kwargs)
         self.trainer, self.n_classes, self.mixup = trainer, int(n_classes), float(mixup)
         # Kept in a plain dataclass, not as Keras attributes: the teachers' weights stay out of this model's
         # weights (which early stopping copies every better epoch), and only the student's variables get gradients.
         self.online = teachers
         active = augmentation is not None and augmentation.active
-        self.augmentation = WindowAugmentation(augmentation.gain_sd, augmentation.noise_sd, augmentation.channel_drop) if active else None
+        self.augmentation = (
+            WindowAugmentation(augmentation.gain_sd, augmentation.noise_sd, augmentation.channel_drop)
+            if active
+            else None
+        )
 
     def call(self, x, training=None):
         return self.trainer(x, training=training)
@@ -99,7 +111,9 @@ class ConsistentTrainer(keras.Model):
         for i, (model, channels) in enumerate(zip(online.models, online.channels)):
             seen = x if channels is None else tf.gather(x, list(channels), axis=-1)
             z = model(seen, training=False)
-            if online.log_posterior and online.log_posterior[i]:  # the LDA teacher's logits are its floored log posteriors
+            if (
+                online.log_posterior and online.log_posterior[i]
+            ):  # the LDA teacher's logits are its floored log posteriors
                 z = tf.maximum(tf.nn.log_softmax(z), -1e4)
             logits.append(z)
             if online.features and online.features[i] is not None:
@@ -117,7 +131,7 @@ class ConsistentTrainer(keras.Model):
             # Without teachers in the step the precomputed targets mix as the windows do (labels, soft targets).
             x, packed = self._mix(x, packed)
         if self.online is not None:
-            packed = tf.concat([packed[:, :self.n_classes], tf.stop_gradient(self._targets(x))], axis=1)
+            packed = tf.concat([packed[:, : self.n_classes], tf.stop_gradient(self._targets(x))], axis=1)
         with tf.GradientTape() as tape:
             y_pred = self.trainer(x, training=True)
             loss = self.compiled_loss(packed, y_pred, regularization_losses=self.trainer.losses)
@@ -127,7 +141,9 @@ class ConsistentTrainer(keras.Model):
         return {m.name: m.result() for m in self.metrics}
 
 
-def online_teachers(teachers, fusion: str, loss: str, temperature: float, val_accuracy: np.ndarray, classical=None) -> OnlineTeachers:
+def online_teachers(
+    teachers, fusion: str, loss: str, temperature: float, val_accuracy: np.ndarray, classical=None
+) -> OnlineTeachers:
     """`teachers`: objects with .model and .channels (distill/teachers.py's Teacher, distill/replay.py's RunTeacher);
     `fusion`: a key of FUSIONS; `classical`: the LDA teacher as a Keras model of the window (models/hybrid.lda_branch),
     which joins last, as it does in the precomputed targets; `val_accuracy` covers every teacher, the LDA's included."""
@@ -138,6 +154,13 @@ def online_teachers(teachers, fusion: str, loss: str, temperature: float, val_ac
     k = len(models)
     weights = accuracy_weights(val_accuracy) if fusion == "weighted" else np.full(k, 1.0 / k)
     features = tuple(penultimate(t.model) for t in teachers) if loss == "hint" else ()
-    return OnlineTeachers(tuple(models), tuple(channels), tuple(float(w) for w in weights), float(temperature),
-                          "logits" if loss == "mse" else "probabilities", fusion,
-                          tuple([False] * len(teachers) + ([True] if classical is not None else [])), features)
+    return OnlineTeachers(
+        tuple(models),
+        tuple(channels),
+        tuple(float(w) for w in weights),
+        float(temperature),
+        "logits" if loss == "mse" else "probabilities",
+        fusion,
+        tuple([False] * len(teachers) + ([True] if classical is not None else [])),
+        features,
+    )

@@ -12,6 +12,7 @@ the spread over people says how far one can trust a single number.
 
 A fold whose folder already holds a finished report.json is reused, not retrained: an interrupted CV resumes.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,7 +39,9 @@ def fold_count(method: str, subjects: list[str]) -> int | None:
     if method == "loso":
         return None
     if not str(method).isdigit() or not 2 <= int(method) <= len(subjects):
-        raise UserError(f"--cv {method}: use loso, or a number of folds of people from 2 to the {len(subjects)} subjects, e.g. --cv 5")
+        raise UserError(
+            f"--cv {method}: use loso, or a number of folds of people from 2 to the {len(subjects)} subjects, e.g. --cv 5"
+        )
     return int(method)
 
 
@@ -47,12 +50,24 @@ def fold_configs(cfg: DistillConfig, subjects: list[str], folds: int | None = No
     subjects[i::K] and validates on the first default_val_count subjects of fold i + 1 (cyclically)."""
     out = Path(cfg.out)
     if folds is None:
-        return [replace(cfg, out=str(out / fold_folder(s, i)), split="subject", test_on=[s], val_on=[subjects[(i + 1) % len(subjects)]])
-                for i, s in enumerate(subjects)]
+        return [
+            replace(
+                cfg,
+                out=str(out / fold_folder(s, i)),
+                split="subject",
+                test_on=[s],
+                val_on=[subjects[(i + 1) % len(subjects)]],
+            )
+            for i, s in enumerate(subjects)
+        ]
     groups = [subjects[i::folds] for i in range(folds)]
     n_val = min(default_val_count(len(subjects)), min(len(g) for g in groups))
-    return [replace(cfg, out=str(out / f"fold-{i + 1}"), split="subject", test_on=group, val_on=groups[(i + 1) % folds][:n_val])
-            for i, group in enumerate(groups)]
+    return [
+        replace(
+            cfg, out=str(out / f"fold-{i + 1}"), split="subject", test_on=group, val_on=groups[(i + 1) % folds][:n_val]
+        )
+        for i, group in enumerate(groups)
+    ]
 
 
 def fold_folder(subject: str, index: int) -> str:
@@ -62,8 +77,9 @@ def fold_folder(subject: str, index: int) -> str:
     return f"fold-{subject}" if plain else f"fold-{index + 1}"
 
 
-def cross_validate(cfg: DistillConfig, method: str = "loso", workers: int | None = None,
-                   ray_address: str | None = None) -> dict:
+def cross_validate(
+    cfg: DistillConfig, method: str = "loso", workers: int | None = None, ray_address: str | None = None
+) -> dict:
     """`workers` (or `ray_address`): the folds left to train run as Ray tasks (distill/parallel.py), with the same
     configs and folders as one after another."""
     given = [name for name, v in (("--split", cfg.split), ("--test-on", cfg.test_on), ("--val-on", cfg.val_on)) if v]
@@ -75,8 +91,10 @@ def cross_validate(cfg: DistillConfig, method: str = "loso", workers: int | None
     dataset = load_dataset(cfg.dataset)
     subjects = dataset.subjects
     if len(subjects) < 3:
-        raise UserError(f"{cfg.dataset}: --cv {method} needs at least 3 subjects (test, validation and training), "
-                        f"this dataset has {len(subjects)} ({', '.join(subjects)}); use --split repetition without --cv")
+        raise UserError(
+            f"{cfg.dataset}: --cv {method} needs at least 3 subjects (test, validation and training), "
+            f"this dataset has {len(subjects)} ({', '.join(subjects)}); use --split repetition without --cv"
+        )
     folds_of_people = fold_count(method, subjects)
     out = Path(cfg.out)
     if out.exists() and (out / "report.json").exists():
@@ -86,9 +104,15 @@ def cross_validate(cfg: DistillConfig, method: str = "loso", workers: int | None
     reports = train_folds(configs, workers, ray_address)
     folds, people = [], []
     for i, (fold_cfg, report) in enumerate(zip(configs, reports)):
-        fold = {"test_on": fold_cfg.test_on, "run": fold_cfg.out, "val_on": fold_cfg.val_on,
-                "test_accuracy": fold_accuracies(report["test_accuracy"])}
-        folds.append({"subject": fold_cfg.test_on[0], **fold, "val_on": fold_cfg.val_on[0]} if folds_of_people is None else fold)
+        fold = {
+            "test_on": fold_cfg.test_on,
+            "run": fold_cfg.out,
+            "val_on": fold_cfg.val_on,
+            "test_accuracy": fold_accuracies(report["test_accuracy"]),
+        }
+        folds.append(
+            {"subject": fold_cfg.test_on[0], **fold, "val_on": fold_cfg.val_on[0]} if folds_of_people is None else fold
+        )
         people += person_accuracies(report, fold_cfg.test_on, i + 1)
 
     cv_report = {
@@ -107,8 +131,10 @@ def train_folds(configs: list[DistillConfig], workers: int | None, ray_address: 
     """Each fold's report: a finished fold's is read back (an interrupted CV resumes), the rest are trained, one after
     another in this process, or as Ray tasks with `workers` or `ray_address`."""
     reports: list[dict | None] = [None] * len(configs)
-    where = lambda i: (f"fold {i + 1}/{len(configs)} (test on {', '.join(configs[i].test_on)}, "  # noqa: E731
-                       f"validate on {', '.join(configs[i].val_on)})")
+    where = lambda i: (
+        f"fold {i + 1}/{len(configs)} (test on {', '.join(configs[i].test_on)}, "  # noqa: E731
+        f"validate on {', '.join(configs[i].val_on)})"
+    )
     for i, fold_cfg in enumerate(configs):
         fold_dir = Path(fold_cfg.out)
         if (fold_dir / "report.json").exists():
@@ -119,8 +145,10 @@ def train_folds(configs: list[DistillConfig], workers: int | None, ray_address: 
     if left and (workers or ray_address):
         from edgekd.distill.parallel import run_in_parallel
 
-        print(f"training {len(left)} folds on Ray" + (f" at {ray_address}" if ray_address else f", {workers} at a time"),
-              flush=True)
+        print(
+            f"training {len(left)} folds on Ray" + (f" at {ray_address}" if ray_address else f", {workers} at a time"),
+            flush=True,
+        )
 
         def done(j: int, report: dict) -> None:
             reports[left[j]] = report
@@ -153,8 +181,10 @@ def person_accuracies(report: dict, test_on: list[str], fold: int) -> list[dict]
         return [{"subject": test_on[0], "fold": fold, "test_accuracy": fold_accuracies(report["test_accuracy"])}]
     people = []
     for person in held_out["groups"]:
-        accuracy = {model: [t[person] for t in by_group] if isinstance(by_group, list) else by_group[person]
-                    for model, by_group in held_out["test_accuracy"].items()}
+        accuracy = {
+            model: [t[person] for t in by_group] if isinstance(by_group, list) else by_group[person]
+            for model, by_group in held_out["test_accuracy"].items()
+        }
         people.append({"subject": person, "fold": fold, "test_accuracy": fold_accuracies(accuracy)})
     return people
 
@@ -167,8 +197,12 @@ def summarise(folds: list[dict]) -> dict[str, dict[str, float]]:
     summary = {}
     for model in models:
         values = np.array([f["test_accuracy"][model] for f in folds if model in f["test_accuracy"]], dtype=float)
-        summary[model] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-                          "min": float(values.min()), "max": float(values.max())}
+        summary[model] = {
+            "mean": float(values.mean()),
+            "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+            "min": float(values.min()),
+            "max": float(values.max()),
+        }
     return summary
 
 
@@ -177,15 +211,19 @@ def _check_reusable(fold_dir: Path, fold_cfg: DistillConfig) -> None:
     try:
         run = json.loads((fold_dir / "run.json").read_text())
     except (OSError, ValueError):
-        raise UserError(f"{fold_dir}: has report.json but no readable run.json; delete the folder to retrain that fold") from None
+        raise UserError(
+            f"{fold_dir}: has report.json but no readable run.json; delete the folder to retrain that fold"
+        ) from None
     before = run.get("config", {})
     # A setting newer than the fold's run.json counts as its default (what that run did).
     defaults = {f.name: f.default for f in fields(DistillConfig) if f.default is not MISSING}
     now = {k: v for k, v in asdict(fold_cfg).items() if k not in _NOT_COMPARED}
     changed = sorted(k for k, v in now.items() if before.get(k, defaults.get(k)) != v)
     if changed:
-        raise UserError(f"{fold_dir}: finished with other settings ({', '.join(changed)}); "
-                        f"use the same options, another --out, or delete the folder to retrain that fold")
+        raise UserError(
+            f"{fold_dir}: finished with other settings ({', '.join(changed)}); "
+            f"use the same options, another --out, or delete the folder to retrain that fold"
+        )
 
 
 def cv_table(cv_report: dict) -> str:
@@ -193,9 +231,20 @@ def cv_table(cv_report: dict) -> str:
     models = [m for m in TABLE_MODELS if m in cv_report["summary"]]
     people = cv_report.get("people") or cv_report["folds"]  # reports from before per-person accuracies: one per fold
     by_fold = cv_report["method"] != "loso"
-    rows = [[p["subject"], *([p["fold"]] if by_fold else []), *(p["test_accuracy"].get(m) for m in models)] for p in people]
+    rows = [
+        [p["subject"], *([p["fold"]] if by_fold else []), *(p["test_accuracy"].get(m) for m in models)] for p in people
+    ]
     summary = cv_report["summary"]
-    rows.append(["mean ± std", *([""] if by_fold else []), *(f"{summary[m]['mean']:.3f} ± {summary[m]['std']:.3f}" for m in models)])
+    rows.append(
+        [
+            "mean ± std",
+            *([""] if by_fold else []),
+            *(f"{summary[m]['mean']:.3f} ± {summary[m]['std']:.3f}" for m in models),
+        ]
+    )
     how = "leave-one-subject-out" if not by_fold else f"{cv_report['method']} folds of people"
-    return format_table(["test subject", *(["fold"] if by_fold else []), *models], rows,
-                        title=f"{cv_report['dataset']}: {how}, {len(people)} people held out in {len(cv_report['folds'])} folds (test accuracy)")
+    return format_table(
+        ["test subject", *(["fold"] if by_fold else []), *models],
+        rows,
+        title=f"{cv_report['dataset']}: {how}, {len(people)} people held out in {len(cv_report['folds'])} folds (test accuracy)",
+    )

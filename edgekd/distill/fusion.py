@@ -10,12 +10,12 @@ The result is n x C, except for `loss-mean` and `multi-head`, which keep one blo
 that the loss can average the per-teacher terms itself, or give each block to its own student head. NumPy only: `DistillConfig.check` imports this module
 before TensorFlow loads.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from edgekd.runtime.interpreter import softmax
-
 
 KINDS = ("probabilities", "logits")
 
@@ -113,16 +113,19 @@ FUSIONS = {
 }
 
 
-def distillation_targets(teacher_logits: dict[str, list[np.ndarray]], val_labels: np.ndarray, fusion: str, loss: str,
-                         temperature: float) -> dict[str, np.ndarray]:
+def distillation_targets(
+    teacher_logits: dict[str, list[np.ndarray]], val_labels: np.ndarray, fusion: str, loss: str, temperature: float
+) -> dict[str, np.ndarray]:
     """The student's KD targets for each part ("train", "val", ...): distill and compression fine-tuning share them.
 
     KL compares distributions, MSE compares logits: the fusion rule is the same, applied to what the loss sees.
     `--loss hint`'s response term is KL."""
     kind = "logits" if loss == "mse" else "probabilities"
     val_accuracy = teacher_accuracies(teacher_logits["val"], val_labels)
-    return {part: FUSIONS[fusion](logits, temperature, kind, val_accuracy=val_accuracy)
-            for part, logits in teacher_logits.items()}
+    return {
+        part: FUSIONS[fusion](logits, temperature, kind, val_accuracy=val_accuracy)
+        for part, logits in teacher_logits.items()
+    }
 
 
 def fused_accuracy(targets: np.ndarray, labels: np.ndarray) -> float:
@@ -131,7 +134,9 @@ def fused_accuracy(targets: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.argmax(decided, axis=-1) == labels))
 
 
-def teacher_diversity(teacher_test_logits: list[np.ndarray], teacher_accuracy: list[float], ensemble_accuracy: float) -> dict:
+def teacher_diversity(
+    teacher_test_logits: list[np.ndarray], teacher_accuracy: list[float], ensemble_accuracy: float
+) -> dict:
     """How often teachers disagree on the test windows, and what the ensemble gains over a typical teacher.
 
     An ensemble of teachers that always agree is one teacher at k times the cost: the disagreement says

@@ -21,6 +21,7 @@ more than the logits:
                           teachers' penultimate features, and the hint term is the mean over teachers of
                           1 - cos(projection_i, features_i), added to the response (KL) term with `hint_weight`
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -70,11 +71,18 @@ def _one_minus_cosine(projections, features, dims: tuple[int, ...]):
 
 def head_logits(y_pred, n_classes: int, heads: int = 1):
     """batch x heads x C: the student's logits, one row per head, from the training model's output."""
-    return tf.reshape(y_pred[:, :heads * n_classes], [-1, heads, n_classes])
+    return tf.reshape(y_pred[:, : heads * n_classes], [-1, heads, n_classes])
 
 
-def kd_loss(n_classes: int, temperature: float, alpha: float, kd_term: str = "kl", heads: int = 1,
-            hint_dims: tuple[int, ...] = (), hint_weight: float = 1.0):
+def kd_loss(
+    n_classes: int,
+    temperature: float,
+    alpha: float,
+    kd_term: str = "kl",
+    heads: int = 1,
+    hint_dims: tuple[int, ...] = (),
+    hint_weight: float = 1.0,
+):
     """`heads` > 1: the output is that many heads and the targets hold one block per head (--fusion multi-head).
     `hint_dims`: the output and the targets end with projected and teacher features this wide per teacher."""
     if kd_term not in KD_TERMS:
@@ -91,7 +99,7 @@ def kd_loss(n_classes: int, temperature: float, alpha: float, kd_term: str = "kl
         ce = keras.losses.categorical_crossentropy(hard, tf.reduce_mean(heads_out, axis=1), from_logits=True)
         kd = tf.reduce_mean(per_teacher(blocks, heads_out, t), axis=1)
         if hint_width:
-            kd += hint_weight * _one_minus_cosine(y_pred[:, heads * n_classes:], y_packed[:, width:], hint_dims)
+            kd += hint_weight * _one_minus_cosine(y_pred[:, heads * n_classes :], y_packed[:, width:], hint_dims)
         return alpha * ce + (1.0 - alpha) * kd
 
     loss.__name__ = "kd_loss"

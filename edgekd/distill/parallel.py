@@ -6,24 +6,35 @@ Each task gets one CPU and caps TensorFlow's threads at it, so N tasks share N c
 all of them (on 2 cores, two single-threaded runs side by side finish in about half the time of one after the other).
 A task writes its run folder where a serial run would: on a cluster, --out must be on a file system every node sees.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from edgekd.errors import UserError
 
 CPUS_PER_RUN = 1
 
 
-def run_in_parallel(configs: list, workers: int | None, address: str | None, on_done: Callable[[int, dict], None]) -> None:
+def run_in_parallel(
+    configs: list, workers: int | None, address: str | None, on_done: Callable[[int, dict], None]
+) -> None:
     """distill(config) for every config as a Ray task; on_done(index, report) as each finishes, in finishing order."""
     try:
         import ray
     except ImportError:
-        raise UserError("--workers and --ray-address run folds on Ray, which is not installed; install it with: "
-                        "pip install 'edgekd[scale]'") from None
-    ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
-             log_to_driver=False, logging_level="ERROR", configure_logging=True)
+        raise UserError(
+            "--workers and --ray-address run folds on Ray, which is not installed; install it with: "
+            "pip install 'edgekd[scale]'"
+        ) from None
+    ray.init(
+        address=address,
+        num_cpus=None if address else workers,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level="ERROR",
+        configure_logging=True,
+    )
     try:
         task = ray.remote(num_cpus=CPUS_PER_RUN)(_distill_in_task)
         pending = {task.remote(config): i for i, config in enumerate(configs)}

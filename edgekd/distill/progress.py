@@ -1,6 +1,7 @@
 """Training progress a person can read: one live line per model on a terminal, a plain line every few epochs in a
 log, and one summary line per model either way. Keras' own step bars stay off (distill/train.py fits with
 verbose=0); tqdm draws the live line."""
+
 from __future__ import annotations
 
 import sys
@@ -25,15 +26,27 @@ class EpochProgress(keras.callbacks.Callback):
         from tqdm import tqdm
 
         self.started, self.best = time.perf_counter(), None
-        self.bar = tqdm(total=self.epochs, desc=self.label, unit="epoch", file=self.stream, leave=False,
-                        bar_format="{desc}: {n_fmt}/{total_fmt} epochs {bar:12} {postfix} [{elapsed}<{remaining}]") if self.live else None
+        self.bar = (
+            tqdm(
+                total=self.epochs,
+                desc=self.label,
+                unit="epoch",
+                file=self.stream,
+                leave=False,
+                bar_format="{desc}: {n_fmt}/{total_fmt} epochs {bar:12} {postfix} [{elapsed}<{remaining}]",
+            )
+            if self.live
+            else None
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         train, val = logs.get("accuracy"), logs.get("val_accuracy")
         if val is not None:
             self.best = val if self.best is None else max(self.best, val)
-        text = (f"train {train:.3f}" if train is not None else "") + (f", val {val:.3f}, best {self.best:.3f}" if val is not None else "")
+        text = (f"train {train:.3f}" if train is not None else "") + (
+            f", val {val:.3f}, best {self.best:.3f}" if val is not None else ""
+        )
         if self.bar is not None:
             self.bar.set_postfix_str(text, refresh=False)
             self.bar.update(1)
@@ -46,5 +59,9 @@ class EpochProgress(keras.callbacks.Callback):
 
     def summary(self, epochs_run: int, best_epoch: int, best_val_accuracy: float) -> None:
         """One line per model, after it trained: what fit kept."""
-        print(f"{self.label}: {epochs_run} epochs in {time.perf_counter() - self.started:.0f} s, kept epoch {best_epoch} "
-              f"(validation accuracy {best_val_accuracy:.3f})", file=self.stream, flush=True)
+        print(
+            f"{self.label}: {epochs_run} epochs in {time.perf_counter() - self.started:.0f} s, kept epoch {best_epoch} "
+            f"(validation accuracy {best_val_accuracy:.3f})",
+            file=self.stream,
+            flush=True,
+        )

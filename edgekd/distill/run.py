@@ -10,6 +10,7 @@ The run folder holds everything export needs:
                              sizes, timings
                              (written last: its presence means the run finished)
 """
+
 from __future__ import annotations
 
 import json
@@ -24,11 +25,19 @@ from edgekd.data.prepare import prepare_windows
 from edgekd.data.splits import split_recordings
 from edgekd.data.windows import WindowSpec
 from edgekd.distill.fusion import FUSIONS, distillation_targets, fused_accuracy, teacher_accuracies, teacher_diversity
-from edgekd.distill.teachers import MODES as TEACHER_MODES, STRATEGIES, TeacherJob, channel_groups, teacher_input
+from edgekd.distill.teachers import MODES as TEACHER_MODES
+from edgekd.distill.teachers import STRATEGIES, TeacherJob, channel_groups, teacher_input
 from edgekd.errors import UserError
 from edgekd.io import write_bytes_atomic, write_json_atomic
-from edgekd.models.classical import (CLASSICAL_TEACHERS, FEATURES, ZC_SSC_THRESHOLD, evaluate, fit_baselines, time_domain_features,
-                                     with_classical_teacher)
+from edgekd.models.classical import (
+    CLASSICAL_TEACHERS,
+    FEATURES,
+    ZC_SSC_THRESHOLD,
+    evaluate,
+    fit_baselines,
+    time_domain_features,
+    with_classical_teacher,
+)
 from edgekd.models.presets import load_preset
 from edgekd.models.saved import save_model
 
@@ -73,7 +82,9 @@ class DistillConfig:
     augment_noise: float = 0.0  # the same: sd of additive noise on the z-scored training windows; 0 off
     augment_teachers: bool = False  # the teachers train on augmented windows too
     mixup: float = 0.0  # Beta(a, a) share for mixing each training window with another of its batch; 0 off
-    classical_teacher: str = "none"  # "lda": the LDA baseline joins the teachers of the KD targets (models/classical.py)
+    classical_teacher: str = (
+        "none"  # "lda": the LDA baseline joins the teachers of the KD targets (models/classical.py)
+    )
     verbose: int = 1
 
     def check(self) -> None:
@@ -96,32 +107,50 @@ class DistillConfig:
         if not self.hint_weight >= 0:
             raise UserError(f"--hint-weight must be zero or more, not {self.hint_weight:g}")
         if self.loss == "hint" and self.fusion == "multi-head":
-            raise UserError("--loss hint and --fusion multi-head each add their own outputs to the student; use one of them")
+            raise UserError(
+                "--loss hint and --fusion multi-head each add their own outputs to the student; use one of them"
+            )
         if self.teachers_from not in TEACHER_MODES:
             raise UserError(f"--teachers-from must be one of {', '.join(TEACHER_MODES)}, not {self.teachers_from!r}")
         if not 0.0 < self.subset_min <= 1.0:
-            raise UserError(f"--subset-min is the smallest fraction of the training windows a teacher sees and must lie in (0, 1], not {self.subset_min:g}")
+            raise UserError(
+                f"--subset-min is the smallest fraction of the training windows a teacher sees and must lie in (0, 1], not {self.subset_min:g}"
+            )
         if self.repeats < 1:
             raise UserError("--repeats must be at least 1")
         for option, value in (("--augment-gain", self.augment_gain), ("--augment-noise", self.augment_noise)):
             if not 0.0 <= value <= 5.0:
-                raise UserError(f"{option} is a standard deviation in z-scored units and must lie in [0, 5], not {value:g}; e.g. 0.3")
+                raise UserError(
+                    f"{option} is a standard deviation in z-scored units and must lie in [0, 5], not {value:g}; e.g. 0.3"
+                )
         if self.augment_teachers and not (self.augment_gain > 0 or self.augment_noise > 0):
-            raise UserError("--augment-teachers augments with --augment-gain and --augment-noise, both 0 here; give one, e.g. --augment-gain 0.3")
+            raise UserError(
+                "--augment-teachers augments with --augment-gain and --augment-noise, both 0 here; give one, e.g. --augment-gain 0.3"
+            )
         if not 0.0 <= self.mixup <= 10.0:
-            raise UserError(f"--mixup is the Beta(a, a) parameter of the mixing share and must lie in [0, 10], not {self.mixup:g}; e.g. 0.4")
+            raise UserError(
+                f"--mixup is the Beta(a, a) parameter of the mixing share and must lie in [0, 10], not {self.mixup:g}; e.g. 0.4"
+            )
         if self.classical_teacher not in CLASSICAL_TEACHERS:
-            raise UserError(f"--classical-teacher must be one of {', '.join(CLASSICAL_TEACHERS)}, not {self.classical_teacher!r}")
+            raise UserError(
+                f"--classical-teacher must be one of {', '.join(CLASSICAL_TEACHERS)}, not {self.classical_teacher!r}"
+            )
         if self.classical_teacher != "none" and self.loss != "kl":
-            raise UserError(f"--classical-teacher {self.classical_teacher} gives probabilities from features computed outside "
-                            f"the network, so it works with --loss kl (here --loss {self.loss})")
+            raise UserError(
+                f"--classical-teacher {self.classical_teacher} gives probabilities from features computed outside "
+                f"the network, so it works with --loss kl (here --loss {self.loss})"
+            )
         if self.selector and len(self.students) < 2:
-            raise UserError(f"--selector routes windows between students and needs at least two in --students "
-                            f"(got {len(self.students)}), e.g. --students edge-student,isl-student")
+            raise UserError(
+                f"--selector routes windows between students and needs at least two in --students "
+                f"(got {len(self.students)}), e.g. --students edge-student,isl-student"
+            )
         if len(set(self.students)) != len(self.students):
             raise UserError(f"--students lists an architecture twice ({', '.join(self.students)}); list each once")
         if self.loss == "mse" and self.fusion == "vote":
-            raise UserError("--fusion vote gives one-hot targets with no logits for --loss mse to match; use --loss kl or another --fusion")
+            raise UserError(
+                "--fusion vote gives one-hot targets with no logits for --loss mse to match; use --loss kl or another --fusion"
+            )
 
 
 def training_device() -> str:
@@ -150,8 +179,15 @@ def student_windows_change(cfg: DistillConfig, student_presets) -> str | None:
     KD targets must then be computed in the step, on the changed windows (distill/consistent.py)."""
     from edgekd.models.presets import split_input_dropout
 
-    changes = [option for option, value in (("--augment-gain", cfg.augment_gain), ("--augment-noise", cfg.augment_noise),
-                                            ("--mixup", cfg.mixup)) if value > 0]
+    changes = [
+        option
+        for option, value in (
+            ("--augment-gain", cfg.augment_gain),
+            ("--augment-noise", cfg.augment_noise),
+            ("--mixup", cfg.mixup),
+        )
+        if value > 0
+    ]
     changes += [f"the input-channel dropout of {p.name}" for p in student_presets if split_input_dropout(p)[0] > 0]
     return ", ".join(changes) or None
 
@@ -193,9 +229,12 @@ def distill(cfg: DistillConfig) -> dict:
     if cfg.teachers_from == "modalities":
         channel_groups(preprocessor.streams)  # a dataset with one group fails here, before TensorFlow loads
     timings["prepare"] = time.perf_counter() - started
-    _log(cfg, f"{dataset.name}: {len(dataset.classes)} classes, split by {split.method} "
-              f"(test {split.to_dict(dataset)['test'] if split.method != 'random' else 'random'}), "
-              f"windows train/val/test {len(train.y)}/{len(val.y)}/{len(test.y)} of {window_len} x {channels}")
+    _log(
+        cfg,
+        f"{dataset.name}: {len(dataset.classes)} classes, split by {split.method} "
+        f"(test {split.to_dict(dataset)['test'] if split.method != 'random' else 'random'}), "
+        f"windows train/val/test {len(train.y)}/{len(val.y)}/{len(test.y)} of {window_len} x {channels}",
+    )
     out.mkdir(parents=True, exist_ok=True)
     # TensorFlow is imported only now, once the data has passed its checks: bad input fails within a second.
     from edgekd.distill.augment import Augmentation
@@ -206,16 +245,35 @@ def distill(cfg: DistillConfig) -> dict:
     from edgekd.models.build import count_params
 
     batch_size = cfg.batch_size or auto_batch_size(len(train.y))
-    fit_args = dict(n_classes=n_classes, temperature=cfg.temperature, epochs=cfg.epochs, batch_size=batch_size,
-                    patience=cfg.patience, learning_rate=cfg.learning_rate, schedule=cfg.lr_schedule, verbose=cfg.verbose,
-                    kd_term="mse" if cfg.loss == "mse" else "kl")
+    fit_args = dict(
+        n_classes=n_classes,
+        temperature=cfg.temperature,
+        epochs=cfg.epochs,
+        batch_size=batch_size,
+        patience=cfg.patience,
+        learning_rate=cfg.learning_rate,
+        schedule=cfg.lr_schedule,
+        verbose=cfg.verbose,
+        kd_term="mse" if cfg.loss == "mse" else "kl",
+    )
 
     # Teachers: where their diversity comes from is --teachers-from (distill/teachers.py); the default,
     # "bootstrap", gives each its own initialisation and a bootstrap resample of the training windows.
     t0 = time.perf_counter()
     augmentation = Augmentation(cfg.augment_gain, cfg.augment_noise)
-    job = TeacherJob(cfg, teacher_preset, train, val, n_classes, window_len, channels, preprocessor.streams, fit_args,
-                     log=lambda message: _log(cfg, message), augmentation=augmentation if cfg.augment_teachers else None)
+    job = TeacherJob(
+        cfg,
+        teacher_preset,
+        train,
+        val,
+        n_classes,
+        window_len,
+        channels,
+        preprocessor.streams,
+        fit_args,
+        log=lambda message: _log(cfg, message),
+        augmentation=augmentation if cfg.augment_teachers else None,
+    )
     ensemble = STRATEGIES[cfg.teachers_from](job)
     teacher_logits = {"train": [], "val": [], "test": []}
     teacher_fits = [t.fit for t in ensemble.teachers]
@@ -226,21 +284,36 @@ def distill(cfg: DistillConfig) -> dict:
         save_model(t.model, out / f"teacher_{i}.h5")
     timings["teachers"] = time.perf_counter() - t0
     teacher_params = [count_params(t.model) for t in ensemble.teachers]
-    teachers_block = {"from": cfg.teachers_from, "count": len(ensemble.teachers),
-                      "channels": teacher_channels if cfg.teachers_from == "modalities" else None, **ensemble.details}
+    teachers_block = {
+        "from": cfg.teachers_from,
+        "count": len(ensemble.teachers),
+        "channels": teacher_channels if cfg.teachers_from == "modalities" else None,
+        **ensemble.details,
+    }
 
     # Soft targets once, before the student trains (and for validation where they are computed in the step); with
     # --classical-teacher lda from the network teachers and the LDA on time-domain features.
     t0 = time.perf_counter()
-    target_logits = with_classical_teacher(cfg.classical_teacher, teacher_logits, {"train": train, "val": val, "test": test}, n_classes)
+    target_logits = with_classical_teacher(
+        cfg.classical_teacher, teacher_logits, {"train": train, "val": val, "test": test}, n_classes
+    )
     targets = distillation_targets(target_logits, val.y, cfg.fusion, cfg.loss, cfg.temperature)
     packed = student_targets(cfg, ensemble.teachers, {"train": train, "val": val}, targets, n_classes)
     objective = kd_objective(cfg, len(target_logits["train"]), packed["hint_dims"])
     # Where the students' windows change in training, the teachers compute the targets in every step, on those windows.
     targets_in_step = student_windows_change(cfg, student_presets) is not None
-    online = online_teachers(ensemble.teachers, cfg.fusion, cfg.loss, cfg.temperature,
-                             teacher_accuracies(target_logits["val"], val.y),
-                             classical_teacher_model(cfg.classical_teacher, train, n_classes)) if targets_in_step else None
+    online = (
+        online_teachers(
+            ensemble.teachers,
+            cfg.fusion,
+            cfg.loss,
+            cfg.temperature,
+            teacher_accuracies(target_logits["val"], val.y),
+            classical_teacher_model(cfg.classical_teacher, train, n_classes),
+        )
+        if targets_in_step
+        else None
+    )
     presented = dict(augmentation=augmentation, mixup=cfg.mixup, online=online)
     # The reported "ensemble" stays the plain mean of softmaxes whatever --fusion is, so runs compare across
     # modes; "ensemble_<mode>" is what the chosen fusion's targets would decide on the test windows.
@@ -252,14 +325,29 @@ def distill(cfg: DistillConfig) -> dict:
     repeat_accuracy = {"student_kd": [], "student_scratch": []}
     for r, seed in enumerate(seeds):
         for kind, alpha in (("student_scratch", 1.0), ("student_kd", cfg.alpha)):
-            label = (f"{'KD' if alpha < 1 else 'scratch'} student ({student_preset.name}"
-                     f"{', T=%g alpha=%g' % (cfg.temperature, alpha) if alpha < 1 else ''}"
-                     f"{', seed %d (%d/%d)' % (seed, r + 1, len(seeds)) if len(seeds) > 1 else ''})")
+            label = (
+                f"{'KD' if alpha < 1 else 'scratch'} student ({student_preset.name}"
+                f"{', T=%g alpha=%g' % (cfg.temperature, alpha) if alpha < 1 else ''}"
+                f"{', seed %d (%d/%d)' % (seed, r + 1, len(seeds)) if len(seeds) > 1 else ''})"
+            )
             t0 = time.perf_counter()
             part = packed[kind]
-            student, fitted = train_student(student_preset, window_len, channels, n_classes, train.x, part["train"], val.x,
-                                            part["val"], objective=objective if kind == "student_kd" else Objective(),
-                                            alpha=alpha, seed=seed, name=kind, fit_args={**fit_args, "label": label}, **presented)
+            student, fitted = train_student(
+                student_preset,
+                window_len,
+                channels,
+                n_classes,
+                train.x,
+                part["train"],
+                val.x,
+                part["val"],
+                objective=objective if kind == "student_kd" else Objective(),
+                alpha=alpha,
+                seed=seed,
+                name=kind,
+                fit_args={**fit_args, "label": label},
+                **presented,
+            )
             decisions = np.argmax(predict_logits(student, test.x), axis=1)
             repeat_accuracy[kind].append(float(np.mean(decisions == test.y)))
             if r == 0:  # the first seed's students are the run's: saved, exported, reported as before
@@ -275,22 +363,46 @@ def distill(cfg: DistillConfig) -> dict:
         t0 = time.perf_counter()
         kd_students = [students["student_kd"]]
         for j, preset in enumerate(student_presets[1:], 1):
-            model, _ = train_student(preset, window_len, channels, n_classes, train.x, packed["student_kd"]["train"], val.x,
-                                     packed["student_kd"]["val"], objective=objective, alpha=cfg.alpha, seed=cfg.seed,
-                                     name=f"student_kd_{j}", fit_args={**fit_args, "label": f"KD student {j + 1}/{len(student_presets)} ({preset.name})"},
-                                     **presented)
+            model, _ = train_student(
+                preset,
+                window_len,
+                channels,
+                n_classes,
+                train.x,
+                packed["student_kd"]["train"],
+                val.x,
+                packed["student_kd"]["val"],
+                objective=objective,
+                alpha=cfg.alpha,
+                seed=cfg.seed,
+                name=f"student_kd_{j}",
+                fit_args={**fit_args, "label": f"KD student {j + 1}/{len(student_presets)} ({preset.name})"},
+                **presented,
+            )
             save_model(model, out / f"student_kd_{j}.h5")
             kd_students.append(model)
         timings["students"] = time.perf_counter() - t0
-        multi_student = _multi_student(cfg, kd_students, [p.name for p in student_presets], selector_preset,
-                                       {"train": train, "val": val, "test": test}, fit_args, out, timings)
+        multi_student = _multi_student(
+            cfg,
+            kd_students,
+            [p.name for p in student_presets],
+            selector_preset,
+            {"train": train, "val": val, "test": test},
+            fit_args,
+            out,
+            timings,
+        )
 
     # The classical baseline a practitioner would pick instead: the students must beat it to be worth it.
     _log(cfg, "baselines (time-domain features: LDA, random forest)")
     t0 = time.perf_counter()
     baseline_accuracy, lda_decision, baseline_decisions = _classical_baselines(train, val, test, seed=cfg.seed)
-    lda_branch = _lda_branch({part: predict_logits(students["student_kd"], w.x) for part, w in (("val", val), ("test", test))},
-                             lda_decision, val, test)
+    lda_branch = _lda_branch(
+        {part: predict_logits(students["student_kd"], w.x) for part, w in (("val", val), ("test", test))},
+        lda_decision,
+        val,
+        test,
+    )
     timings["baselines"] = time.perf_counter() - t0
 
     test_accuracy = {
@@ -298,44 +410,77 @@ def distill(cfg: DistillConfig) -> dict:
         "ensemble": accuracy(ensemble_test, test.y),
         f"ensemble_{cfg.fusion}": fused_accuracy(targets["test"], test.y),
         # the mean of softmaxes over every teacher of the targets, the LDA teacher included
-        **({f"ensemble_with_{cfg.classical_teacher}": accuracy(np.mean([softmax(z) for z in target_logits["test"]], axis=0), test.y)}
-           if cfg.classical_teacher != "none" else {}),
+        **(
+            {
+                f"ensemble_with_{cfg.classical_teacher}": accuracy(
+                    np.mean([softmax(z) for z in target_logits["test"]], axis=0), test.y
+                )
+            }
+            if cfg.classical_teacher != "none"
+            else {}
+        ),
         "student_scratch": repeat_accuracy["student_scratch"][0],
         "student_kd": repeat_accuracy["student_kd"][0],
         # `edgekd export --classical-branch lda`'s model (Keras): the KD student with the LDA, or alone where it is left out
         "student_kd_lda_branch": lda_branch["test_accuracy"],
         **baseline_accuracy["test"],
     }
-    held_out = accuracy_by_group(split.method, test_groups(dataset, split.method, test), test.y, {
-        "teachers": [np.argmax(z, axis=1) for z in teacher_logits["test"]], "ensemble": np.argmax(ensemble_test, axis=1),
-        **student_decisions, "student_kd_lda_branch": lda_branch["test_decisions"], **baseline_decisions})
+    held_out = accuracy_by_group(
+        split.method,
+        test_groups(dataset, split.method, test),
+        test.y,
+        {
+            "teachers": [np.argmax(z, axis=1) for z in teacher_logits["test"]],
+            "ensemble": np.argmax(ensemble_test, axis=1),
+            **student_decisions,
+            "student_kd_lda_branch": lda_branch["test_decisions"],
+            **baseline_decisions,
+        },
+    )
     representative = np.random.default_rng(cfg.seed).permutation(len(train.y))[:REPRESENTATIVE_WINDOWS]
     _save_windows(out / "windows.npz", representative=train.x[representative], test_x=test.x, test_y=test.y)
 
     split_dict = split.to_dict(dataset)
-    write_json_atomic(out / "run.json", {
-        "dataset": {"name": dataset.name, "path": str(Path(cfg.dataset).resolve()), "synthetic": dataset.synthetic},
-        "classes": list(dataset.classes),
-        "preprocessing": preprocessor.to_dict(),
-        "split": split_dict,
-        "architectures": {"teacher": teacher_preset.name, "student": student_preset.name},
-        # --students: student_kd.h5 is the first, student_kd_<j>.h5 the others; selector.h5 routes between them.
-        "students": [p.name for p in student_presets], "selector": cfg.selector,
-        "teachers": teachers_block,  # channels[i]: the input channels teacher_<i>.h5 reads (modalities), else null
-        "training": {"batch_size": fit_args["batch_size"], "device": training_device()},  # what --batch-size auto came to, and what trained
-        "config": asdict(cfg),
-    })
+    write_json_atomic(
+        out / "run.json",
+        {
+            "dataset": {"name": dataset.name, "path": str(Path(cfg.dataset).resolve()), "synthetic": dataset.synthetic},
+            "classes": list(dataset.classes),
+            "preprocessing": preprocessor.to_dict(),
+            "split": split_dict,
+            "architectures": {"teacher": teacher_preset.name, "student": student_preset.name},
+            # --students: student_kd.h5 is the first, student_kd_<j>.h5 the others; selector.h5 routes between them.
+            "students": [p.name for p in student_presets],
+            "selector": cfg.selector,
+            "teachers": teachers_block,  # channels[i]: the input channels teacher_<i>.h5 reads (modalities), else null
+            "training": {
+                "batch_size": fit_args["batch_size"],
+                "device": training_device(),
+            },  # what --batch-size auto came to, and what trained
+            "config": asdict(cfg),
+        },
+    )
     timings["total"] = time.perf_counter() - started
     median = lambda xs: float(np.median(xs)) if xs else None  # noqa: E731
     report = {
         "dataset": dataset.name,
         "classes": list(dataset.classes),
         "split": split_dict,
-        "windows": {"train": int(len(train.y)), "val": int(len(val.y)), "test": int(len(test.y)),
-                    "length": window_len, "channels": channels},
-        "params": {"teacher": teacher_params[0], "teachers": teacher_params, "student": count_params(students["student_kd"]),
-                   # the LDA branch adds one Dense layer: a weight per feature and class, and a bias per class
-                   "student_with_lda_branch": count_params(students["student_kd"]) + (len(FEATURES) * channels + 1) * n_classes},
+        "windows": {
+            "train": int(len(train.y)),
+            "val": int(len(val.y)),
+            "test": int(len(test.y)),
+            "length": window_len,
+            "channels": channels,
+        },
+        "params": {
+            "teacher": teacher_params[0],
+            "teachers": teacher_params,
+            "student": count_params(students["student_kd"]),
+            # the LDA branch adds one Dense layer: a weight per feature and class, and a bias per class
+            "student_with_lda_branch": count_params(students["student_kd"])
+            + (len(FEATURES) * channels + 1) * n_classes,
+        },
         "architectures": {"teacher": teacher_preset.name, "student": student_preset.name},
         "test_accuracy": test_accuracy,
         "repeats": {"seeds": seeds, **{kind: _spread(accs) for kind, accs in repeat_accuracy.items()}},
@@ -343,23 +488,56 @@ def distill(cfg: DistillConfig) -> dict:
         "lda_branch": {k: v for k, v in lda_branch.items() if k not in ("test_accuracy", "test_decisions")},
         **({"held_out": held_out} if held_out else {}),
         "diversity": teacher_diversity(teacher_logits["test"], test_accuracy["teachers"], test_accuracy["ensemble"]),
-        "val_accuracy": {"teachers": [f.best_val_accuracy for f in teacher_fits],
-                         **{k: f.best_val_accuracy for k, f in student_fits.items()}, **baseline_accuracy["val"]},
-        "epochs": {"teachers": [f.epochs_run for f in teacher_fits], **{k: f.epochs_run for k, f in student_fits.items()}},
-        "epoch_time_s": {"student_scratch": median(student_fits["student_scratch"].epoch_seconds[1:]),
-                         "student_kd": median(student_fits["student_kd"].epoch_seconds[1:])},
+        "val_accuracy": {
+            "teachers": [f.best_val_accuracy for f in teacher_fits],
+            **{k: f.best_val_accuracy for k, f in student_fits.items()},
+            **baseline_accuracy["val"],
+        },
+        "epochs": {
+            "teachers": [f.epochs_run for f in teacher_fits],
+            **{k: f.epochs_run for k, f in student_fits.items()},
+        },
+        "epoch_time_s": {
+            "student_scratch": median(student_fits["student_scratch"].epoch_seconds[1:]),
+            "student_kd": median(student_fits["student_kd"].epoch_seconds[1:]),
+        },
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        "baselines": {"features": list(FEATURES), "feature_count": len(FEATURES) * channels,
-                      "zc_ssc_threshold": ZC_SSC_THRESHOLD, "models": sorted(baseline_accuracy["test"])},
-        "config": {"temperature": cfg.temperature, "alpha": cfg.alpha, "teachers": len(ensemble.teachers), "seed": cfg.seed,
-                   "fusion": cfg.fusion, "loss": cfg.loss, "hint_weight": cfg.hint_weight if cfg.loss == "hint" else None, "teachers_from": cfg.teachers_from, "teacher_details": teachers_block,
-                   "repeats": cfg.repeats,
-                   "augmentation": {"gain_sd": cfg.augment_gain, "noise_sd": cfg.augment_noise, "teachers": cfg.augment_teachers}
-                                   if augmentation.active else None,
-                   "targets_in_step": targets_in_step, "mixup": cfg.mixup, "classical_teacher": cfg.classical_teacher,
-                   "epochs": cfg.epochs, "patience": cfg.patience, "lr_schedule": cfg.lr_schedule, "batch_size": fit_args["batch_size"],
-                   "device": training_device(),
-                   "window_s": cfg.window, "hop_s": cfg.hop, "model_rate_hz": rate},
+        "baselines": {
+            "features": list(FEATURES),
+            "feature_count": len(FEATURES) * channels,
+            "zc_ssc_threshold": ZC_SSC_THRESHOLD,
+            "models": sorted(baseline_accuracy["test"]),
+        },
+        "config": {
+            "temperature": cfg.temperature,
+            "alpha": cfg.alpha,
+            "teachers": len(ensemble.teachers),
+            "seed": cfg.seed,
+            "fusion": cfg.fusion,
+            "loss": cfg.loss,
+            "hint_weight": cfg.hint_weight if cfg.loss == "hint" else None,
+            "teachers_from": cfg.teachers_from,
+            "teacher_details": teachers_block,
+            "repeats": cfg.repeats,
+            "augmentation": {
+                "gain_sd": cfg.augment_gain,
+                "noise_sd": cfg.augment_noise,
+                "teachers": cfg.augment_teachers,
+            }
+            if augmentation.active
+            else None,
+            "targets_in_step": targets_in_step,
+            "mixup": cfg.mixup,
+            "classical_teacher": cfg.classical_teacher,
+            "epochs": cfg.epochs,
+            "patience": cfg.patience,
+            "lr_schedule": cfg.lr_schedule,
+            "batch_size": fit_args["batch_size"],
+            "device": training_device(),
+            "window_s": cfg.window,
+            "hop_s": cfg.hop,
+            "model_rate_hz": rate,
+        },
     }
     write_json_atomic(out / "report.json", report)
     return report
@@ -369,7 +547,9 @@ def kd_objective(cfg: DistillConfig, n_teachers: int, hint_dims: tuple[int, ...]
     """What the KD student's training model carries besides its logits: a head per teacher, or hint projections."""
     from edgekd.distill.student import Objective
 
-    return Objective(heads=n_teachers if cfg.fusion == "multi-head" else 1, hint_dims=hint_dims, hint_weight=cfg.hint_weight)
+    return Objective(
+        heads=n_teachers if cfg.fusion == "multi-head" else 1, hint_dims=hint_dims, hint_weight=cfg.hint_weight
+    )
 
 
 def student_targets(cfg: DistillConfig, teachers, parts: dict, targets: dict, n_classes: int) -> dict:
@@ -384,8 +564,12 @@ def student_targets(cfg: DistillConfig, teachers, parts: dict, targets: dict, n_
     if cfg.loss == "hint":
         extractors = [penultimate(t.model) for t in teachers]
         hint_dims = tuple(int(e.output_shape[-1]) for e in extractors)
-        features = {part: np.concatenate([predict_logits(e, teacher_input(w.x, t.channels)) for e, t in zip(extractors, teachers)], axis=1)
-                    for part, w in parts.items()}
+        features = {
+            part: np.concatenate(
+                [predict_logits(e, teacher_input(w.x, t.channels)) for e, t in zip(extractors, teachers)], axis=1
+            )
+            for part, w in parts.items()
+        }
     one_hot = np.eye(n_classes, dtype=np.float32)
     return {
         "student_kd": {part: pack_targets(w.y, targets[part], features[part]) for part, w in parts.items()},
@@ -411,13 +595,26 @@ def accuracy_by_group(method: str, groups: np.ndarray | None, labels: np.ndarray
     def per_group(decided: np.ndarray) -> dict[str, float]:
         return {g: float(np.mean(decided[groups == g] == labels[groups == g])) for g in names}
 
-    return {"by": method, "groups": names,
-            "test_accuracy": {model: [per_group(d) for d in decided] if isinstance(decided, list) else per_group(decided)
-                              for model, decided in decisions.items()}}
+    return {
+        "by": method,
+        "groups": names,
+        "test_accuracy": {
+            model: [per_group(d) for d in decided] if isinstance(decided, list) else per_group(decided)
+            for model, decided in decisions.items()
+        },
+    }
 
 
-def _multi_student(cfg: DistillConfig, students: list, names: list[str], selector_preset, parts: dict, fit_args: dict,
-                   out: Path, timings: dict) -> dict:
+def _multi_student(
+    cfg: DistillConfig,
+    students: list,
+    names: list[str],
+    selector_preset,
+    parts: dict,
+    fit_args: dict,
+    out: Path,
+    timings: dict,
+) -> dict:
     """Each student, and with --selector the selector system and the oracle, on the validation and test windows."""
     from edgekd.distill.selector import correctness, oracle_accuracy, system_report, train_selector
     from edgekd.distill.train import predict_logits
@@ -426,35 +623,66 @@ def _multi_student(cfg: DistillConfig, students: list, names: list[str], selecto
     logits = {part: [predict_logits(s, w.x) for s in students] for part, w in parts.items()}
     params = [count_params(s) for s in students]
     if selector_preset is None:
-        return {part: {"students": {n: float(np.mean(np.argmax(z, -1) == parts[part].y)) for n, z in zip(names, logits[part])},
-                       "oracle": oracle_accuracy(logits[part], parts[part].y)} for part in ("val", "test")}
+        return {
+            part: {
+                "students": {n: float(np.mean(np.argmax(z, -1) == parts[part].y)) for n, z in zip(names, logits[part])},
+                "oracle": oracle_accuracy(logits[part], parts[part].y),
+            }
+            for part in ("val", "test")
+        }
     _log(cfg, f"selector ({selector_preset.name}, routes between {', '.join(names)})")
     t0 = time.perf_counter()
-    fitted = train_selector(selector_preset, parts["train"].x, correctness(logits["train"], parts["train"].y), parts["val"].x,
-                            correctness(logits["val"], parts["val"].y), epochs=cfg.epochs, patience=cfg.patience,
-                            batch_size=fit_args["batch_size"], learning_rate=cfg.learning_rate, seed=cfg.seed, verbose=cfg.verbose)
+    fitted = train_selector(
+        selector_preset,
+        parts["train"].x,
+        correctness(logits["train"], parts["train"].y),
+        parts["val"].x,
+        correctness(logits["val"], parts["val"].y),
+        epochs=cfg.epochs,
+        patience=cfg.patience,
+        batch_size=fit_args["batch_size"],
+        learning_rate=cfg.learning_rate,
+        seed=cfg.seed,
+        verbose=cfg.verbose,
+    )
     save_model(fitted.model, out / "selector.h5")
     timings["selector"] = time.perf_counter() - t0
-    result = {part: system_report(logits[part], predict_logits(fitted.model, parts[part].x), parts[part].y, names, params,
-                                  count_params(fitted.model)) for part in ("val", "test")}
+    result = {
+        part: system_report(
+            logits[part],
+            predict_logits(fitted.model, parts[part].x),
+            parts[part].y,
+            names,
+            params,
+            count_params(fitted.model),
+        )
+        for part in ("val", "test")
+    }
     result["selector_epochs"] = fitted.epochs_run
     return result
 
 
 def _spread(accuracies: list[float]) -> dict:
     """Per-seed test accuracies with their mean and sample standard deviation (None for one seed)."""
-    return {"test_accuracy": accuracies, "mean": float(np.mean(accuracies)),
-            "std": float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else None}
+    return {
+        "test_accuracy": accuracies,
+        "mean": float(np.mean(accuracies)),
+        "std": float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else None,
+    }
 
 
-def _classical_baselines(train, val, test, seed: int) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray], dict[str, np.ndarray]]:
+def _classical_baselines(
+    train, val, test, seed: int
+) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """({"val": {"lda": acc, "random_forest": acc}, "test": {...}}, the LDA's decision values on val and test, each
     baseline's decisions on the test windows): fitted on the training windows' features."""
     baselines = fit_baselines(time_domain_features(train.x), train.y, seed=seed)
     features = {part: time_domain_features(windows.x) for part, windows in (("val", val), ("test", test))}
-    return ({part: evaluate(baselines, features[part], windows.y) for part, windows in (("val", val), ("test", test))},
-            {part: baselines["lda"].decision_function(features[part]) for part in features},
-            {name: estimator.predict(features["test"]) for name, estimator in baselines.items()})
+    return (
+        {part: evaluate(baselines, features[part], windows.y) for part, windows in (("val", val), ("test", test))},
+        {part: baselines["lda"].decision_function(features[part]) for part in features},
+        {name: estimator.predict(features["test"]) for name, estimator in baselines.items()},
+    )
 
 
 def _lda_branch(student_logits: dict[str, np.ndarray], lda_decision: dict[str, np.ndarray], val, test) -> dict:
@@ -464,9 +692,17 @@ def _lda_branch(student_logits: dict[str, np.ndarray], lda_decision: dict[str, n
 
     temperature, val_accuracy, alone = choose_temperature(student_logits["val"], lda_decision["val"], val.y)
     kept = val_accuracy > alone
-    logits = combined_logits(student_logits["test"], lda_decision["test"], temperature) if kept else student_logits["test"]
-    return {"kept": kept, "temperature": temperature, "val_accuracy": val_accuracy, "student_val_accuracy": alone,
-            "test_accuracy": float(np.mean(np.argmax(logits, axis=1) == test.y)), "test_decisions": np.argmax(logits, axis=1)}
+    logits = (
+        combined_logits(student_logits["test"], lda_decision["test"], temperature) if kept else student_logits["test"]
+    )
+    return {
+        "kept": kept,
+        "temperature": temperature,
+        "val_accuracy": val_accuracy,
+        "student_val_accuracy": alone,
+        "test_accuracy": float(np.mean(np.argmax(logits, axis=1) == test.y)),
+        "test_decisions": np.argmax(logits, axis=1),
+    }
 
 
 def _save_windows(path: Path, **arrays) -> None:
@@ -478,7 +714,14 @@ def _save_windows(path: Path, **arrays) -> None:
 
 
 # What every reader of a run folder needs from its two JSON files (older runs have all of these too).
-RUN_KEYS = {"dataset": dict, "classes": list, "preprocessing": dict, "split": dict, "architectures": dict, "config": dict}
+RUN_KEYS = {
+    "dataset": dict,
+    "classes": list,
+    "preprocessing": dict,
+    "split": dict,
+    "architectures": dict,
+    "config": dict,
+}
 REPORT_KEYS = {"dataset": str, "classes": list, "split": dict, "test_accuracy": dict}
 
 
@@ -489,7 +732,9 @@ def load_run(run_dir: str | Path) -> tuple[dict, dict]:
     for name, keys in (("run.json", RUN_KEYS), ("report.json", REPORT_KEYS)):
         path = run / name
         if not path.is_file():
-            raise UserError(f"{run}: no {name}; this is not a finished `edgekd distill` run (run it again with --out {run})")
+            raise UserError(
+                f"{run}: no {name}; this is not a finished `edgekd distill` run (run it again with --out {run})"
+            )
         try:
             doc = json.loads(path.read_bytes().decode("utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -508,10 +753,20 @@ def load_run_windows(run_dir: str | Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as w:
             windows = {key: w[key] for key in ("representative", "test_x", "test_y")}
     except FileNotFoundError:
-        raise UserError(f"{path}: missing; export needs the run's test and calibration windows: run `edgekd distill` again") from None
+        raise UserError(
+            f"{path}: missing; export needs the run's test and calibration windows: run `edgekd distill` again"
+        ) from None
     except (KeyError, ValueError, OSError, EOFError) as e:
-        raise UserError(f"{path}: damaged ({str(e).splitlines()[0] if str(e) else type(e).__name__}); run `edgekd distill` again") from None
-    if windows["test_x"].ndim != 3 or len(windows["test_x"]) != len(windows["test_y"]) or windows["representative"].ndim != 3:
-        raise UserError(f"{path}: its arrays do not fit together (windows x length x channels, one label per window); "
-                        f"run `edgekd distill` again")
+        raise UserError(
+            f"{path}: damaged ({str(e).splitlines()[0] if str(e) else type(e).__name__}); run `edgekd distill` again"
+        ) from None
+    if (
+        windows["test_x"].ndim != 3
+        or len(windows["test_x"]) != len(windows["test_y"])
+        or windows["representative"].ndim != 3
+    ):
+        raise UserError(
+            f"{path}: its arrays do not fit together (windows x length x channels, one label per window); "
+            f"run `edgekd distill` again"
+        )
     return windows

@@ -10,6 +10,7 @@ The exported system is one model (`system_model`): the selector and every studen
 of the chosen student's logits. A TFLite graph has no conditional execution here, so a window costs the
 selector plus every student: the selector buys accuracy, not time, and `edgekd bench` measures that cost.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,8 +18,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgekd._tf import keras, tf
-
-
 
 
 @dataclass
@@ -33,17 +32,39 @@ def correctness(student_logits: list[np.ndarray], labels: np.ndarray) -> np.ndar
     return np.stack([np.argmax(z, axis=-1) == labels for z in student_logits], axis=1).astype(np.float32)
 
 
-def train_selector(preset, train_x, train_correct, val_x, val_correct, *, epochs: int, patience: int, batch_size: int,
-                   learning_rate: float, seed: int, verbose: int) -> SelectorResult:
+def train_selector(
+    preset,
+    train_x,
+    train_correct,
+    val_x,
+    val_correct,
+    *,
+    epochs: int,
+    patience: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    verbose: int,
+) -> SelectorResult:
     from edgekd.models.build import build_model
 
     _, window_len, channels = train_x.shape
     selector = build_model(preset, window_len, channels, train_correct.shape[1], seed=seed, name="selector")
-    selector.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    selector.compile(
+        optimizer=keras.optimizers.Adam(learning_rate), loss=keras.losses.BinaryCrossentropy(from_logits=True)
+    )
     stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
     keras.utils.set_random_seed(seed)
-    history = selector.fit(train_x, train_correct, validation_data=(val_x, val_correct), epochs=epochs, batch_size=batch_size,
-                           shuffle=True, callbacks=[stopper], verbose=0)
+    history = selector.fit(
+        train_x,
+        train_correct,
+        validation_data=(val_x, val_correct),
+        epochs=epochs,
+        batch_size=batch_size,
+        shuffle=True,
+        callbacks=[stopper],
+        verbose=0,
+    )
     val_loss = history.history["val_loss"]
     if verbose:
         print(f"selector: {len(val_loss)} epochs, best validation loss {min(val_loss):.4f}", flush=True)
@@ -63,8 +84,14 @@ def oracle_accuracy(student_logits: list[np.ndarray], labels: np.ndarray) -> flo
     return float(np.mean(correctness(student_logits, labels).max(axis=1)))
 
 
-def system_report(student_logits: list[np.ndarray], selector_logits: np.ndarray, labels: np.ndarray, names: list[str],
-                  params: list[int], selector_params: int) -> dict:
+def system_report(
+    student_logits: list[np.ndarray],
+    selector_logits: np.ndarray,
+    labels: np.ndarray,
+    names: list[str],
+    params: list[int],
+    selector_params: int,
+) -> dict:
     """Accuracy of each student, the selector system and the oracle; where the selector sends windows; cost."""
     choice = route(selector_logits)
     shares = np.bincount(choice, minlength=len(names)) / max(len(choice), 1)
@@ -73,8 +100,11 @@ def system_report(student_logits: list[np.ndarray], selector_logits: np.ndarray,
         "system": float(np.mean(np.argmax(system_logits(student_logits, choice), -1) == labels)),
         "oracle": oracle_accuracy(student_logits, labels),
         "routing": {name: float(s) for name, s in zip(names, shares)},
-        "params": {"selector": selector_params, "students": dict(zip(names, params)),
-                   "system": selector_params + int(sum(params))},
+        "params": {
+            "selector": selector_params,
+            "students": dict(zip(names, params)),
+            "system": selector_params + int(sum(params)),
+        },
     }
 
 

@@ -14,6 +14,7 @@ trains inside a wider model that shares its layers:
 The penultimate features are the input of the layer named "logits" (models/build.py names it), for teachers and
 students alike. The scratch student and the response-KD modes use `Objective()`: the student as it is.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -46,20 +47,39 @@ def training_model(student: keras.Model, objective: Objective) -> keras.Model:
         outputs = [student.output]
     if objective.hint_dims:
         outputs.append(keras.layers.Dense(int(sum(objective.hint_dims)), name="hint_projection")(features))
-    return keras.Model(student.inputs, keras.layers.Concatenate(name="training_outputs")(outputs), name=f"{student.name}_training")
+    return keras.Model(
+        student.inputs, keras.layers.Concatenate(name="training_outputs")(outputs), name=f"{student.name}_training"
+    )
 
 
 def finish(student: keras.Model, trainer: keras.Model, objective: Objective) -> None:
     """Multi-head: the student's logits layer becomes the mean of the heads (exactly: the heads are affine)."""
     if objective.heads > 1:
         heads = [trainer.get_layer(f"head_{i}").get_weights() for i in range(objective.heads)]
-        student.get_layer("logits").set_weights([np.mean([kernel for kernel, _ in heads], axis=0),
-                                                 np.mean([bias for _, bias in heads], axis=0)])
+        student.get_layer("logits").set_weights(
+            [np.mean([kernel for kernel, _ in heads], axis=0), np.mean([bias for _, bias in heads], axis=0)]
+        )
 
 
-def train_student(preset, window_len: int, channels: int, n_classes: int, train_x, train_packed, val_x, val_packed, *,
-                  objective: Objective, alpha: float, seed: int, name: str, fit_args: dict, augmentation=None,
-                  mixup: float = 0.0, online=None):
+def train_student(
+    preset,
+    window_len: int,
+    channels: int,
+    n_classes: int,
+    train_x,
+    train_packed,
+    val_x,
+    val_packed,
+    *,
+    objective: Objective,
+    alpha: float,
+    seed: int,
+    name: str,
+    fit_args: dict,
+    augmentation=None,
+    mixup: float = 0.0,
+    online=None,
+):
     """(student, FitResult): a student of `preset` trained against packed targets (distill/losses.py's layout).
     `augmentation` (distill/augment.py): random gain and noise on the training windows, None for none; a preset that
     starts with spatial_dropout adds its input-channel dropout to it (the saved student has no dropout layer).
@@ -86,6 +106,8 @@ def train_student(preset, window_len: int, channels: int, n_classes: int, train_
         model = ConsistentTrainer(trainer, n_classes, online, augmentation, mixup)
     else:
         model = augmented(trainer, augmentation)
-    fitted = fit(model, train_x, train_packed, val_x, val_packed, alpha=alpha, seed=seed, objective=objective, **fit_args)
+    fitted = fit(
+        model, train_x, train_packed, val_x, val_packed, alpha=alpha, seed=seed, objective=objective, **fit_args
+    )
     finish(student, trainer, objective)
     return student, fitted

@@ -17,6 +17,7 @@ indices, and every consumer (distill's own inference, compression fine-tuning) s
 
 TensorFlow is imported inside the functions: DistillConfig.check and channel_groups run before it loads.
 """
+
 from __future__ import annotations
 
 import math
@@ -67,8 +68,14 @@ class TeacherJob:
     def build(self, i: int, channels: int | None = None):
         from edgekd.models.build import build_model
 
-        return build_model(self.preset, self.window_len, channels or self.channels, self.n_classes,
-                           seed=self.cfg.seed + 1000 * (i + 1), name=f"teacher_{i}")
+        return build_model(
+            self.preset,
+            self.window_len,
+            channels or self.channels,
+            self.n_classes,
+            seed=self.cfg.seed + 1000 * (i + 1),
+            name=f"teacher_{i}",
+        )
 
     def fit_on(self, model, rows: np.ndarray | None, seed: int, channels: list[int] | None = None, **extra):
         from edgekd.distill.augment import augmented
@@ -79,7 +86,16 @@ class TeacherJob:
             x, y = x[rows], y[rows]
         if channels is not None:
             x, val_x = x[..., channels], val_x[..., channels]
-        return fit(augmented(model, self.augmentation), x, self.hard(y), val_x, self.hard(self.val.y), alpha=1.0, seed=seed, **{**self.fit_args, **extra})
+        return fit(
+            augmented(model, self.augmentation),
+            x,
+            self.hard(y),
+            val_x,
+            self.hard(self.val.y),
+            alpha=1.0,
+            seed=seed,
+            **{**self.fit_args, **extra},
+        )
 
 
 def channel_groups(streams) -> list[tuple[str, list[int]]]:
@@ -97,15 +113,22 @@ def channel_groups(streams) -> list[tuple[str, list[int]]]:
         if len(by_prefix) <= 1:
             groups.append((stream.name, next(iter(by_prefix.values()), [])))
         else:
-            groups += [(prefix if len(streams) == 1 else f"{stream.name}/{prefix}", indices) for prefix, indices in by_prefix.items()]
+            groups += [
+                (prefix if len(streams) == 1 else f"{stream.name}/{prefix}", indices)
+                for prefix, indices in by_prefix.items()
+            ]
     if len(groups) == 1:
         name = streams[0].name
-        raise UserError(f"--teachers-from modalities needs more than one stream, or channel names with more than one "
-                        f"prefix to group them by; this dataset has the one stream '{name}' whose channels all start "
-                        f"with the same letters. Use another --teachers-from mode")
+        raise UserError(
+            f"--teachers-from modalities needs more than one stream, or channel names with more than one "
+            f"prefix to group them by; this dataset has the one stream '{name}' whose channels all start "
+            f"with the same letters. Use another --teachers-from mode"
+        )
     empty = [name for name, indices in groups if not indices]
     if empty:
-        raise UserError(f"--teachers-from modalities: stream(s) {', '.join(empty)} have no channels, so their expert would see nothing")
+        raise UserError(
+            f"--teachers-from modalities: stream(s) {', '.join(empty)} have no channels, so their expert would see nothing"
+        )
     return groups
 
 
@@ -147,9 +170,11 @@ def from_subsets(job: TeacherJob) -> Ensemble:
 
 def cyclic_cosine(learning_rate: float, epochs_per_cycle: int):
     """Epoch -> learning rate: cosine annealing from learning_rate towards 0 within each cycle, then a restart."""
+
     def schedule(epoch: int, lr=None) -> float:
         t = (epoch % epochs_per_cycle) / epochs_per_cycle
         return float(0.5 * learning_rate * (1.0 + math.cos(math.pi * t)))
+
     return schedule
 
 
@@ -166,13 +191,22 @@ def from_snapshots(job: TeacherJob) -> Ensemble:
 
         def on_epoch_end(self, epoch, logs=None):
             if (epoch + 1) % per_cycle == 0:
-                self.taken.append((epoch + 1, self.model.get_weights(), float((logs or {}).get("val_accuracy", float("nan")))))
+                self.taken.append(
+                    (epoch + 1, self.model.get_weights(), float((logs or {}).get("val_accuracy", float("nan"))))
+                )
 
     model, snapshots = job.build(0), Snapshots()
     # The cycles are this run's schedule, whatever --lr-schedule says.
-    run = job.fit_on(model, None, seed=job.cfg.seed, epochs=per_cycle * k, early_stopping=False, schedule="constant",
-                     label=f"{k} snapshot teachers ({job.preset.name}, {k} cosine cycles of {per_cycle} epochs)",
-                     callbacks=[keras.callbacks.LearningRateScheduler(cyclic_cosine(job.cfg.learning_rate, per_cycle)), snapshots])
+    run = job.fit_on(
+        model,
+        None,
+        seed=job.cfg.seed,
+        epochs=per_cycle * k,
+        early_stopping=False,
+        schedule="constant",
+        label=f"{k} snapshot teachers ({job.preset.name}, {k} cosine cycles of {per_cycle} epochs)",
+        callbacks=[keras.callbacks.LearningRateScheduler(cyclic_cosine(job.cfg.learning_rate, per_cycle)), snapshots],
+    )
     teachers = []
     for i, (epoch, weights, val_accuracy) in enumerate(snapshots.taken):
         teacher = job.build(i)  # same architecture; the initialisation is overwritten
@@ -184,13 +218,17 @@ def from_snapshots(job: TeacherJob) -> Ensemble:
 def from_modalities(job: TeacherJob) -> Ensemble:
     groups = channel_groups(job.streams)
     if job.cfg.teachers != len(groups):
-        job.log(f"--teachers-from modalities: one expert per group ({', '.join(g for g, _ in groups)}), "
-                f"so {len(groups)} teachers; --teachers {job.cfg.teachers} is ignored")
+        job.log(
+            f"--teachers-from modalities: one expert per group ({', '.join(g for g, _ in groups)}), "
+            f"so {len(groups)} teachers; --teachers {job.cfg.teachers} is ignored"
+        )
     teachers = []
     for i, (name, channels) in enumerate(groups):
         model = job.build(i, channels=len(channels))
         label = f"teacher {i + 1}/{len(groups)} ({job.preset.name}, {name}: {len(channels)} channels)"
-        teachers.append(Teacher(model, job.fit_on(model, None, seed=job.cfg.seed + i, channels=channels, label=label), channels))
+        teachers.append(
+            Teacher(model, job.fit_on(model, None, seed=job.cfg.seed + i, channels=channels, label=label), channels)
+        )
     return Ensemble(teachers, {"groups": [name for name, _ in groups]})
 
 

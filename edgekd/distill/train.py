@@ -1,4 +1,5 @@
 """Fit one model with early stopping on validation accuracy (ties broken by validation loss), timing each epoch."""
+
 from __future__ import annotations
 
 import math
@@ -61,19 +62,42 @@ class KeepBest(keras.callbacks.Callback):
             self.model.set_weights(self.best_weights)
 
 
-def fit(model, x_train, y_train_packed, x_val, y_val_packed, *, n_classes: int, temperature: float, alpha: float,
-        epochs: int, batch_size: int, patience: int, learning_rate: float, seed: int, verbose: int,
-        kd_term: str = "kl", callbacks=(), early_stopping: bool = True, objective=None,
-        schedule: str = "constant", label: str = "model") -> FitResult:
+def fit(
+    model,
+    x_train,
+    y_train_packed,
+    x_val,
+    y_val_packed,
+    *,
+    n_classes: int,
+    temperature: float,
+    alpha: float,
+    epochs: int,
+    batch_size: int,
+    patience: int,
+    learning_rate: float,
+    seed: int,
+    verbose: int,
+    kd_term: str = "kl",
+    callbacks=(),
+    early_stopping: bool = True,
+    objective=None,
+    schedule: str = "constant",
+    label: str = "model",
+) -> FitResult:
     """`early_stopping=False` runs every epoch and keeps the last weights (snapshot teachers need each cycle).
     `objective` (distill/student.py): the heads and hints a training model's output carries; None, plain logits.
     `schedule`: "constant" learning rate, or "cosine" decay from `learning_rate` to 0 over all `epochs`.
     `verbose`: a live progress line named `label` and a summary line (distill/progress.py); 0, silence."""
     from edgekd.distill.progress import EpochProgress
 
-    heads, hint_dims, hint_weight = (objective.heads, objective.hint_dims, objective.hint_weight) if objective else (1, (), 1.0)
+    heads, hint_dims, hint_weight = (
+        (objective.heads, objective.hint_dims, objective.hint_weight) if objective else (1, (), 1.0)
+    )
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate_schedule(schedule, learning_rate, epochs, math.ceil(len(x_train) / batch_size))),
+        optimizer=keras.optimizers.Adam(
+            learning_rate_schedule(schedule, learning_rate, epochs, math.ceil(len(x_train) / batch_size))
+        ),
         loss=kd_loss(n_classes, temperature, alpha, kd_term, heads=heads, hint_dims=hint_dims, hint_weight=hint_weight),
         metrics=[packed_accuracy(n_classes, heads)],
     )
@@ -84,8 +108,14 @@ def fit(model, x_train, y_train_packed, x_val, y_val_packed, *, n_classes: int, 
     progress = EpochProgress(label, epochs) if verbose else None
     keras.utils.set_random_seed(seed)
     history = model.fit(
-        x_train, y_train_packed, validation_data=(x_val, y_val_packed), epochs=epochs, batch_size=batch_size,
-        shuffle=True, callbacks=[timer, *([stopper] if stopper else []), *([progress] if progress else []), *callbacks], verbose=0,
+        x_train,
+        y_train_packed,
+        validation_data=(x_val, y_val_packed),
+        epochs=epochs,
+        batch_size=batch_size,
+        shuffle=True,
+        callbacks=[timer, *([stopper] if stopper else []), *([progress] if progress else []), *callbacks],
+        verbose=0,
     )
     val_acc = history.history["val_accuracy"]
     best = stopper.best_epoch if stopper else len(val_acc) - 1  # the epoch whose weights the model keeps
@@ -107,7 +137,7 @@ def learning_rate_schedule(schedule: str, learning_rate: float, epochs: int, ste
 
 def predict_logits(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     # Direct calls rather than model.predict: predict retraces for every new model and warns about it.
-    batches = [model(x[i:i + batch_size], training=False).numpy() for i in range(0, len(x), batch_size)]
+    batches = [model(x[i : i + batch_size], training=False).numpy() for i in range(0, len(x), batch_size)]
     return np.concatenate(batches).astype(np.float32) if batches else np.empty((0, model.output_shape[-1]), np.float32)
 
 

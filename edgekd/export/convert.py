@@ -4,12 +4,13 @@ The batch is fixed at 1 through a concrete function passed together with the mod
 fails to convert, and without the model argument the LSTM becomes WHILE loops and full-int8
 conversion segfaults (../shared/docs/STACK.md).
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-from edgekd.console import quiet_native_output
 from edgekd._tf import tf
+from edgekd.console import quiet_native_output
 
 VARIANTS = ("float32", "float16", "dynamic", "int8")
 # Full-int8 conversion with the default (MLIR) quantizer can collapse an LSTM to one class; the older
@@ -17,15 +18,27 @@ VARIANTS = ("float32", "float16", "dynamic", "int8")
 INT8_QUANTIZERS = ("mlir", "legacy")
 
 
-def convert(model, variant: str, representative: np.ndarray | None = None, quantizer: str = "mlir",
-            per_channel: bool = True, float_layers: tuple[str, ...] = ()) -> bytes:
+def convert(
+    model,
+    variant: str,
+    representative: np.ndarray | None = None,
+    quantizer: str = "mlir",
+    per_channel: bool = True,
+    float_layers: tuple[str, ...] = (),
+) -> bytes:
     """`model` as .tflite bytes of `variant`, the converter's own chatter kept off the terminal (edgekd/console.py)."""
     with quiet_native_output():
         return _convert(model, variant, representative, quantizer, per_channel, float_layers)
 
 
-def _convert(model, variant: str, representative: np.ndarray | None, quantizer: str, per_channel: bool,
-             float_layers: tuple[str, ...]) -> bytes:
+def _convert(
+    model,
+    variant: str,
+    representative: np.ndarray | None,
+    quantizer: str,
+    per_channel: bool,
+    float_layers: tuple[str, ...],
+) -> bytes:
     """`per_channel=False`: one quantization scale per weight tensor instead of one per output channel (for
     clustered kernels, whose K shared values stay K int8 values only under a single scale).
     `float_layers`: names of layers of `model` that int8 leaves in float32 (the LDA branch of models/hybrid.py);
@@ -86,8 +99,10 @@ def _int8_except(model, representative: np.ndarray | None, float_layers: tuple[s
     converter.representative_dataset = lambda: ([w[np.newaxis]] for w in samples)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
     debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=lambda: ([w[np.newaxis]] for w in samples[:8]),
-        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=denylisted))
+        converter=converter,
+        debug_dataset=lambda: ([w[np.newaxis]] for w in samples[:8]),
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=denylisted),
+    )
     return debugger.get_nondebug_quantized_model()
 
 

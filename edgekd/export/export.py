@@ -5,6 +5,7 @@ bench and stream need nothing else. Before the file is kept, the TFLite model ru
 windows and its decisions are compared with the Keras student's; a model below the agreement threshold
 (a collapsed int8 model, for instance) is never written.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -12,7 +13,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +22,13 @@ import edgekd
 from edgekd.compress.apply import CompressionOptions
 from edgekd.distill.run import load_run, load_run_windows
 from edgekd.errors import UserError
-from edgekd.io import check_output, file_mode
 from edgekd.export.convert import INT8_QUANTIZERS, builtin_op_names, convert
 from edgekd.export.metadata_writer import embed_metadata, embed_signed_metadata
-from edgekd.runtime.personalize import RECORD_ROOM
+from edgekd.io import check_output, file_mode
 from edgekd.models.saved import load_model
 from edgekd.runtime.interpreter import TFLiteModel
 from edgekd.runtime.metadata import model_label
+from edgekd.runtime.personalize import RECORD_ROOM
 
 # Argmax agreement with the Keras student on test windows that each variant must reach by default.
 # Float variants differ only by rounding; int8 measured 90-100% on healthy models and ~20% when collapsed.
@@ -57,9 +58,17 @@ class ExportResult:
         return model_label({"variant": self.variant, "compression": self.compression})
 
 
-def export_run(run_dir: str | Path, variant: str, out: str | Path, min_agreement: float | None = None,
-               compression: CompressionOptions | None = None, log=print, classical_branch: str = "none",
-               force: bool = False, progress: bool = True) -> ExportResult:
+def export_run(
+    run_dir: str | Path,
+    variant: str,
+    out: str | Path,
+    min_agreement: float | None = None,
+    compression: CompressionOptions | None = None,
+    log=print,
+    classical_branch: str = "none",
+    force: bool = False,
+    progress: bool = True,
+) -> ExportResult:
     """`compression` (pruning, QAT, low rank) is applied to the student first; agreement is then measured
     against the compressed Keras model, and the accuracy of both is reported. `classical_branch` "lda": the
     (compressed) student and the LDA baseline in one model (models/hybrid.py), fitted on the run's training windows
@@ -75,8 +84,10 @@ def export_run(run_dir: str | Path, variant: str, out: str | Path, min_agreement
     if not (run_dir / "student_kd.h5").is_file():
         raise UserError(f"{run_dir}: has no student_kd.h5; run `edgekd distill` to completion first")
     if run.get("selector") and compression.any:
-        raise UserError(f"{run_dir}: is a selector system (--students ... --selector); --prune, --qat and --low-rank "
-                        f"compress one student and cannot be applied to it; export it without them")
+        raise UserError(
+            f"{run_dir}: is a selector system (--students ... --selector); --prune, --qat and --low-rank "
+            f"compress one student and cannot be applied to it; export it without them"
+        )
     threshold = MIN_AGREEMENT[variant] if min_agreement is None else min_agreement
     if not 0.0 <= threshold <= 1.0:
         raise UserError("--min-agreement is a fraction of windows in [0, 1], e.g. 0.95")
@@ -98,14 +109,34 @@ def export_run(run_dir: str | Path, variant: str, out: str | Path, min_agreement
     tried = {}
     per_channel = not (done and "cluster" in done)
     if not per_channel and variant in ("dynamic", "int8"):
-        log("quantizing with one scale per weight tensor: per-channel scales would turn each kernel's shared values "
-            "into as many per output channel")
-    best = convert_checked(student, variant, representative, test_x, threshold, out, lambda q: metadata_for(q, done),
-                            tried, log, per_channel=per_channel, float_layers=branch.float_layers if branch and branch.kept else ())
+        log(
+            "quantizing with one scale per weight tensor: per-channel scales would turn each kernel's shared values "
+            "into as many per output channel"
+        )
+    best = convert_checked(
+        student,
+        variant,
+        representative,
+        test_x,
+        threshold,
+        out,
+        lambda q: metadata_for(q, done),
+        tried,
+        log,
+        per_channel=per_channel,
+        float_layers=branch.float_layers if branch and branch.kept else (),
+    )
     if compressed is not None and compressed.before_qat is not None and best is not None:
-        best, done = _qat_or_post_training(best, compressed, representative, test_x, threshold, out,
-                                           lambda q, d: _metadata(run, report, run_dir, variant, q, d, compressed.before_qat),
-                                           log)
+        best, done = _qat_or_post_training(
+            best,
+            compressed,
+            representative,
+            test_x,
+            threshold,
+            out,
+            lambda q, d: _metadata(run, report, run_dir, variant, q, d, compressed.before_qat),
+            log,
+        )
     if best is not None and best.agreement < threshold:
         best.path.unlink(missing_ok=True)
     if best is None or best.agreement < threshold:
@@ -117,16 +148,35 @@ def export_run(run_dir: str | Path, variant: str, out: str | Path, min_agreement
         )
     keras_accuracy = float(np.mean(np.argmax(best.keras_logits, 1) == test_y))
     tflite_accuracy = float(np.mean(np.argmax(best.logits, 1) == test_y))
-    final = embed_signed_metadata(best.path.read_bytes(), {**best.metadata, "agreement": best.agreement,
-                                                    "test_accuracy": tflite_accuracy, "keras_test_accuracy": keras_accuracy},
-                                  reserve=RECORD_ROOM)
+    final = embed_signed_metadata(
+        best.path.read_bytes(),
+        {
+            **best.metadata,
+            "agreement": best.agreement,
+            "test_accuracy": tflite_accuracy,
+            "keras_test_accuracy": keras_accuracy,
+        },
+        reserve=RECORD_ROOM,
+    )
     best.path.write_bytes(final)
     os.chmod(best.path, file_mode(out))
     os.replace(best.path, out)
-    return ExportResult(out, variant, best.quantizer, len(final), best.agreement, keras_accuracy, tflite_accuracy, tried,
-                        builtin_op_names(final), time.perf_counter() - started,
-                        gzip_bytes=len(gzip.compress(final, compresslevel=9, mtime=0)), compression=done,
-                        student_accuracy=student_accuracy, classical_branch=branch.describe() if branch else None)
+    return ExportResult(
+        out,
+        variant,
+        best.quantizer,
+        len(final),
+        best.agreement,
+        keras_accuracy,
+        tflite_accuracy,
+        tried,
+        builtin_op_names(final),
+        time.perf_counter() - started,
+        gzip_bytes=len(gzip.compress(final, compresslevel=9, mtime=0)),
+        compression=done,
+        student_accuracy=student_accuracy,
+        classical_branch=branch.describe() if branch else None,
+    )
 
 
 @dataclass
@@ -139,18 +189,34 @@ class _Conversion:
     metadata: dict
 
 
-def convert_checked(model, variant: str, representative, test_x, threshold: float, out: Path, metadata_for, tried: dict,
-                     log, per_channel: bool = True, float_layers: tuple[str, ...] = ()) -> _Conversion | None:
+def convert_checked(
+    model,
+    variant: str,
+    representative,
+    test_x,
+    threshold: float,
+    out: Path,
+    metadata_for,
+    tried: dict,
+    log,
+    per_channel: bool = True,
+    float_layers: tuple[str, ...] = (),
+) -> _Conversion | None:
     """The conversion that agrees best with `model` (int8: the MLIR quantizer, then the legacy one if needed;
     with `float_layers`, convert.py's selective quantization, MLIR only)."""
     keras_logits = model(test_x, training=False).numpy()
     best = None
     quantizers = (INT8_QUANTIZERS[:1] if float_layers else INT8_QUANTIZERS) if variant == "int8" else (None,)
     for quantizer in quantizers:
-        log(f"converting to {variant}" + (f" with the {quantizer} quantizer" if quantizer else "")
-            + (f", {', '.join(float_layers)} in float32" if float_layers and variant == "int8" else ""))
+        log(
+            f"converting to {variant}"
+            + (f" with the {quantizer} quantizer" if quantizer else "")
+            + (f", {', '.join(float_layers)} in float32" if float_layers and variant == "int8" else "")
+        )
         try:
-            flat = convert(model, variant, representative, quantizer or "mlir", per_channel=per_channel, float_layers=float_layers)
+            flat = convert(
+                model, variant, representative, quantizer or "mlir", per_channel=per_channel, float_layers=float_layers
+            )
         except Exception as e:  # noqa: BLE001 - the converter raises many types; the other quantizer may succeed
             tried[quantizer or variant] = 0.0
             log(f"  the converter failed: {str(e).strip().splitlines()[-1][:200]}")
@@ -166,8 +232,10 @@ def convert_checked(model, variant: str, representative, test_x, threshold: floa
             continue
         agreement = float(np.mean(np.argmax(logits, 1) == np.argmax(keras_logits, 1)))
         tried[quantizer or variant] = agreement
-        log(f"  agreement with the Keras model on {len(test_x)} test windows: {agreement:.1%}"
-            + (f"; it predicts only {len(np.unique(np.argmax(logits, 1)))} class(es)" if agreement < threshold else ""))
+        log(
+            f"  agreement with the Keras model on {len(test_x)} test windows: {agreement:.1%}"
+            + (f"; it predicts only {len(np.unique(np.argmax(logits, 1)))} class(es)" if agreement < threshold else "")
+        )
         if best is None or agreement > best.agreement:
             if best is not None:
                 best.path.unlink(missing_ok=True)
@@ -179,15 +247,25 @@ def convert_checked(model, variant: str, representative, test_x, threshold: floa
     return best
 
 
-def _qat_or_post_training(qat: _Conversion, compressed, representative, test_x, threshold: float, out: Path, metadata_for,
-                          log) -> tuple[_Conversion, dict]:
+def _qat_or_post_training(
+    qat: _Conversion, compressed, representative, test_x, threshold: float, out: Path, metadata_for, log
+) -> tuple[_Conversion, dict]:
     """QAT fine-tuning also moves the weights, and on a weak student that can cost more than quantization does.
     The model QAT started from is converted post-training as well; the one with the better int8 validation
     accuracy is kept, and the output says which and why."""
     log("converting the model QAT started from post-training, to keep whichever int8 model validates better")
     ptq_done = {**compressed.done, "qat": False}
-    ptq = convert_checked(compressed.before_qat, "int8", representative, test_x, threshold, out,
-                           lambda q: metadata_for(q, ptq_done), {}, log)
+    ptq = convert_checked(
+        compressed.before_qat,
+        "int8",
+        representative,
+        test_x,
+        threshold,
+        out,
+        lambda q: metadata_for(q, ptq_done),
+        {},
+        log,
+    )
     val_x, val_y = compressed.data.val_x, compressed.data.val_y
     accuracy = lambda c: float(np.mean(np.argmax(TFLiteModel.load(c.path).predict_logits(val_x), 1) == val_y))  # noqa: E731
     qat_val = accuracy(qat)
@@ -195,13 +273,24 @@ def _qat_or_post_training(qat: _Conversion, compressed, representative, test_x, 
     if ptq_val > qat_val:
         log(f"kept post-training int8: validation accuracy {ptq_val:.1%} against {qat_val:.1%} with QAT")
         qat.path.unlink(missing_ok=True)
-        ptq.metadata["notes"] = [f"--qat: post-training int8 kept; validation accuracy {ptq_val:.4f}, QAT int8 {qat_val:.4f}"]
+        ptq.metadata["notes"] = [
+            f"--qat: post-training int8 kept; validation accuracy {ptq_val:.4f}, QAT int8 {qat_val:.4f}"
+        ]
         return ptq, ptq_done
-    log(f"kept QAT int8: validation accuracy {qat_val:.1%}" + (f" against {ptq_val:.1%} post-training" if ptq_val >= 0 else ""))
+    log(
+        f"kept QAT int8: validation accuracy {qat_val:.1%}"
+        + (f" against {ptq_val:.1%} post-training" if ptq_val >= 0 else "")
+    )
     if ptq is not None:
         ptq.path.unlink(missing_ok=True)
-    done = {**compressed.done, "qat": {**compressed.done["qat"], "val_accuracy": qat_val,
-                                       "post_training_val_accuracy": None if ptq_val < 0 else ptq_val}}
+    done = {
+        **compressed.done,
+        "qat": {
+            **compressed.done["qat"],
+            "val_accuracy": qat_val,
+            "post_training_val_accuracy": None if ptq_val < 0 else ptq_val,
+        },
+    }
     qat.metadata["compression"] = done
     return qat, done
 
@@ -222,8 +311,10 @@ def check_classical_branch(kind: str, compression: CompressionOptions) -> None:
     if kind not in CLASSICAL_BRANCHES:
         raise UserError(f"--classical-branch must be one of {', '.join(CLASSICAL_BRANCHES)}, not {kind!r}")
     if kind != "none" and compression.qat:
-        raise UserError(f"--classical-branch {kind} and --qat cannot be combined: QAT fine-tunes the student's int8 ranges "
-                        f"alone; export --classical-branch {kind} --int8 without --qat (post-training int8 covers both)")
+        raise UserError(
+            f"--classical-branch {kind} and --qat cannot be combined: QAT fine-tunes the student's int8 ranges "
+            f"alone; export --classical-branch {kind} --int8 without --qat (post-training int8 covers both)"
+        )
 
 
 def _with_branch(student, run_dir: Path, run: dict, data, log):
@@ -234,10 +325,14 @@ def _with_branch(student, run_dir: Path, run: dict, data, log):
     dataset = dataset_path_of(run_dir, run, data, "--classical-branch fits the LDA on the run's training windows")
     log("fitting the LDA branch on the run's training windows, calibrating it on the validation windows")
     parts = load_run_windows(run_dir, run, dataset, ("train", "val"))
-    model, branch = hybrid(student, parts["train"].x, parts["train"].y, parts["val"].x, parts["val"].y, len(run["classes"]))
+    model, branch = hybrid(
+        student, parts["train"].x, parts["train"].y, parts["val"].x, parts["val"].y, len(run["classes"])
+    )
     accuracies = f"validation accuracy {branch.val_accuracy:.1%} with it at T={branch.temperature:g}, {branch.student_val_accuracy:.1%} without"
     if not branch.kept:
-        log(f"  the LDA branch is left out: it does not raise the validation accuracy ({accuracies}); exporting the student alone")
+        log(
+            f"  the LDA branch is left out: it does not raise the validation accuracy ({accuracies}); exporting the student alone"
+        )
         return model, branch
     log(f"  LDA temperature {branch.temperature:g}, chosen on the validation windows ({accuracies})")
     return model, branch
@@ -266,8 +361,16 @@ def _architecture(run: dict, branch=None) -> str:
     return f"{name} + LDA branch" if branch is not None and branch.kept else name
 
 
-def _metadata(run: dict, report: dict, run_dir: Path, variant: str, quantizer: str | None, compression: dict | None,
-              model, branch=None) -> dict:
+def _metadata(
+    run: dict,
+    report: dict,
+    run_dir: Path,
+    variant: str,
+    quantizer: str | None,
+    compression: dict | None,
+    model,
+    branch=None,
+) -> dict:
     from edgekd.models.build import count_params
 
     extra = {} if not compression else {"compression": compression}
@@ -285,7 +388,7 @@ def _metadata(run: dict, report: dict, run_dir: Path, variant: str, quantizer: s
         "quantizer": quantizer,
         "run": str(run_dir.resolve()),
         "run_test_accuracy": report["test_accuracy"],
-        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "edgekd_version": edgekd.__version__,
         **extra,
     }

@@ -8,14 +8,22 @@ edgekd.runtime.metadata.read_metadata.
 The model is rewritten with TensorFlow's own flatbuffer tooling (tensorflow.lite.tools.flatbuffer_utils
 and the schema's generated object API), imported only when embed_metadata is called.
 """
+
 from __future__ import annotations
 
 import json
 
 import numpy as np
 
-from edgekd.runtime.metadata import (INTEGRITY_KEY, METADATA_NAME, UNSIGNED_DIGEST, file_digest, is_tflite, read_metadata,
-                                     signed)
+from edgekd.runtime.metadata import (
+    INTEGRITY_KEY,
+    METADATA_NAME,
+    UNSIGNED_DIGEST,
+    file_digest,
+    is_tflite,
+    read_metadata,
+    signed,
+)
 
 
 def embed_metadata(tflite_bytes: bytes, metadata: dict, reserve: int = 0) -> bytes:
@@ -31,9 +39,10 @@ def embed_metadata(tflite_bytes: bytes, metadata: dict, reserve: int = 0) -> byt
         raise ValueError("not a TFLite flatbuffer (no 'TFL3' file identifier at bytes 4..8)")
     payload = json.dumps(metadata, ensure_ascii=False, allow_nan=False).encode("utf-8") + b" " * reserve
 
-    import edgekd._tf  # noqa: F401  (TensorFlow with legacy Keras switched on first)
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
+
+    import edgekd._tf  # noqa: F401  (TensorFlow with legacy Keras switched on first)
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_bytes))
     model.metadata = list(model.metadata or [])

@@ -1,4 +1,5 @@
 """Build a tf.keras classifier (logits out) from a preset."""
+
 from __future__ import annotations
 
 from edgekd._tf import keras
@@ -7,15 +8,22 @@ from edgekd.models.presets import Preset
 _SEQUENCE_LAYERS = {"conv1d", "avgpool", "maxpool", "lstm"}
 
 
-def build_model(preset: Preset, window_len: int, channels: int, n_classes: int, seed: int = 0,
-                batch_size: int | None = None, name: str | None = None) -> keras.Model:
+def build_model(
+    preset: Preset,
+    window_len: int,
+    channels: int,
+    n_classes: int,
+    seed: int = 0,
+    batch_size: int | None = None,
+    name: str | None = None,
+) -> keras.Model:
     """`batch_size=1` gives the batch-fixed model the TFLite converter needs to fuse the LSTM."""
     keras.utils.set_random_seed(seed)
     inputs = keras.Input(shape=(window_len, channels), batch_size=batch_size, name="window")
     x = inputs
     kinds = [layer["type"] for layer in preset.layers]
     for i, layer in enumerate(preset.layers):
-        x = _layer(layer, more_sequence_follows=bool(_SEQUENCE_LAYERS & set(kinds[i + 1:])))(x)
+        x = _layer(layer, more_sequence_follows=bool(_SEQUENCE_LAYERS & set(kinds[i + 1 :])))(x)
     if len(x.shape) == 3:  # a stack ending in convolutions: pool over time before the head
         x = keras.layers.GlobalAveragePooling1D()(x)
     logits = keras.layers.Dense(n_classes, name="logits")(x)
@@ -25,8 +33,12 @@ def build_model(preset: Preset, window_len: int, channels: int, n_classes: int, 
 def _layer(spec: dict, more_sequence_follows: bool):
     kind = spec["type"]
     if kind == "conv1d":
-        return keras.layers.Conv1D(spec["filters"], spec["kernel_size"], activation=spec.get("activation", "relu"),
-                                   padding=spec.get("padding", "same"))
+        return keras.layers.Conv1D(
+            spec["filters"],
+            spec["kernel_size"],
+            activation=spec.get("activation", "relu"),
+            padding=spec.get("padding", "same"),
+        )
     if kind == "avgpool":
         return keras.layers.AveragePooling1D(spec["pool_size"])
     if kind == "maxpool":

@@ -25,6 +25,7 @@ VAR here is about the window mean, not the EMG-literature "VAR" (mean square wit
 zero-mean signal and then equals RMS^2 up to N/(N-1)): on IMU channels the window mean is posture, so a
 variance about it tells movement apart from a constant offset, which RMS alone does not.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,7 +42,7 @@ def time_domain_features(windows: np.ndarray, threshold: float = ZC_SSC_THRESHOL
     windows = np.asarray(windows)
     if windows.ndim != 3:
         raise ValueError(f"windows must be (n, length, channels), got shape {windows.shape}")
-    chunks = [_features_of(windows[i:i + CHUNK_WINDOWS], threshold) for i in range(0, len(windows), CHUNK_WINDOWS)]
+    chunks = [_features_of(windows[i : i + CHUNK_WINDOWS], threshold) for i in range(0, len(windows), CHUNK_WINDOWS)]
     if not chunks:
         return np.zeros((0, len(FEATURES) * windows.shape[2]))
     return np.concatenate(chunks)
@@ -74,7 +75,9 @@ def lda():
     return make_pipeline(StandardScaler(), LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto"))
 
 
-def lda_teacher_logits(train_x: np.ndarray, train_y: np.ndarray, parts: dict[str, np.ndarray], n_classes: int) -> dict[str, np.ndarray]:
+def lda_teacher_logits(
+    train_x: np.ndarray, train_y: np.ndarray, parts: dict[str, np.ndarray], n_classes: int
+) -> dict[str, np.ndarray]:
     """`edgekd distill --classical-teacher lda`: the LDA baseline, fitted on the training windows, as one more teacher.
     Its logits are its log posteriors (softmax of them gives its probabilities back), float32 (n, n_classes) per part.
     Deterministic: the same training windows give the same teacher, so a run's LDA teacher is refitted, not saved."""
@@ -82,21 +85,28 @@ def lda_teacher_logits(train_x: np.ndarray, train_y: np.ndarray, parts: dict[str
     if list(model.classes_) != list(range(n_classes)):
         raise ValueError(f"the LDA teacher saw classes {list(model.classes_)}, not 0..{n_classes - 1}")
     # log posteriors of classes LDA deems impossible are -inf in principle; a floor keeps softmax and KL finite
-    return {part: np.maximum(model.predict_log_proba(time_domain_features(x)), -1e4).astype(np.float32) for part, x in parts.items()}
+    return {
+        part: np.maximum(model.predict_log_proba(time_domain_features(x)), -1e4).astype(np.float32)
+        for part, x in parts.items()
+    }
 
 
 CLASSICAL_TEACHERS = ("none", "lda")
 CLASSICAL_BRANCHES = ("none", "lda")  # `edgekd export --classical-branch`: models/hybrid.py
 
 
-def with_classical_teacher(kind: str, teacher_logits: dict[str, list[np.ndarray]], parts: dict, n_classes: int) -> dict[str, list[np.ndarray]]:
+def with_classical_teacher(
+    kind: str, teacher_logits: dict[str, list[np.ndarray]], parts: dict, n_classes: int
+) -> dict[str, list[np.ndarray]]:
     """The logits the KD targets are fused from: the network teachers', and with kind "lda" the LDA teacher's last.
     `parts`: part name -> windows (.x, .y), "train" among them (the LDA teacher is fitted there)."""
     if kind == "none":
         return teacher_logits
     if kind != "lda":
         raise ValueError(f"unknown classical teacher {kind!r}; one of {', '.join(CLASSICAL_TEACHERS)}")
-    lda_logits = lda_teacher_logits(parts["train"].x, parts["train"].y, {p: parts[p].x for p in teacher_logits}, n_classes)
+    lda_logits = lda_teacher_logits(
+        parts["train"].x, parts["train"].y, {p: parts[p].x for p in teacher_logits}, n_classes
+    )
     return {part: [*logits, lda_logits[part]] for part, logits in teacher_logits.items()}
 
 

@@ -24,6 +24,7 @@ graph and adds their logits, a product of the two experts' probabilities (Hinton
 
 Training side (TensorFlow, scikit-learn): the device runs the converted graph, never this module.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -65,7 +66,9 @@ class TimeDomainFeatures(keras.layers.Layer):
         large_enough = tf.abs(step) >= self.threshold
         crossing = tf.logical_and(x[:, :-1] * x[:, 1:] < 0, large_enough)
         rise_before, rise_after = step[:, :-1], step[:, 1:]
-        turning = tf.logical_and(rise_before * -rise_after > 0, tf.logical_or(large_enough[:, :-1], large_enough[:, 1:]))
+        turning = tf.logical_and(
+            rise_before * -rise_after > 0, tf.logical_or(large_enough[:, :-1], large_enough[:, 1:])
+        )
         count = lambda flags: tf.reduce_sum(tf.cast(flags, x.dtype), axis=1)  # noqa: E731
         columns = {
             "mav": tf.reduce_mean(tf.abs(x), axis=1),
@@ -84,6 +87,7 @@ class TimeDomainFeatures(keras.layers.Layer):
 @dataclass
 class Branch:
     """A fitted LDA branch: window -> LDA decision values (logits at T = 1), and its calibration."""
+
     model: keras.Model
     temperature: float = 1.0
     kept: bool = True  # False: it did not raise the validation accuracy, and the student goes alone
@@ -92,14 +96,24 @@ class Branch:
     float_layers: tuple[str, ...] = FLOAT_LAYERS  # the hybrid's layers that int8 export keeps in float32
 
     def describe(self) -> dict:
-        return {"kind": "lda", "kept": self.kept, "features": list(FEATURES), "temperature": self.temperature,
-                "log_odds_floor": LDA_LOG_ODDS_FLOOR, "val_accuracy": self.val_accuracy,
-                "student_val_accuracy": self.student_val_accuracy, "float_layers": list(self.float_layers)}
+        return {
+            "kind": "lda",
+            "kept": self.kept,
+            "features": list(FEATURES),
+            "temperature": self.temperature,
+            "log_odds_floor": LDA_LOG_ODDS_FLOOR,
+            "val_accuracy": self.val_accuracy,
+            "student_val_accuracy": self.student_val_accuracy,
+            "float_layers": list(self.float_layers),
+        }
 
 
 def features_of(layer: TimeDomainFeatures, windows: np.ndarray) -> np.ndarray:
-    return np.concatenate([layer(windows[i:i + FEATURE_BATCH]).numpy() for i in range(0, len(windows), FEATURE_BATCH)]) \
-        if len(windows) else np.zeros((0, layer.mean.shape[0]), np.float32)
+    return (
+        np.concatenate([layer(windows[i : i + FEATURE_BATCH]).numpy() for i in range(0, len(windows), FEATURE_BATCH)])
+        if len(windows)
+        else np.zeros((0, layer.mean.shape[0]), np.float32)
+    )
 
 
 def lda_branch(train_x: np.ndarray, train_y: np.ndarray, n_classes: int) -> Branch:
@@ -113,7 +127,9 @@ def lda_branch(train_x: np.ndarray, train_y: np.ndarray, n_classes: int) -> Bran
         raise ValueError(f"the LDA branch saw classes {list(fitted.classes_)}, not 0..{n_classes - 1}")
     scaler, discriminant = fitted[0], fitted[-1]
     features.set_weights([scaler.mean_.astype(np.float32), scaler.scale_.astype(np.float32)])
-    model.get_layer("lda").set_weights([discriminant.coef_.T.astype(np.float32), discriminant.intercept_.astype(np.float32)])
+    model.get_layer("lda").set_weights(
+        [discriminant.coef_.T.astype(np.float32), discriminant.intercept_.astype(np.float32)]
+    )
     return Branch(model)
 
 
@@ -124,7 +140,9 @@ def combined_logits(student_logits: np.ndarray, decision: np.ndarray, temperatur
     return student_logits + np.maximum(lda_log_p, -LDA_LOG_ODDS_FLOOR)
 
 
-def choose_temperature(student_val_logits: np.ndarray, val_decision: np.ndarray, val_y: np.ndarray) -> tuple[float, float, float]:
+def choose_temperature(
+    student_val_logits: np.ndarray, val_decision: np.ndarray, val_y: np.ndarray
+) -> tuple[float, float, float]:
     """(T, the hybrid's validation accuracy at T, the student's alone): T as the module doc says. numpy only, so
     `edgekd distill` can report the hybrid from the baseline's own LDA (sklearn decision values) without building it."""
     student, decision = student_val_logits.astype(np.float64), val_decision.astype(np.float64)
@@ -142,7 +160,13 @@ def calibrate(branch: Branch, student_val_logits: np.ndarray, val_x: np.ndarray,
     """The branch with T chosen on the validation windows, and whether it is kept (see the module doc)."""
     decision = branch.model.predict(val_x, verbose=0)
     temperature, val_accuracy, alone = choose_temperature(student_val_logits, decision, val_y)
-    return replace(branch, temperature=temperature, kept=val_accuracy > alone, val_accuracy=val_accuracy, student_val_accuracy=alone)
+    return replace(
+        branch,
+        temperature=temperature,
+        kept=val_accuracy > alone,
+        val_accuracy=val_accuracy,
+        student_val_accuracy=alone,
+    )
 
 
 def with_classical_branch(student: keras.Model, branch: Branch) -> keras.Model:
@@ -150,7 +174,8 @@ def with_classical_branch(student: keras.Model, branch: Branch) -> keras.Model:
     inputs = keras.Input(shape=student.input_shape[1:], batch_size=student.input_shape[0], name="window")
     scaled = keras.layers.Rescaling(1.0 / branch.temperature, name="lda_temperature")(branch.model(inputs))
     log_odds = keras.layers.Lambda(
-        lambda z: tf.maximum(z - tf.reduce_max(z, axis=1, keepdims=True), -LDA_LOG_ODDS_FLOOR), name="lda_log_odds")(scaled)
+        lambda z: tf.maximum(z - tf.reduce_max(z, axis=1, keepdims=True), -LDA_LOG_ODDS_FLOOR), name="lda_log_odds"
+    )(scaled)
     logits = keras.layers.Add(name="logits")([student(inputs), log_odds])
     return keras.Model(inputs, logits, name=f"{student.name}_with_lda")
 

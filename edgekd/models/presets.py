@@ -3,6 +3,7 @@
 A preset is a stack of layers; the classifier head (Dense with one logit per class) is added by the
 builder, so one preset fits any channel and class count.
 """
+
 from __future__ import annotations
 
 import importlib.resources
@@ -24,9 +25,15 @@ LAYER_KEYS = {
     "batchnorm": {},
     "layernorm": {},
 }
-REQUIRED_KEYS = {"conv1d": ("filters", "kernel_size"), "avgpool": ("pool_size",), "maxpool": ("pool_size",),
-                 "lstm": ("units",), "dense": ("units",), "dropout": ("rate",),
-                 "spatial_dropout": ("rate",)}
+REQUIRED_KEYS = {
+    "conv1d": ("filters", "kernel_size"),
+    "avgpool": ("pool_size",),
+    "maxpool": ("pool_size",),
+    "lstm": ("units",),
+    "dense": ("units",),
+    "dropout": ("rate",),
+    "spatial_dropout": ("rate",),
+}
 
 
 @dataclass(frozen=True)
@@ -69,12 +76,14 @@ def load_preset(name_or_path: str) -> Preset:
         raise UserError(f"{path}: not a readable TOML preset ({e}); fix the syntax") from None
     layers = doc.get("layers")
     if not isinstance(layers, list) or not layers:
-        raise UserError(f"{path}: a preset needs [[layers]] tables, e.g. type = \"conv1d\"; see models/edge-student.toml")
+        raise UserError(f'{path}: a preset needs [[layers]] tables, e.g. type = "conv1d"; see models/edge-student.toml')
     for i, layer in enumerate(layers, 1):
         _check_layer(path, i, layer)
     if layers[0]["type"] == "dropout":
-        raise UserError(f"{path}: layer 1 drops single input samples (dropout); drop whole input channels with "
-                        f"spatial_dropout, or put the dropout after a layer")
+        raise UserError(
+            f"{path}: layer 1 drops single input samples (dropout); drop whole input channels with "
+            f"spatial_dropout, or put the dropout after a layer"
+        )
     return Preset(str(doc.get("name", path.stem)), str(doc.get("description", "")), tuple(layers), str(path))
 
 
@@ -97,9 +106,15 @@ def _check_layer(path: Path, i: int, layer) -> None:
         if key == "type":
             continue
         if key not in allowed:
-            raise UserError(f"{path}: layer {i} ({kind}) has unknown key '{key}'; it takes {', '.join(allowed) or 'no keys'}")
+            raise UserError(
+                f"{path}: layer {i} ({kind}) has unknown key '{key}'; it takes {', '.join(allowed) or 'no keys'}"
+            )
         expected = allowed[key]
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) if expected is float else isinstance(value, expected) and not isinstance(value, bool)
+        ok = (
+            isinstance(value, (int, float)) and not isinstance(value, bool)
+            if expected is float
+            else isinstance(value, expected) and not isinstance(value, bool)
+        )
         if not ok:
             raise UserError(f"{path}: layer {i} ({kind}) key '{key}' must be {expected.__name__}, got {value!r}")
     for key in REQUIRED_KEYS.get(kind, ()):

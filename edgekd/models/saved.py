@@ -7,6 +7,7 @@ makes (SAFE_CLASSES); anything else is refused before Keras reads the file, with
 
 Training side: TensorFlow is imported by the callers; this module reads the JSON with h5py alone.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,11 +17,26 @@ from pathlib import Path
 from edgekd.errors import UserError
 
 # What build_model saves: the functional model, its layers, and the initializers their configs name.
-SAFE_CLASSES = frozenset({
-    "Functional", "InputLayer", "Conv1D", "AveragePooling1D", "MaxPooling1D", "GlobalAveragePooling1D", "LSTM", "Dense",
-    "Dropout", "SpatialDropout1D", "BatchNormalization", "LayerNormalization",
-    "GlorotUniform", "Orthogonal", "Zeros", "Ones",
-})
+SAFE_CLASSES = frozenset(
+    {
+        "Functional",
+        "InputLayer",
+        "Conv1D",
+        "AveragePooling1D",
+        "MaxPooling1D",
+        "GlobalAveragePooling1D",
+        "LSTM",
+        "Dense",
+        "Dropout",
+        "SpatialDropout1D",
+        "BatchNormalization",
+        "LayerNormalization",
+        "GlorotUniform",
+        "Orthogonal",
+        "Zeros",
+        "Ones",
+    }
+)
 
 
 def save_model(model, path: Path) -> None:
@@ -41,14 +57,20 @@ def architecture_classes(path: Path) -> set[str]:
         with h5py.File(path, "r") as f:
             config = f.attrs.get("model_config")
     except OSError as e:
-        raise UserError(f"{path}: not a readable Keras .h5 file ({_first_line(e)}); it may be truncated: run "
-                        f"`edgekd distill` again to rewrite it") from None
+        raise UserError(
+            f"{path}: not a readable Keras .h5 file ({_first_line(e)}); it may be truncated: run "
+            f"`edgekd distill` again to rewrite it"
+        ) from None
     if config is None:
-        raise UserError(f"{path}: holds no model architecture (weights only?); run `edgekd distill` again to rewrite it")
+        raise UserError(
+            f"{path}: holds no model architecture (weights only?); run `edgekd distill` again to rewrite it"
+        )
     try:
         tree = json.loads(config.decode() if isinstance(config, bytes) else config)
     except (ValueError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: its architecture is not valid JSON ({e}); run `edgekd distill` again to rewrite it") from None
+        raise UserError(
+            f"{path}: its architecture is not valid JSON ({e}); run `edgekd distill` again to rewrite it"
+        ) from None
     found: set[str] = set()
     stack = [tree]
     while stack:
@@ -69,14 +91,18 @@ def load_model(path: Path):
         raise UserError(f"{path}: missing; run `edgekd distill` to completion to write it")
     unsafe = sorted(architecture_classes(path) - SAFE_CLASSES)
     if unsafe:
-        raise UserError(f"{path}: refused: it names {', '.join(unsafe)}, which edgekd never saves (a Lambda layer runs "
-                        f"code when it is loaded); only open run folders you made, or run `edgekd distill` yourself")
+        raise UserError(
+            f"{path}: refused: it names {', '.join(unsafe)}, which edgekd never saves (a Lambda layer runs "
+            f"code when it is loaded); only open run folders you made, or run `edgekd distill` yourself"
+        )
     from edgekd._tf import keras
 
     try:
         return keras.models.load_model(path, compile=False)
     except (OSError, ValueError, KeyError) as e:
-        raise UserError(f"{path}: cannot be loaded ({_first_line(e)}); run `edgekd distill` again to rewrite it") from None
+        raise UserError(
+            f"{path}: cannot be loaded ({_first_line(e)}); run `edgekd distill` again to rewrite it"
+        ) from None
 
 
 def _first_line(e: Exception) -> str:

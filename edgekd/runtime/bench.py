@@ -3,6 +3,7 @@
 Device side: numpy, scipy and a TFLite runtime only. Every timed invoke starts from reset LSTM state,
 as live inference does. How the models compare (agreement with float, Pareto front) is edgekd.runtime.frontier.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -53,8 +54,15 @@ class BenchResult:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "predictions"}
 
 
-def bench_model(path: str | Path, data: str | Path | None = None, runs: int = 200, warmup: int = 20,
-                threads: int = 1, measure_memory: bool = True, where: dict[str, list[str]] | None = None) -> BenchResult:
+def bench_model(
+    path: str | Path,
+    data: str | Path | None = None,
+    runs: int = 200,
+    warmup: int = 20,
+    threads: int = 1,
+    measure_memory: bool = True,
+    where: dict[str, list[str]] | None = None,
+) -> BenchResult:
     """`where` ({key: values}, splits.parse_where): measure accuracy on those recordings of `data` instead of the
     test split recorded in the model."""
     if runs < 1 or warmup < 0 or threads < 1:
@@ -84,12 +92,23 @@ def bench_model(path: str | Path, data: str | Path | None = None, runs: int = 20
     p50, p90, p99 = np.percentile(times, [50, 90, 99])
     meta = model.metadata or {}
     return BenchResult(
-        model=str(path), variant=meta.get("variant"), bytes=len(raw),
-        gzip_bytes=len(gzip.compress(raw, compresslevel=9, mtime=0)), init_ms=model.init_ms, first_invoke_ms=first_ms,
-        latency_ms={"p50": float(p50), "p90": float(p90), "p99": float(p99)}, accuracy=accuracy, windows=n_windows,
-        runtime=model.runtime, threads=threads, label=model_label(meta), run=meta.get("run"),
-        compression=meta.get("compression"), export_agreement=meta.get("agreement"),
-        peak_rss_kb=measure_peak_rss_kb(path, threads) if measure_memory else None, predictions=predictions,
+        model=str(path),
+        variant=meta.get("variant"),
+        bytes=len(raw),
+        gzip_bytes=len(gzip.compress(raw, compresslevel=9, mtime=0)),
+        init_ms=model.init_ms,
+        first_invoke_ms=first_ms,
+        latency_ms={"p50": float(p50), "p90": float(p90), "p99": float(p99)},
+        accuracy=accuracy,
+        windows=n_windows,
+        runtime=model.runtime,
+        threads=threads,
+        label=model_label(meta),
+        run=meta.get("run"),
+        compression=meta.get("compression"),
+        export_agreement=meta.get("agreement"),
+        peak_rss_kb=measure_peak_rss_kb(path, threads) if measure_memory else None,
+        predictions=predictions,
     )
 
 
@@ -99,20 +118,27 @@ _held_out: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 def _cached_held_out_windows(model: TFLiteModel, data: str | Path, where=None) -> tuple[np.ndarray, np.ndarray]:
     """Models exported from one run share their test windows: a frontier of many variants windows them once."""
     meta = model.metadata or {}
-    key = (str(Path(data).resolve()), json.dumps([meta.get(k) for k in ("preprocessing", "split", "classes")] + [where], sort_keys=True))
+    key = (
+        str(Path(data).resolve()),
+        json.dumps([meta.get(k) for k in ("preprocessing", "split", "classes")] + [where], sort_keys=True),
+    )
     if key not in _held_out:
         _held_out.clear()  # one dataset's windows at a time: they can be hundreds of MB
         _held_out[key] = held_out_windows(model, load_dataset(data), where)
     return _held_out[key]
 
 
-def held_out_windows(model: TFLiteModel, dataset: Dataset, where: dict[str, list[str]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def held_out_windows(
+    model: TFLiteModel, dataset: Dataset, where: dict[str, list[str]] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The test split recorded in the model, or with `where` the recordings it selects (of any dataset with the
     model's streams and classes), windowed and normalised exactly as in training."""
     meta = model.metadata
     if not meta or "preprocessing" not in meta:
-        raise UserError(f"{model.path}: carries no edgekd metadata, so its test split and normalisation are unknown; "
-                        f"export it with `edgekd export` or bench it without --data")
+        raise UserError(
+            f"{model.path}: carries no edgekd metadata, so its test split and normalisation are unknown; "
+            f"export it with `edgekd export` or bench it without --data"
+        )
     preprocessor = Preprocessor.from_dict(meta["preprocessing"])
     if where:
         check_streams_fit(dataset, preprocessor, f"the model {model.path}")
@@ -123,8 +149,9 @@ def held_out_windows(model: TFLiteModel, dataset: Dataset, where: dict[str, list
     check_dataset_fits(dataset, preprocessor, meta["classes"], f"the model {model.path}")
     indices = split_indices_from_dict(dataset, meta["split"], "test")
     if not indices:
-        raise UserError(f"{dataset.root}: holds none of the model's test recordings ({meta['split']['method']} "
-                        f"{meta['split']['test']}); bench with the dataset the model was trained on")
+        raise UserError(
+            f"{dataset.root}: holds none of the model's test recordings ({meta['split']['method']} "
+            f"{meta['split']['test']}); bench with the dataset the model was trained on"
+        )
     windows = recording_windows(dataset, indices, preprocessor)
     return windows.x, windows.y
-

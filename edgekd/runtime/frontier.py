@@ -4,19 +4,21 @@ How models compare with each other: argmax agreement with the float model of the
 Pareto-optimal, and the plot. Also the one measurement that needs a process of its own, peak memory.
 Device side: no TensorFlow, and matplotlib only when a plot is asked for.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgekd.errors import UserError
 from edgekd import plots
+from edgekd.errors import UserError
 
 if TYPE_CHECKING:
     from edgekd.runtime.bench import BenchResult
@@ -37,6 +39,7 @@ def compare(results: Sequence[BenchResult]) -> Sequence[BenchResult]:
 
 
 # ---- agreement with the float model -----------------------------------------------------------------
+
 
 def agreements_with_float(results: Sequence[BenchResult]) -> list[tuple[float | None, str | None]]:
     """(agreement, source) per result: the share of test windows where its argmax equals the float model's.
@@ -78,6 +81,7 @@ def _compression_rank(result: BenchResult) -> tuple[int, int]:
 
 # ---- Pareto front -----------------------------------------------------------------------------------
 
+
 def pareto_flags(results: Sequence[BenchResult]) -> list[bool]:
     """True for every result that no other result dominates on accuracy, gzip bytes and p50 latency.
 
@@ -101,6 +105,7 @@ def _dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
 
 # ---- peak memory ------------------------------------------------------------------------------------
 
+
 def measure_peak_rss_kb(path: str | Path, threads: int = 1) -> int | None:
     """KiB of peak RSS that loading the model and running a few windows adds on top of the imported runtime.
 
@@ -111,15 +116,24 @@ def measure_peak_rss_kb(path: str | Path, threads: int = 1) -> int | None:
     code = "from edgekd.runtime.frontier import _report_peak_rss; _report_peak_rss()"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), os.environ.get("PYTHONPATH")])))
     try:
-        child = subprocess.run([sys.executable, "-c", code, str(path), str(threads)], env=env,
-                               capture_output=True, text=True, timeout=_MEMORY_TIMEOUT_S)
+        child = subprocess.run(
+            [sys.executable, "-c", code, str(path), str(threads)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=_MEMORY_TIMEOUT_S,
+        )
     except subprocess.TimeoutExpired:
-        raise UserError(f"{path}: measuring its peak memory took over {_MEMORY_TIMEOUT_S} s; "
-                        f"check that the machine is not out of memory and bench it again") from None
+        raise UserError(
+            f"{path}: measuring its peak memory took over {_MEMORY_TIMEOUT_S} s; "
+            f"check that the machine is not out of memory and bench it again"
+        ) from None
     if child.returncode != 0:
         reason = (child.stderr.strip().splitlines() or [f"exit status {child.returncode}"])[-1]
-        raise UserError(f"{path}: measuring its peak memory in a fresh process failed ({reason}); "
-                        f"check that `{sys.executable} -c 'import edgekd.runtime.interpreter'` works")
+        raise UserError(
+            f"{path}: measuring its peak memory in a fresh process failed ({reason}); "
+            f"check that `{sys.executable} -c 'import edgekd.runtime.interpreter'` works"
+        )
     return json.loads(child.stdout.strip().splitlines()[-1])["peak_rss_kb"]
 
 
@@ -162,6 +176,7 @@ def peak_rss_kb() -> int | None:
 
 # ---- plot -------------------------------------------------------------------------------------------
 
+
 def require_matplotlib():
     return plots.require_matplotlib("--plot", "bench without --plot")
 
@@ -199,16 +214,19 @@ def point_names(results: Sequence[BenchResult]) -> list[str]:
 
 
 def _draw_panel(axes, xs, ys, names, optimal, higher_is_better: bool) -> None:
-    for optimal_kind, style in ((False, dict(color="0.6", s=30, label="dominated")),
-                                (True, dict(color="C3", s=60, label="Pareto-optimal", zorder=3))):
+    for optimal_kind, style in (
+        (False, dict(color="0.6", s=30, label="dominated")),
+        (True, dict(color="C3", s=60, label="Pareto-optimal", zorder=3)),
+    ):
         chosen = [i for i, flag in enumerate(optimal) if flag == optimal_kind]
         if chosen:
             axes.scatter([xs[i] for i in chosen], [ys[i] for i in chosen], **style)
     step_x, step_y = front_steps([(xs[i], ys[i]) for i, flag in enumerate(optimal) if flag], higher_is_better)
     axes.plot(step_x, step_y, drawstyle="steps-post", color="C3", linewidth=1)
     for i, (x, y, name) in enumerate(zip(xs, ys, names)):  # staggered: near-equal models would overprint
-        axes.annotate(name, (x, y), textcoords="offset points", xytext=(4, _LABEL_OFFSETS[i % len(_LABEL_OFFSETS)]),
-                      fontsize=8)
+        axes.annotate(
+            name, (x, y), textcoords="offset points", xytext=(4, _LABEL_OFFSETS[i % len(_LABEL_OFFSETS)]), fontsize=8
+        )
     if higher_is_better:  # accuracy: no padding above 1, where nothing can be
         axes.set_ylim(top=min(axes.get_ylim()[1], 1.01))
     axes.grid(alpha=0.3)

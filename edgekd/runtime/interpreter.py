@@ -4,6 +4,7 @@ The fused LSTM op keeps its hidden and cell state from one invoke() to the next,
 starts with reset_all_variables(); without it the same window gives different outputs
 (../shared/docs/STACK.md).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -16,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.errors import UserError
 from edgekd.console import quiet_native_output
+from edgekd.errors import UserError
 from edgekd.runtime.metadata import ModelFormatError, altered, is_tflite, read_metadata, signed
 
 # (module to import, attribute path of the Interpreter class, pip distribution), in order of
@@ -47,8 +48,10 @@ def load_interpreter_class() -> tuple[type, str]:
         except importlib.metadata.PackageNotFoundError:  # e.g. tensorflow-cpu, a source build
             version = getattr(module, "__version__", "unknown version")
         return cls, f"{dist} {version}"
-    raise UserError("no TFLite runtime could be imported (" + "; ".join(failures) + "); "
-                    "install one with `pip install ai-edge-litert`")
+    raise UserError(
+        "no TFLite runtime could be imported (" + "; ".join(failures) + "); "
+        "install one with `pip install ai-edge-litert`"
+    )
 
 
 def _first_line(e: Exception) -> str:
@@ -81,23 +84,33 @@ interpreter.invoke()
 def _check_in_child(path: Path, interpreter_class: type, runtime: str, timeout_s: float = 60.0) -> None:
     """Refuse a model without export's checksum that crashes or hangs the runtime, trying it in a child process first.
     A Python-level failure is left to the caller, which reports it in the runtime's own words."""
-    command = [sys.executable, "-c", _CHILD_CHECK, interpreter_class.__module__, interpreter_class.__qualname__,
-               str(path)]
+    command = [
+        sys.executable,
+        "-c",
+        _CHILD_CHECK,
+        interpreter_class.__module__,
+        interpreter_class.__qualname__,
+        str(path),
+    ]
     try:
         returncode = subprocess.run(command, capture_output=True, timeout=timeout_s).returncode
     except subprocess.TimeoutExpired:
-        raise UserError(f"{path}: {runtime} did not finish loading and running it in {timeout_s:.0f} s; {_FIX}") from None
+        raise UserError(
+            f"{path}: {runtime} did not finish loading and running it in {timeout_s:.0f} s; {_FIX}"
+        ) from None
     if returncode < 0:
         name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else f"signal {-returncode}"
-        raise UserError(f"{path}: {runtime} crashes on it ({name}); the file is damaged or not a model edgekd can run; "
-                        f"{_FIX}")
+        raise UserError(
+            f"{path}: {runtime} crashes on it ({name}); the file is damaged or not a model edgekd can run; {_FIX}"
+        )
 
 
 class TFLiteModel:
     """A loaded .tflite classifier: windows [N, T, C] in, logits or probabilities [N, K] out."""
 
-    def __init__(self, path: Path, model_bytes: bytes, metadata: dict | None, runtime: str,
-                 interpreter, init_ms: float):
+    def __init__(
+        self, path: Path, model_bytes: bytes, metadata: dict | None, runtime: str, interpreter, init_ms: float
+    ):
         self.path = path
         self.model_bytes = model_bytes  # the file as loaded: bench sizes and compresses it without reading it again
         self.bytes = len(model_bytes)
@@ -116,27 +129,28 @@ class TFLiteModel:
         self._output_quant = out["quantization"]
 
     @classmethod
-    def load(cls, path, num_threads: int = 1) -> "TFLiteModel":
+    def load(cls, path, num_threads: int = 1) -> TFLiteModel:
         path = Path(path)
         try:
             model_bytes = path.read_bytes()
         except FileNotFoundError:
-            raise UserError(f"{path}: no such file; pass the path of a .tflite file written by "
-                            "`edgekd export`") from None
+            raise UserError(
+                f"{path}: no such file; pass the path of a .tflite file written by `edgekd export`"
+            ) from None
         except OSError as e:
-            raise UserError(f"{path}: cannot read it ({e.strerror or e}); pass the path of a "
-                            ".tflite file") from None
+            raise UserError(f"{path}: cannot read it ({e.strerror or e}); pass the path of a .tflite file") from None
         if not is_tflite(model_bytes):
-            raise UserError(f"{path}: not a TFLite model (no 'TFL3' identifier); pass a .tflite file "
-                            f"or {_FIX}")
+            raise UserError(f"{path}: not a TFLite model (no 'TFL3' identifier); pass a .tflite file or {_FIX}")
         try:
             metadata = read_metadata(model_bytes)
             changed = altered(model_bytes, metadata)  # reads every buffer: a corrupt one fails here too
         except ModelFormatError as e:
             raise UserError(f"{path}: corrupt TFLite file ({e}); {_FIX}") from None
         if changed:
-            raise UserError(f"{path}: was altered after export: its graph, weights or metadata (normalisation, classes, "
-                            f"test split) no longer match the checksum export wrote; {_FIX}")
+            raise UserError(
+                f"{path}: was altered after export: its graph, weights or metadata (normalisation, classes, "
+                f"test split) no longer match the checksum export wrote; {_FIX}"
+            )
         interpreter_class, runtime = load_interpreter_class()
         if not signed(model_bytes, metadata):
             _check_in_child(path, interpreter_class, runtime)
@@ -163,8 +177,10 @@ class TFLiteModel:
         windows = np.asarray(windows, dtype=np.float32)
         if windows.ndim != len(self.input_shape) or windows.shape[1:] != self.window_shape:
             expected = " x ".join(str(d) for d in self.window_shape)
-            raise UserError(f"{self.path}: model expects windows of {expected}, got an array of "
-                            f"shape {windows.shape}; window the data as the model was trained")
+            raise UserError(
+                f"{self.path}: model expects windows of {expected}, got an array of "
+                f"shape {windows.shape}; window the data as the model was trained"
+            )
         return windows
 
     def quantize_input(self, window: np.ndarray) -> np.ndarray:
@@ -186,8 +202,13 @@ class TFLiteModel:
             interpreter.set_tensor(self._input_index, x)
             interpreter.invoke()
             y = interpreter.get_tensor(self._output_index).reshape(-1)
-        except (ValueError, RuntimeError) as e:  # a damaged file can load and still fail here ("Input tensor 7 lacks data")
-            raise UserError(f"{self.path}: {self.runtime} loads it but cannot run it ({_first_line(e)}); {_FIX}") from None
+        except (
+            ValueError,
+            RuntimeError,
+        ) as e:  # a damaged file can load and still fail here ("Input tensor 7 lacks data")
+            raise UserError(
+                f"{self.path}: {self.runtime} loads it but cannot run it ({_first_line(e)}); {_FIX}"
+            ) from None
         scale, zero_point = self._output_quant
         if self.output_dtype.kind in "iu" and scale:
             return ((y.astype(np.float32) - zero_point) * scale).astype(np.float32)

@@ -9,6 +9,7 @@ This is a small bounds-checked reader of just Model.metadata and Model.buffers. 
 TensorFlow nor the `flatbuffers` package, and a truncated or corrupt file raises ModelFormatError,
 never IndexError or struct.error.
 """
+
 from __future__ import annotations
 
 import json
@@ -105,8 +106,9 @@ def find_metadata_buffer(tflite_bytes: bytes, name: str) -> bytes | None:
             index = r.scalar(entry, _METADATA_BUFFER, "<I", 0)
             buffers = r.vector_of_tables(model, _MODEL_BUFFERS)
             if index >= len(buffers):
-                raise ModelFormatError(f"metadata {name!r} points at buffer {index}, "
-                                       f"but the model has {len(buffers)} buffers")
+                raise ModelFormatError(
+                    f"metadata {name!r} points at buffer {index}, but the model has {len(buffers)} buffers"
+                )
             return r.buffer_data(buffers[index])
     return None
 
@@ -127,8 +129,10 @@ class FlatBufferReader:
     def _unpack(self, fmt: str, pos: int) -> int:
         size = struct.calcsize(fmt)
         if pos < 0 or pos + size > len(self.data):
-            raise ModelFormatError(f"truncated or corrupt: a read of {size} bytes at offset {pos} "
-                                   f"is outside the {len(self.data)}-byte file")
+            raise ModelFormatError(
+                f"truncated or corrupt: a read of {size} bytes at offset {pos} "
+                f"is outside the {len(self.data)}-byte file"
+            )
         return struct.unpack_from(fmt, self.data, pos)[0]
 
     def _table(self, pos: int) -> int:
@@ -167,8 +171,10 @@ class FlatBufferReader:
         length = self._unpack("<I", vec)
         start = vec + 4
         if start + length * elem_size > len(self.data):
-            raise ModelFormatError(f"truncated or corrupt: a vector of {length} elements at offset "
-                                   f"{vec} runs past the end of the {len(self.data)}-byte file")
+            raise ModelFormatError(
+                f"truncated or corrupt: a vector of {length} elements at offset "
+                f"{vec} runs past the end of the {len(self.data)}-byte file"
+            )
         return start, length
 
     def vector(self, table: int, field_id: int, elem_size: int) -> tuple[int, int]:
@@ -188,20 +194,22 @@ class FlatBufferReader:
         start, length = self._vector(table, field_id, 1)
         if not start:
             return None
-        return self.data[start:start + length].decode("utf-8", errors="replace")
+        return self.data[start : start + length].decode("utf-8", errors="replace")
 
     def buffer_data(self, buffer: int) -> bytes:
         start, length = self._vector(buffer, _BUFFER_DATA, 1)
         if length:
-            return self.data[start:start + length]
+            return self.data[start : start + length]
         # Models over 2 GB keep buffer contents after the flatbuffer: (offset, size) from file start.
         offset = self.scalar(buffer, _BUFFER_OFFSET, "<Q", 0)
         size = self.scalar(buffer, _BUFFER_SIZE, "<Q", 0)
         if offset > 1:
             if offset + size > len(self.data):
-                raise ModelFormatError(f"truncated: buffer data at offset {offset} ({size} bytes) runs "
-                                       f"past the end of the {len(self.data)}-byte file")
-            return self.data[offset:offset + size]
+                raise ModelFormatError(
+                    f"truncated: buffer data at offset {offset} ({size} bytes) runs "
+                    f"past the end of the {len(self.data)}-byte file"
+                )
+            return self.data[offset : offset + size]
         return b""
 
 
@@ -244,7 +252,7 @@ def _compression_tag(key: str, value) -> str | None:
 
 
 def _percent(value, *keys: str) -> str:
-    """"50" for 0.5, found directly or under the first of `keys` present; "" when there is no number."""
+    """ "50" for 0.5, found directly or under the first of `keys` present; "" when there is no number."""
     if isinstance(value, dict):
         value = next((value[k] for k in keys if isinstance(value.get(k), (int, float))), None)
     if isinstance(value, bool) or not isinstance(value, (int, float)):

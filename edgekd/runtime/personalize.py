@@ -10,6 +10,7 @@ new scales, and an output scale that covers the new logits), so the result is on
 bench, stream and personalize take like any other. Its metadata records the calibration and carries a new
 checksum; export leaves room for that record in the file.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,14 @@ import numpy as np
 
 from edgekd.errors import UserError
 from edgekd.runtime.interpreter import TFLiteModel
-from edgekd.runtime.metadata import (INTEGRITY_KEY, UNSIGNED_DIGEST, ModelFormatError, FlatBufferReader, file_digest,
-                                     metadata_span)
+from edgekd.runtime.metadata import (
+    INTEGRITY_KEY,
+    UNSIGNED_DIGEST,
+    FlatBufferReader,
+    ModelFormatError,
+    file_digest,
+    metadata_span,
+)
 
 STRENGTH = 1e-2  # the pull toward the shipped weights (benchmarks/personalize.py chose it on validation people)
 RENORMALIZE = False  # refit the per-channel normalisation to the person too (benchmarks/personalize.py decides)
@@ -44,6 +51,7 @@ _BUFFER_DATA = 0
 @dataclass(frozen=True)
 class Head:
     """The logits layer of a model: tensor indices of its input (the embedding), weights, bias and output."""
+
     embedding: int
     kernel: int
     bias: int
@@ -71,8 +79,11 @@ def inspecting_interpreter(model: TFLiteModel):
     from ai_edge_litert.interpreter import OpResolverType
 
     interpreter = type(model._interpreter)(
-        model_content=model.model_bytes, num_threads=1, experimental_preserve_all_tensors=True,
-        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        model_content=model.model_bytes,
+        num_threads=1,
+        experimental_preserve_all_tensors=True,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
     interpreter.allocate_tensors()
     return interpreter
 
@@ -83,15 +94,19 @@ def find_head(model: TFLiteModel, interpreter) -> Head:
     producers = [op for op in interpreter._get_ops_details() if output in [int(i) for i in op["outputs"]]]
     if len(producers) != 1 or producers[0]["op_name"] != "FULLY_CONNECTED" or len(producers[0]["inputs"]) != 3:
         kind = producers[0]["op_name"] if producers else "no op"
-        raise UserError(f"{model.path}: its output comes from {kind}, not a logits layer personalize can refit (a student "
-                        f"exported with --classical-branch or a selector has none); personalize a plain `edgekd export`")
+        raise UserError(
+            f"{model.path}: its output comes from {kind}, not a logits layer personalize can refit (a student "
+            f"exported with --classical-branch or a selector has none); personalize a plain `edgekd export`"
+        )
     embedding, kernel, bias = (int(i) for i in producers[0]["inputs"])
     kernel_dtype = np.dtype(interpreter._get_tensor_details(kernel, 0)["dtype"])
     embedding_dtype = np.dtype(interpreter._get_tensor_details(embedding, 0)["dtype"])
     computed = any(kernel in [int(i) for i in op["outputs"]] for op in interpreter._get_ops_details())  # float16
     if computed or bias < 0 or (kernel_dtype, embedding_dtype) not in ((np.float32, np.float32), (np.int8, np.int8)):
-        raise UserError(f"{model.path}: its logits weights are {kernel_dtype} ({model.metadata.get('variant', '?')} export); "
-                        f"personalize takes float32 and int8 exports")
+        raise UserError(
+            f"{model.path}: its logits weights are {kernel_dtype} ({model.metadata.get('variant', '?')} export); "
+            f"personalize takes float32 and int8 exports"
+        )
     return Head(embedding, kernel, bias, output, quantized=kernel_dtype == np.int8)
 
 
@@ -121,8 +136,14 @@ def embeddings(model: TFLiteModel, interpreter, head: Head, windows: np.ndarray)
     return out
 
 
-def fit_head(features: np.ndarray, labels: np.ndarray, prior_w: np.ndarray, prior_b: np.ndarray,
-             strength: float = STRENGTH, fit_classes=None) -> tuple[np.ndarray, np.ndarray]:
+def fit_head(
+    features: np.ndarray,
+    labels: np.ndarray,
+    prior_w: np.ndarray,
+    prior_b: np.ndarray,
+    strength: float = STRENGTH,
+    fit_classes=None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Softmax regression on `features` [N, D], each class weighted equally, plus strength * the squared distance of
     (W, b) from the prior. Only the rows of `fit_classes` (default: the classes in `labels`) move; the others keep the
     prior, so a class missing from the calibration is still recognised as before."""
@@ -174,8 +195,13 @@ def load_calibration(model: TFLiteModel, data: str | Path, where: dict[str, list
     return Calibration(windows.x, np.asarray(windows.y, np.int64), f"{data}" + (f" ({chosen})" if chosen else ""))
 
 
-def personalize(model: TFLiteModel, calibration: Calibration, keep_missing: bool = False,
-                strength: float = STRENGTH, renormalize: bool = RENORMALIZE) -> Personalized:
+def personalize(
+    model: TFLiteModel,
+    calibration: Calibration,
+    keep_missing: bool = False,
+    strength: float = STRENGTH,
+    renormalize: bool = RENORMALIZE,
+) -> Personalized:
     """The model's bytes with a logits layer fitted to `calibration` (load_calibration's windows of the model), and
     with `renormalize` the person's own per-channel offset and scale in place of the training people's."""
     classes = list(model.metadata["classes"])
@@ -193,12 +219,15 @@ def personalize(model: TFLiteModel, calibration: Calibration, keep_missing: bool
     weights, bias = fit_head(features, calibration.labels, prior_w, prior_b, strength)
     personal = float(np.mean(np.argmax(features @ weights.T + bias, 1) == calibration.labels))
     counts = np.bincount(calibration.labels, minlength=len(classes))
-    record = {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "calibration": calibration.source[-200:],
-              "windows": {c: int(n) for c, n in zip(classes, counts) if n},
-              "kept_shipped": [c for c, n in zip(classes, counts) if not n],
-              "method": f"softmax regression toward the shipped logits layer, strength {strength:g}"
-                        + (", on the person's own normalisation" if renormalize else ""),
-              "calibration_accuracy": {"shipped": round(shipped, 4), "personal": round(personal, 4)}}
+    record = {
+        "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "calibration": calibration.source[-200:],
+        "windows": {c: int(n) for c, n in zip(classes, counts) if n},
+        "kept_shipped": [c for c, n in zip(classes, counts) if not n],
+        "method": f"softmax regression toward the shipped logits layer, strength {strength:g}"
+        + (", on the person's own normalisation" if renormalize else ""),
+        "calibration_accuracy": {"shipped": round(shipped, 4), "personal": round(personal, 4)},
+    }
     data = write_head(model, interpreter, head, weights, bias, features)
     # What export measured (test accuracy, agreement with the Keras student) describes the shipped head, not this one.
     kept = {k: v for k, v in model.metadata.items() if k not in ("test_accuracy", "keras_test_accuracy", "agreement")}
@@ -216,8 +245,11 @@ def personal_normalisation(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 def renormalised(preprocessing: dict, offset: np.ndarray, scale: np.ndarray) -> dict:
     """The metadata's preprocessing with (x - mean) / std composed with (z - offset) / scale: one z-score again."""
     mean, std = np.asarray(preprocessing["mean"], np.float64), np.asarray(preprocessing["std"], np.float64)
-    return {**preprocessing, "mean": [float(np.float32(v)) for v in mean + offset * std],
-            "std": [float(np.float32(v)) for v in std * scale]}
+    return {
+        **preprocessing,
+        "mean": [float(np.float32(v)) for v in mean + offset * std],
+        "std": [float(np.float32(v)) for v in std * scale],
+    }
 
 
 def check_personalizable(model: TFLiteModel) -> None:
@@ -244,18 +276,25 @@ def check_calibration(model: TFLiteModel, calibration: Calibration, classes: lis
     counts = np.bincount(calibration.labels, minlength=len(classes))
     missing = [c for c, n in zip(classes, counts) if n == 0]
     if missing and not keep_missing:
-        raise UserError(f"{calibration.source}: has no recordings of {', '.join(missing)} (the model knows "
-                        f"{', '.join(classes)}); record them, or pass --keep-missing to keep the shipped model's "
-                        f"behaviour for those classes")
+        raise UserError(
+            f"{calibration.source}: has no recordings of {', '.join(missing)} (the model knows "
+            f"{', '.join(classes)}); record them, or pass --keep-missing to keep the shipped model's "
+            f"behaviour for those classes"
+        )
     few = [f"{c} ({n})" for c, n in zip(classes, counts) if 0 < n < MIN_WINDOWS_PER_CLASS]
     if few:
-        raise UserError(f"{calibration.source}: too few windows of {', '.join(few)}; personalize needs at least "
-                        f"{MIN_WINDOWS_PER_CLASS} windows of each class (a few seconds of each gesture)")
+        raise UserError(
+            f"{calibration.source}: too few windows of {', '.join(few)}; personalize needs at least "
+            f"{MIN_WINDOWS_PER_CLASS} windows of each class (a few seconds of each gesture)"
+        )
 
 
 # ---- writing the file in place ------------------------------------------------------------------------------------
 
-def write_head(model: TFLiteModel, interpreter, head: Head, weights: np.ndarray, bias: np.ndarray, features: np.ndarray) -> bytes:
+
+def write_head(
+    model: TFLiteModel, interpreter, head: Head, weights: np.ndarray, bias: np.ndarray, features: np.ndarray
+) -> bytes:
     """The model's bytes with (weights, bias) in place of the logits layer's; for int8, new per-row weight scales,
     bias scales to match, and an output scale and zero point covering OUTPUT_MARGIN times the new logits' range on the
     calibration windows."""
@@ -269,16 +308,22 @@ def write_head(model: TFLiteModel, interpreter, head: Head, weights: np.ndarray,
     per_row = spans.count(head.kernel, _QUANT_SCALE) == len(bias)
     peak = np.abs(weights).max(axis=1) if per_row else np.full(len(bias), np.abs(weights).max())
     kernel_scale = np.maximum(peak, 1e-12) / 127.0
-    spans.write_data(head.kernel, np.clip(np.round(weights / kernel_scale[:, None]), -127, 127).astype(np.int8).tobytes())
+    spans.write_data(
+        head.kernel, np.clip(np.round(weights / kernel_scale[:, None]), -127, 127).astype(np.int8).tobytes()
+    )
     bias_scale = input_scale * kernel_scale
     spans.write_data(head.bias, np.round(bias / bias_scale).astype("<i4").tobytes())
-    spans.write_vector(head.kernel, _QUANT_SCALE, (kernel_scale if per_row else kernel_scale[:1]).astype("<f4").tobytes())
+    spans.write_vector(
+        head.kernel, _QUANT_SCALE, (kernel_scale if per_row else kernel_scale[:1]).astype("<f4").tobytes()
+    )
     spans.write_vector(head.bias, _QUANT_SCALE, (bias_scale if per_row else bias_scale[:1]).astype("<f4").tobytes())
     logits = features @ weights.T + bias
     low, high = min(0.0, OUTPUT_MARGIN * float(logits.min())), max(0.0, OUTPUT_MARGIN * float(logits.max()))
     output_scale = max(high - low, 1e-6) / 255.0
     spans.write_vector(head.output, _QUANT_SCALE, np.array([output_scale], "<f4").tobytes())
-    spans.write_vector(head.output, _QUANT_ZERO_POINT, np.array([int(round(-128 - low / output_scale))], "<i8").tobytes())
+    spans.write_vector(
+        head.output, _QUANT_ZERO_POINT, np.array([int(round(-128 - low / output_scale))], "<i8").tobytes()
+    )
     return bytes(data)
 
 
@@ -289,7 +334,9 @@ class _TensorSpans:
         self.data, self.path = data, path
         self.reader = FlatBufferReader(bytes(data))
         model = self.reader.root()
-        self.tensors = self.reader.vector_of_tables(self.reader.vector_of_tables(model, _MODEL_SUBGRAPHS)[0], _SUBGRAPH_TENSORS)
+        self.tensors = self.reader.vector_of_tables(
+            self.reader.vector_of_tables(model, _MODEL_SUBGRAPHS)[0], _SUBGRAPH_TENSORS
+        )
         self.buffers = self.reader.vector_of_tables(model, _MODEL_BUFFERS)
 
     def _span(self, index: int, field_id: int, elem_size: int) -> tuple[int, int]:
@@ -318,7 +365,7 @@ class _TensorSpans:
         start, length = span
         if length * elem_size != len(payload):
             raise UserError(f"{self.path}: its logits layer is laid out unlike an edgekd export's; {_FIX}")
-        self.data[start:start + len(payload)] = payload
+        self.data[start : start + len(payload)] = payload
 
 
 def rewrite_metadata(path: Path, data: bytes, metadata: dict) -> bytes:
@@ -328,13 +375,16 @@ def rewrite_metadata(path: Path, data: bytes, metadata: dict) -> bytes:
         start, length = metadata_span(data)
     except (ModelFormatError, TypeError):
         raise UserError(f"{path}: carries no edgekd metadata to record the calibration in; {_FIX}") from None
-    payload = json.dumps({**metadata, INTEGRITY_KEY: {"sha256": UNSIGNED_DIGEST}}, ensure_ascii=False,
-                         allow_nan=False).encode("utf-8")
+    payload = json.dumps(
+        {**metadata, INTEGRITY_KEY: {"sha256": UNSIGNED_DIGEST}}, ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
     if len(payload) > length:
         raise UserError(f"{path}: has no room for the calibration record ({len(payload) - length} bytes short); {_FIX}")
     out = bytearray(data)
-    out[start:start + length] = payload + b" " * (length - len(payload))
+    out[start : start + length] = payload + b" " * (length - len(payload))
     digest = file_digest(bytes(out), UNSIGNED_DIGEST)
     if digest is None:
-        raise UserError(f"{path}: cannot be signed again (its weights happen to hold the checksum's placeholder); {_FIX}")
+        raise UserError(
+            f"{path}: cannot be signed again (its weights happen to hold the checksum's placeholder); {_FIX}"
+        )
     return bytes(out).replace(UNSIGNED_DIGEST.encode("ascii"), digest.encode("ascii"))
