@@ -1,0 +1,184 @@
+"""`edgekd export`: a run's student as one self-describing model file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgekd.errors import UserError
+from edgekd.table import format_table
+
+
+@click.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--float32", "variant", flag_value="float32", help="Float32 weights and activations.")
+@click.option("--float16", "variant", flag_value="float16", help="Float16 weights, float32 compute.")
+@click.option("--dynamic", "variant", flag_value="dynamic", help="Int8 weights, float activations.")
+@click.option("--int8", "variant", flag_value="int8", help="Full integer: int8 weights, activations, input and output.")
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The .tflite file to write."
+)
+@click.option(
+    "--min-agreement",
+    type=float,
+    help="Least argmax agreement with the Keras student on test windows. [default: 0.99 float32, 0.98 float16, 0.95 dynamic, 0.90 int8]",
+)
+@click.option(
+    "--target",
+    type=click.Choice(["x86", "pi", "mcu"]),
+    help="Pick the variant measured best for this kind of CPU (when no variant flag is given), and say why.",
+)
+@click.option(
+    "--prune",
+    type=float,
+    metavar="SPARSITY",
+    help="Magnitude-prune kernels to this fraction of zeros (0-0.95), fine-tuned with the run's KD loss.",
+)
+@click.option("--qat", is_flag=True, help="Quantization-aware KD fine-tuning before --int8 conversion.")
+@click.option(
+    "--cluster",
+    type=int,
+    metavar="K",
+    help="Share K values per kernel (weight clustering; keeps --prune's zeros), fine-tuned with the run's KD loss; int8 then uses one scale per tensor.",
+)
+@click.option(
+    "--low-rank",
+    type=float,
+    metavar="POINTS",
+    help="Factorise Dense and LSTM input kernels by truncated SVD at the smallest rank that costs at most POINTS of validation accuracy, then fine-tune.",
+)
+@click.option(
+    "--finetune-epochs",
+    default=10,
+    show_default=True,
+    type=int,
+    help="KD fine-tuning epochs for --prune, --cluster, --qat and --low-rank.",
+)
+@click.option(
+    "--finetune-seed", type=int, help="Seed of the KD fine-tuning (to see its spread). [default: the run's seed]"
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    help="The run's dataset, if it moved (fine-tuning and --classical-branch need its training windows).",
+)
+@click.option("--force", is_flag=True, help="Replace --out if it exists (never a file of a distill run).")
+@click.option(
+    "--classical-branch",
+    default="none",
+    show_default=True,
+    type=click.Choice(["none", "lda"]),
+    help="Put the LDA on time-domain features (the classical baseline) beside the student in one model, probabilities averaged with a weight and LDA temperature chosen on the validation windows; not with --qat.",
+)
+def export(
+    run,
+    variant,
+    out,
+    min_agreement,
+    target,
+    prune,
+    qat,
+    cluster,
+    low_rank,
+    finetune_epochs,
+    finetune_seed,
+    data,
+    force,
+    classical_branch,
+):
+    """Convert RUN's distilled student to a TFLite file with its metadata inside, optionally compressed first.
+
+    The file is written only if its decisions agree with the Keras model on the run's test windows;
+    an int8 model that collapses with the default quantizer is retried with the legacy one.
+    --prune, --cluster, --qat and --low-rank fine-tune with the distillation loss against the run's teachers."""
+    from edgekd.compress.apply import CompressionOptions
+    from edgekd.export.targets import TARGETS
+
+    if variant is None and target is not None:
+        variant, why = TARGETS[target]
+        click.echo(f"--target {target}: {variant}, because {why}")
+    elif target is not None and variant != TARGETS[target][0]:
+        click.echo(f"--target {target} would pick {TARGETS[target][0]}; exporting {variant} as asked")
+    if variant is None:
+        raise UserError("choose a variant: --float32, --float16, --dynamic or --int8 (or --target x86|pi|mcu)")
+    options = CompressionOptions(
+        prune=prune,
+        qat=qat,
+        cluster=cluster,
+        low_rank=low_rank,
+        finetune_epochs=finetune_epochs,
+        data=data,
+        seed=finetune_seed,
+    )
+    options.check(variant)
+    from edgekd.export.export import check_classical_branch, export_run
+
+    check_classical_branch(classical_branch, options)
+    if target == "mcu" and classical_branch != "none":
+        raise UserError(
+            f"--target mcu wants a full-integer model for TensorFlow Lite Micro, and --classical-branch {classical_branch} "
+            f"keeps the LDA branch in float32; export the student alone for a microcontroller"
+        )
+    r = export_run(
+        run,
+        variant,
+        out,
+        min_agreement,
+        compression=options,
+        log=click.echo,
+        classical_branch=classical_branch,
+        force=force,
+    )
+    fused = "UNIDIRECTIONAL_SEQUENCE_LSTM" in r.ops and "WHILE" not in r.ops
+    click.echo()
+    if r.compression and "prune" in r.compression:
+        per_layer = r.compression["prune"]["per_layer"]
+        click.echo(
+            format_table(
+                ["kernel", "sparsity"],
+                [[k, v] for k, v in per_layer.items()],
+                title=f"pruning: asked {prune:.0%}, measured {r.compression['prune']['measured']:.1%} of kernel weights",
+            )
+        )
+        click.echo()
+    if r.compression and "cluster" in r.compression:
+        distinct = r.compression["cluster"]["distinct"]
+        click.echo(
+            format_table(
+                ["kernel", "distinct values"],
+                [[k, v] for k, v in distinct.items()],
+                title=f"clustering: at most {cluster} distinct values per kernel"
+                + (", the pruned zeros among them" if "prune" in r.compression else ""),
+            )
+        )
+        click.echo()
+    click.echo(
+        format_table(
+            ["model", "variant", "bytes", "gzip", "agreement", "student_acc", "keras_acc", "tflite_acc", "seconds"],
+            [
+                [
+                    str(r.path),
+                    r.label + (f" ({r.quantizer})" if r.quantizer else ""),
+                    r.bytes,
+                    r.gzip_bytes,
+                    r.agreement,
+                    r.student_accuracy,
+                    r.keras_accuracy,
+                    r.tflite_accuracy,
+                    r.seconds,
+                ]
+            ],
+        )
+    )
+    with_branch = bool(r.classical_branch and r.classical_branch["kept"])
+    if r.compression or with_branch:
+        click.echo(
+            "student_acc: the run's student alone, uncompressed; keras_acc: "
+            + " and ".join(
+                (["after compression"] if r.compression else []) + (["with the LDA branch"] if with_branch else [])
+            )
+            + "; agreement: tflite vs keras_acc's model"
+        )
+    click.echo(f"ops: {', '.join(r.ops)}{'  (LSTM fused)' if fused else ''}")
+    click.echo(f"next: edgekd bench {r.path}")
