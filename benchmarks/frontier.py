@@ -5,10 +5,11 @@
     .venv/bin/python benchmarks/frontier.py --run "myo5 test rep 2=PATH/TO/RUN"   # reuse a finished run
 
 For each case: distil (spine.py's settings, or reuse --run), export float32/float16/dynamic/int8, int8 with
-QAT, pruning at 50% (with and without QAT, and clustered to 16 and 8 shared values), 75% and 90%, and low rank, bench them all on the held-out data, and
-repeat the QAT export over --qat-seeds fine-tuning seeds (default 3; `--rows qat-seeds` does only that), and
-check issue 4's targets. Writes the FRONTIER section of benchmarks/RESULTS.md, the raw numbers to
-benchmarks/out/frontier/<case>.json and a plot per case to benchmarks/figures/.
+QAT, pruning at 50% (with and without QAT, and clustered to 16 and 8 shared values), 75% and 90%, and low rank,
+bench them all on the held-out data, and repeat the QAT export over --qat-seeds fine-tuning seeds (default 3;
+`--rows qat-seeds` does only that), and check the compression targets. Writes the FRONTIER section of
+benchmarks/RESULTS.md, the raw numbers to benchmarks/out/frontier/<case>.json and a plot per case to
+benchmarks/figures/.
 """
 
 from __future__ import annotations
@@ -51,8 +52,12 @@ EXPORTS = [
 
 
 def file_label(variant: str, compression: dict) -> str:
-    tags = {"prune": lambda v: f"prune{round(100 * v)}", "cluster": lambda v: f"cluster{v}"}
-    return "+".join([variant] + [tags.get(k, lambda v: k.replace("_", ""))(v) for k, v in compression.items()])
+    def tag(key: str, value) -> str:
+        if key == "prune":
+            return f"prune{round(100 * value)}"
+        return f"cluster{value}" if key == "cluster" else key.replace("_", "")
+
+    return "+".join([variant] + [tag(k, v) for k, v in compression.items()])
 
 
 def export_all(
@@ -195,9 +200,9 @@ def targets(record: dict) -> list[str]:
                 dense, sparse = (int8_weight_bytes(models / f"{name}.tflite") for name in ("int8", pruned))
                 rest = i8["gzip_bytes"] - gzip_size(dense)
                 out.append(
-                    f"  why: the int8 weights alone ({len(dense):,} bytes) gzip to {gzip_size(dense):,} bytes dense and "
-                    f"{gzip_size(sparse):,} at 50% zeros ({gzip_size(sparse) / gzip_size(dense):.0%}); the rest of the "
-                    f"file, about {rest:,} gzip bytes, does not shrink"
+                    f"  why: the int8 weights alone ({len(dense):,} bytes) gzip to {gzip_size(dense):,} bytes dense "
+                    f"and {gzip_size(sparse):,} at 50% zeros ({gzip_size(sparse) / gzip_size(dense):.0%}); the rest "
+                    f"of the file, about {rest:,} gzip bytes, does not shrink"
                 )
     q = by.get("int8+qat")
     if q and i8:
@@ -208,8 +213,8 @@ def targets(record: dict) -> list[str]:
             diffs = [100 * (r["test_accuracy"] - i8["accuracy"]) for r in repeats]
             each = ", ".join(f"seed {r['seed']} {d:+.1f} ({r['kept']} kept)" for r, d in zip(repeats, diffs))
             out.append(
-                f"  over {len(repeats)} fine-tuning seeds (`--qat-seeds`), the exported --qat int8 against PTQ: {each}; "
-                f"mean {np.mean(diffs):+.1f} ({'met' if np.mean(diffs) >= 0 else 'NOT met'} on the mean)"
+                f"  over {len(repeats)} fine-tuning seeds (`--qat-seeds`), the exported --qat int8 against PTQ: "
+                f"{each}; mean {np.mean(diffs):+.1f} ({'met' if np.mean(diffs) >= 0 else 'NOT met'} on the mean)"
             )
     return out
 
@@ -239,8 +244,8 @@ def markdown(records: list[dict]) -> str:
             f"Command: `.venv/bin/python benchmarks/frontier.py --only {rec['case'].split()[0]}{reuse}`"
             + (" (a reused run is the spine benchmark's run of the same case). " if reuse else ". ")
             + f"Run `{run}`, "
-            f"Keras student {100 * rec['keras_student_accuracy']:.1f}%; {rec['runtime']}; measured {rec['measured_at']}. "
-            f"Plot: `benchmarks/figures/frontier-{_slug(rec['case'])}.png`.",
+            f"Keras student {100 * rec['keras_student_accuracy']:.1f}%; {rec['runtime']}; measured "
+            f"{rec['measured_at']}. Plot: `benchmarks/figures/frontier-{_slug(rec['case'])}.png`.",
             "",
             "| model | accuracy % | agreement % | bytes | gzip | p50 ms | p99 ms | peak KB | pareto |",
             "|---|---|---|---|---|---|---|---|---|",

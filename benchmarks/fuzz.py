@@ -269,17 +269,19 @@ def markdown(r: dict) -> str:
             "",
             "| target | cases | outcome |",
             "|---|---|---|",
-            f"| wire decoder: random and mutated byte streams in random splits | {w['cases']:,} | {w['exceptions']} exceptions; "
-            f"{w['recovered']:,} of {w['intact_frames']:,} frames left intact by the mutations recovered |",
+            f"| wire decoder: random and mutated byte streams in random splits | {w['cases']:,} | {w['exceptions']} "
+            f"exceptions; {w['recovered']:,} of {w['intact_frames']:,} frames left intact by the mutations recovered |",
             f"| wire decoder: {w['garbage_mb']} MB of garbage with {w['frames_in_garbage']:,} frames between | 1 | "
-            f"{w['frames_recovered_from_garbage']:,} frames recovered, {w['mb_per_s']} MB/s, peak buffer {w['peak_buffer_bytes']:,} bytes |",
-            f"| recording files (.npz, .csv) mutated or truncated | {rec['cases']:,} | {rec['loaded']:,} still valid and loaded, "
-            f"{rec['user_errors']:,} one-line errors, {rec['exceptions']} other exceptions |",
-            f"| int8 model with 1-4 random bytes changed, loaded and run | {m['cases']:,} | {m['ran']:,} ran, {m['user_errors']:,} "
-            f"one-line errors, {m['exceptions']} other exceptions, {m['runtime_crashes']} crashes inside the TFLite runtime |",
-            f"| the same without edgekd's metadata (no checksum), 1-4 bytes changed | {u['cases']:,} | {u['ran']:,} ran, "
-            f"{u['user_errors']:,} one-line errors, {u['exceptions']} other exceptions, {u['runtime_crashes']} crashes inside "
-            "the TFLite runtime |",
+            f"{w['frames_recovered_from_garbage']:,} frames recovered, {w['mb_per_s']} MB/s, peak buffer "
+            f"{w['peak_buffer_bytes']:,} bytes |",
+            f"| recording files (.npz, .csv) mutated or truncated | {rec['cases']:,} | {rec['loaded']:,} still valid "
+            f"and loaded, {rec['user_errors']:,} one-line errors, {rec['exceptions']} other exceptions |",
+            f"| int8 model with 1-4 random bytes changed, loaded and run | {m['cases']:,} | {m['ran']:,} ran, "
+            f"{m['user_errors']:,} one-line errors, {m['exceptions']} other exceptions, {m['runtime_crashes']} "
+            "crashes inside the TFLite runtime |",
+            f"| the same without edgekd's metadata (no checksum), 1-4 bytes changed | {u['cases']:,} | {u['ran']:,} "
+            f"ran, {u['user_errors']:,} one-line errors, {u['exceptions']} other exceptions, {u['runtime_crashes']} "
+            f"crashes inside the TFLite runtime |",
             f"| model metadata edited after export | {meta['cases']:,} | {meta['caught']:,} refused as altered |",
             "",
         ]

@@ -352,7 +352,8 @@ def report(
         f"Every latency is the median over {args.rounds} rounds of that round's p50 (or p90) of {args.runs:,} "
         f"one-window invokes after {args.warmup} warm-up invokes; each round builds a fresh interpreter per "
         f"configuration and interleaves them, {BLOCK} invokes of one configuration at a time in a shuffled order, "
-        "so that load from other jobs falls on all alike. *window* is `TFLiteModel.invoke_once` (LSTM state reset, input "
+        "so that load from other jobs falls on all alike. *window* is `TFLiteModel.invoke_once` (LSTM state reset, "
+        "input "
         "quantization in numpy, set/invoke/get, dequantization: what `edgekd bench` and `stream` pay); *invoke* is "
         "`interpreter.invoke()` alone (the kernels). *p50 range* is the lowest and highest round p50: where two "
         "ranges overlap, the difference is noise.",
@@ -463,7 +464,8 @@ def findings(args, names: list[str], configs: dict) -> list[str]:
     L = [
         "## What this run measured",
         "",
-        f"- int8 ÷ float32, whole student, default resolver, 1 thread: {inv('student', 'int8') / inv('student', 'float32'):.1f}× "
+        "- int8 ÷ float32, whole student, default resolver, 1 thread: "
+        f"{inv('student', 'int8') / inv('student', 'float32'):.1f}× "
         f"in invoke ({ms(inv('student', 'int8'))} vs {ms(inv('student', 'float32'))} ms), "
         f"{win('student', 'int8') / win('student', 'float32'):.1f}× per window "
         f"({ms(win('student', 'int8'))} vs {ms(win('student', 'float32'))} ms).",
@@ -535,7 +537,8 @@ def main() -> None:
 
     if not (args.run / "student_kd.h5").is_file():
         sys.exit(
-            f"{args.run}: no finished run; run `.venv/bin/python benchmarks/frontier.py --only myo5` first or pass --run"
+            f"{args.run}: no finished run; run `.venv/bin/python benchmarks/frontier.py --only myo5` first or pass "
+            f"--run"
         )
     log(f"loading {args.run}")
     student = load_model(args.run / "student_kd.h5")

@@ -92,6 +92,10 @@ def validation_grid(model: TFLiteModel, people: list[str]) -> dict:
     return out
 
 
+def accuracy(model: TFLiteModel, x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(np.argmax(model.predict_logits(x), 1) == y))
+
+
 def test_person(model: TFLiteModel, run: Path, person: str, renormalize: bool, strength: float) -> dict:
     from edgekd.models import classical
 
@@ -113,8 +117,7 @@ def test_person(model: TFLiteModel, run: Path, person: str, renormalize: bool, s
             path = Path(tmp) / "personal.tflite"
             path.write_bytes(made.model_bytes)
             personal_model = TFLiteModel.load(path)
-            accuracy = lambda m: float(np.mean(np.argmax(m.predict_logits(tx), 1) == ty))  # noqa: E731
-            row = {"shipped": accuracy(model), "personal": accuracy(personal_model)}
+            row = {"shipped": accuracy(model, tx, ty), "personal": accuracy(personal_model, tx, ty)}
         lda = classical.lda().fit(classical.time_domain_features(x), y)
         row["lda"] = float(np.mean(lda.predict(classical.time_domain_features(tx)) == ty))
         row["finetune"] = finetuned_accuracy(run, x, y, tx, ty)
@@ -231,9 +234,10 @@ def choose(grid: dict) -> tuple[bool, float]:
 def markdown(r: dict) -> str:
     people = r["people"]
     by_subject = sorted({p["subject"] for p in people})
-    mean_of = lambda n, k: {
-        s: float(np.mean([p["cycles"][n][k] for p in people if p["subject"] == s])) for s in by_subject
-    }  # noqa: E731
+
+    def mean_of(n: str, k: str) -> dict[str, float]:
+        return {s: float(np.mean([p["cycles"][n][k] for p in people if p["subject"] == s])) for s in by_subject}
+
     means = grid_means(r["validation_grid"])
     seeds = sorted({p["seed"] for p in people})
     lines = [
@@ -241,7 +245,8 @@ def markdown(r: dict) -> str:
         "",
         f"Fold runs of benchmarks/people.py (seeds {', '.join(map(str, seeds))}; 5 folds of people), each KD student "
         f"exported int8. Calibration: a person's cycle 0 (1 cycle, 35 s) or cycles 0-1 (2 cycles); test: their other "
-        f"cycles. {len(by_subject)} test people, averaged over the seeds per person; measured {r['measured_at']} on {r['cpu']}.",
+        f"cycles. {len(by_subject)} test people, averaged over the seeds per person; measured {r['measured_at']} on "
+        f"{r['cpu']}.",
         "",
         "Strength of the pull toward the shipped head, without and with the input normalisation refitted to the "
         "person, on the validation people (mean over 1 and 2 cycles): "
@@ -266,7 +271,8 @@ def markdown(r: dict) -> str:
     size = int(np.median([f["bytes"] for f in r["files"]]))
     lines += [
         "",
-        f"`personalize` on 1 cycle ({int(np.median([p['cycles']['1']['calibration_windows'] for p in people]))} windows, "
+        f"`personalize` on 1 cycle ({int(np.median([p['cycles']['1']['calibration_windows'] for p in people]))} "
+        f"windows, "
         f"the calibration windows already cut): median {np.median(seconds):.2f} s, slowest {max(seconds):.2f} s. "
         f"The personal file is the exported file's size ({size:,} bytes, median); export leaves "
         f"{r['record_room']:,} bytes of it for the calibration record ({100 * r['record_room'] / size:.1f}%).",
@@ -284,9 +290,11 @@ def targets(table: dict, seconds: list[float], r: dict) -> list[str]:
     return [
         "Targets (issue 20):",
         "",
-        f"- personalized int8 ≥ 95% with 1 cycle: {100 * mean('1', 'personal'):.1f}%: {met(mean('1', 'personal') >= 0.95)}",
+        f"- personalized int8 ≥ 95% with 1 cycle: {100 * mean('1', 'personal'):.1f}%: "
+        f"{met(mean('1', 'personal') >= 0.95)}",
         f"- ≥ 98% with 2 cycles: {100 * mean('2', 'personal'):.1f}%: {met(mean('2', 'personal') >= 0.98)}",
-        f"- ≥ LDA on the same windows + 3 points with 1 cycle: {100 * (mean('1', 'personal') - mean('1', 'lda')):+.1f} points: "
+        "- ≥ LDA on the same windows + 3 points with 1 cycle: "
+        f"{100 * (mean('1', 'personal') - mean('1', 'lda')):+.1f} points: "
         f"{met(mean('1', 'personal') >= mean('1', 'lda') + 0.03)}",
         f"- worst person ≥ 85%: {100 * worst:.1f}%: {met(worst >= 0.85)}",
         f"- personalize ≤ 2 s for 35 s of calibration: {np.median(seconds):.2f} s: {met(np.median(seconds) <= 2)}",

@@ -169,7 +169,8 @@ def model_rows(run: Run) -> list[dict]:
 
 
 def ensemble_label(key: str) -> str:
-    """ensemble_<fusion>: what the KD targets decide; ensemble_with_<classical>: the networks and the classical teacher."""
+    """ensemble_<fusion>: what the KD targets decide; ensemble_with_<classical>: the networks and the classical
+    teacher."""
     if key.startswith("ensemble_with_"):
         return f"ensemble + {key.removeprefix('ensemble_with_').upper()} teacher"
     return f"ensemble ({key.removeprefix('ensemble_')} fusion)"
@@ -206,7 +207,8 @@ def run_summary(run: Run) -> str:
     method = split.get("method", "?")
     held_out = "random recordings" if method == "random" else ", ".join(map(str, split.get("test", []))) or "?"
     parts = "/".join(str(windows.get(part, "?")) for part in ("train", "val", "test"))
-    return f"{run.name}: {report.get('dataset', '?')}, split by {method} (test on {held_out}), windows train/val/test {parts}"
+    dataset = report.get("dataset", "?")
+    return f"{run.name}: {dataset}, split by {method} (test on {held_out}), windows train/val/test {parts}"
 
 
 def comparability_notes(runs: Sequence[Run]) -> list[str]:

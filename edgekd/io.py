@@ -16,7 +16,8 @@ RUN_FILES = ("run.json", "report.json", "windows.npz", "cv_report.json")
 
 def check_output(path: str | os.PathLike, option: str, force: bool = False) -> Path:
     """`path` if a command may write it: its folder is (or can become) a writable folder, it is not a folder itself nor
-    a file of a distill run, and an existing file is replaced only with `force`. A UserError naming the fix otherwise."""
+    a file of a distill run, and an existing file is replaced only with `force`. A UserError naming the fix
+    otherwise."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path}: is a folder; give {option} a file name inside it, e.g. {path / 'out'}")

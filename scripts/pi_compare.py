@@ -234,7 +234,8 @@ def cmd_report(args) -> None:
         "",
         f"- rootfs: Debian {meta.get('debian_version', '?')} arm64 (`debootstrap --variant=minbase`), "
         f"{meta.get('arm_python', '?')}, {meta.get('qemu', '?')}",
-        f"- install: `python3 -m venv` + `pip install {meta.get('wheel', 'edgekd')}` (the README's `pip install edgekd`, "
+        f"- install: `python3 -m venv` + `pip install {meta.get('wheel', 'edgekd')}` (the README's `pip install "
+        f"edgekd`, "
         "wheel built from this checkout; dependencies from PyPI for aarch64)",
         f"- TensorFlow importable on ARM: {meta.get('tensorflow_on_arm', '?')}",
         "",
@@ -290,7 +291,8 @@ def cmd_report(args) -> None:
         "",
         f"`{meta.get('simulate_cmd', '')}` on the host; in the chroot `{meta.get('stream_cmd', '')}`.",
         "",
-        f"- decisions: {stream['decisions']} in {stream['segments']} segments; result: {'OK' if stream['ok'] else 'FAILED'}",
+        f"- decisions: {stream['decisions']} in {stream['segments']} segments; result: "
+        f"{'OK' if stream['ok'] else 'FAILED'}",
     ]
     lines.append(f"- windows per replayed recording (device time): {stream['windows_per_recording']}")
     for rec, r in stream["recordings"].items():

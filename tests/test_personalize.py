@@ -51,7 +51,8 @@ def test_personalize_writes_a_signed_model_of_the_same_size_whose_head_is_the_fi
     weights, bias = personal.fit_head(features, calibration.labels, prior_w, prior_b)
     expected = np.argmax(features @ weights.T + bias, 1)
     written = np.argmax(personal_model.predict_logits(calibration.windows), 1)
-    # as faithful as the shipped file is to its own head (the tiny test model's logits are close: int8 rounding flips some)
+    # as faithful as the shipped file is to its own head (the tiny test model's logits are close: int8 rounding flips
+    # some)
     faithful = np.mean(
         np.argmax(shipped.predict_logits(calibration.windows), 1) == np.argmax(features @ prior_w.T + prior_b, 1)
     )

@@ -237,14 +237,13 @@ def test_device_side_imports_no_tensorflow(models, tmp_path):
         from edgekd.runtime.metadata import read_metadata
         model = TFLiteModel.load(sys.argv[1])
         assert read_metadata(open(sys.argv[1], "rb").read()) is None
-        assert model.predict_proba(np.load(sys.argv[2])).shape == (3, %d)
+        assert model.predict_proba(np.load(sys.argv[2])).shape == (3, N_CLASSES)
         leaked = [m for m in sys.modules if m.split(".")[0] in
                   ("tensorflow", "tf_keras", "keras", "tensorflow_model_optimization")]
         assert not leaked, leaked
         print("ok", model.runtime)
     """
-        % K
-    )
+    ).replace("N_CLASSES", str(K))
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     result = subprocess.run(
         [sys.executable, "-c", code, str(models["dir"] / "int8.tflite"), str(tmp_path / "windows.npy")],

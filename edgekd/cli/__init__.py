@@ -25,7 +25,8 @@ import click
 @click.option(
     "--allow-outside-data",
     is_flag=True,
-    help="Let recordings.csv name files outside its dataset folder (absolute paths, '..', symlinks); only for datasets you trust.",
+    help="Let recordings.csv name files outside its dataset folder (absolute paths, '..', symlinks); only for "
+    "datasets you trust.",
 )
 @click.option(
     "--verbose",

@@ -12,7 +12,8 @@ import click
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for accuracy_vs_params.png and confusion_<run>.png (the best student). Needs `pip install 'edgekd[plot]'`.",
+    help="Folder for accuracy_vs_params.png and confusion_<run>.png (the best student). Needs `pip install "
+    "'edgekd[plot]'`.",
 )
 @click.option(
     "--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the table's rows as JSON."

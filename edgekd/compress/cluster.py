@@ -1,7 +1,8 @@
 """Weight clustering: each Conv1D, LSTM and Dense kernel keeps only K distinct values, fine-tuned with the KD loss.
 
 Pruning zeros half the weights, but the other half stay as varied as before, and gzip gains little on them
-(RESULTS.md, FRONTIER: at 50% zeros the int8 weights gzip to 69-74% of the dense ones). Sharing K centroids per kernel is what
+(RESULTS.md, FRONTIER: at 50% zeros the int8 weights gzip to 69-74% of the dense ones). Sharing K centroids per kernel
+is what
 makes the stored bytes repetitive. After pruning, tfmot's sparsity-preserving clustering keeps the zeros as a
 cluster of their own, so both savings add up.
 

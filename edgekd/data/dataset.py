@@ -229,7 +229,8 @@ def _read_index(path: Path, classes: tuple[str, ...]) -> list[Recording]:
         missing = [c for c in INDEX_COLUMNS if c not in header]
         if missing:
             raise UserError(
-                f"{path}: header lacks column(s) {', '.join(missing)}; the header must be path,subject,label[,repetition][,session]"
+                f"{path}: header lacks column(s) {', '.join(missing)}; the header must be "
+                f"path,subject,label[,repetition][,session]"
             )
         recordings = []
         for row in reader:
@@ -324,7 +325,8 @@ def _read_npz(file: Path, streams) -> dict[str, np.ndarray]:
             missing = [s.name for s in streams if s.name not in keys]
             if missing:
                 raise UserError(
-                    f"{file}: has no array for stream(s) {', '.join(missing)} (it holds {', '.join(sorted(keys)) or 'nothing'}); "
+                    f"{file}: has no array for stream(s) {', '.join(missing)} (it holds "
+                    f"{', '.join(sorted(keys)) or 'nothing'}); "
                     f"save one array per stream named as in dataset.toml"
                 )
             arrays = {s.name: npz[s.name] for s in streams}

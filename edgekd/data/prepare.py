@@ -36,7 +36,8 @@ def recording_windows(
         if len(w) == 0:
             raise UserError(
                 f"{dataset.root / rec.path}: {dataset.duration_s(signals):.2f} s is shorter than one "
-                f"{preprocessor.spec.window_s} s window; use a shorter --window or drop row {rec.row} of {dataset.index_path}"
+                f"{preprocessor.spec.window_s} s window; use a shorter --window or drop row {rec.row} of "
+                f"{dataset.index_path}"
             )
         xs.append(w)
         ys.append(np.full(len(w), label_index(rec.label)))

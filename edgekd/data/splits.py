@@ -149,7 +149,8 @@ def parse_where(clauses) -> dict[str, list[str]]:
         chosen = [v.strip() for v in values.split(",") if v.strip()]
         if not sep or key not in GROUP_KEYS or not chosen:
             raise UserError(
-                f"--where {clause}: write KEY=V1,V2 with KEY one of {', '.join(GROUP_KEYS)}, e.g. --where subject=female3,male7"
+                f"--where {clause}: write KEY=V1,V2 with KEY one of {', '.join(GROUP_KEYS)}, e.g. --where "
+                f"subject=female3,male7"
             )
         if key in where:
             raise UserError(f"--where names {key} twice; list its values once, comma-separated (--where {key}=V1,V2)")
@@ -170,7 +171,8 @@ def select_recordings(dataset: Dataset, where: dict[str, list[str]]) -> list[int
         unknown = [v for v in values if v not in existing]
         if unknown:
             raise UserError(
-                f"{dataset.index_path}: no {key} {', '.join(unknown)} (there are: {', '.join(existing)}); fix --where {key}=..."
+                f"{dataset.index_path}: no {key} {', '.join(unknown)} (there are: {', '.join(existing)}); fix --where "
+                f"{key}=..."
             )
     chosen = [i for i, r in enumerate(dataset.recordings) if all(r.group(k) in vs for k, vs in where.items())]
     if not chosen:

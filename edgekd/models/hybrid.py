@@ -117,7 +117,8 @@ def features_of(layer: TimeDomainFeatures, windows: np.ndarray) -> np.ndarray:
 
 
 def lda_branch(train_x: np.ndarray, train_y: np.ndarray, n_classes: int) -> Branch:
-    """The LDA baseline fitted on the training windows, as a Keras model of the window (decision values); T 1 until calibrated."""
+    """The LDA baseline fitted on the training windows, as a Keras model of the window (decision values); T 1 until
+    calibrated."""
     inputs = keras.Input(shape=train_x.shape[1:], name="window")
     features = TimeDomainFeatures(name="time_domain_features")
     decision = keras.layers.Dense(n_classes, name="lda")(features(inputs))
