@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from results_md import write_section
+from results_md import publish
 from spine import OUT, _slug, cases, run_for  # noqa: F401  (sys.path set up by spine)
 
 from edgekd.compress.apply import CompressionOptions
@@ -305,8 +305,7 @@ def main() -> None:
         for n in CASE_NAMES
         if (saved / f"{_slug(n)}.json").exists()
     ]
-    write_section("FRONTIER", markdown(records))
-    print(markdown(records))
+    publish("FRONTIER", markdown(records))
 
 
 if __name__ == "__main__":

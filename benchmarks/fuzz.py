@@ -30,9 +30,10 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from results_md import write_section  # noqa: E402
+from results_md import publish  # noqa: E402
 
 from edgekd.errors import UserError  # noqa: E402
+from edgekd.io import write_json_atomic  # noqa: E402
 from firmware_bridge.protocol import SYNC, FrameDecoder, encode_frame  # noqa: E402
 
 RECORD = HERE / "records" / "fuzz.json"
@@ -301,10 +302,8 @@ def main() -> None:
             "metadata": metadata(model),
             "measured_at": time.strftime("%Y-%m-%d %H:%M"),
         }
-    RECORD.write_text(json.dumps(result, indent=2) + "\n")
-    text = markdown(result)
-    write_section("FUZZ", text)
-    print(text)
+    write_json_atomic(RECORD, result)
+    publish("FUZZ", markdown(result))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from results_md import write_section  # noqa: E402
+from results_md import publish  # noqa: E402
 
 from edgekd.io import write_json_atomic  # noqa: E402
 from edgekd.runtime import personalize as personal  # noqa: E402
@@ -310,9 +310,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.report_only:
         write_json_atomic(RECORD, measure([int(s) for s in args.seeds.split(",")] if args.seeds else None))
-    text = markdown(json.loads(RECORD.read_text()))
-    write_section("PERSONALIZE", text)
-    print(text)
+    publish("PERSONALIZE", markdown(json.loads(RECORD.read_text())))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,12 @@ def write_section(name: str, body: str, path: Path = RESULTS) -> None:
     write_bytes_atomic(path, text.encode())
 
 
+def publish(name: str, text: str) -> None:
+    """How every benchmark ends: its section of RESULTS.md replaced by TEXT, and TEXT printed."""
+    write_section(name, text)
+    print(text)
+
+
 KEPT_NOTE = "(Kept from an earlier run whose saved results are not on this machine; the command above made them.)"
 
 
