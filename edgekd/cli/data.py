@@ -69,7 +69,7 @@ def _print_summary(s: dict) -> None:
 @click.option("--duration", type=click.FloatRange(0.1), help="Mean recording length in seconds.")
 @click.option("--seed", default=0, show_default=True)
 def synth(out, preset, classes, subjects, repetitions, duration, seed):
-    """Write a SYNTHETIC dataset to OUT, shaped like the seed's ISL corpus (for tests and scale checks)."""
+    """Write a SYNTHETIC dataset to OUT, shaped like a wearable sign-language corpus (for tests and scale checks)."""
     from edgekd.data.synth import PRESETS, write_synthetic_dataset
 
     if preset not in PRESETS:
