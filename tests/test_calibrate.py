@@ -121,8 +121,9 @@ def test_calibration_over_a_pty_then_the_personal_model_decides(exported, myo5):
     import serial
 
     from edgekd.cli.stream import _guided_calibration
+    from firmware_bridge.link import open_link
     from firmware_bridge.live import LiveSession, run_session
-    from firmware_bridge.simulator import Simulator, open_link
+    from firmware_bridge.simulator import Simulator
 
     model = TFLiteModel.load(exported["int8"])
     dataset = load_dataset(myo5)

@@ -16,8 +16,9 @@ from edgekd.data.dataset import load_dataset
 from edgekd.data.splits import split_indices_from_dict
 from edgekd.data.windows import Preprocessor
 from edgekd.runtime.interpreter import TFLiteModel
+from firmware_bridge.link import open_link
 from firmware_bridge.live import LiveSession, run_session
-from firmware_bridge.simulator import Simulator, open_link
+from firmware_bridge.simulator import Simulator
 
 
 @pytest.mark.parametrize("variant", ["float32", "int8"])

@@ -47,7 +47,9 @@ def simulate(dataset, port, pty, listen, baud, speed, text, faults, frame_ms, re
     """Replay DATASET's recordings as a wearable would send them: binary frames (firmware_bridge/PROTOCOL.md)
     or text lines, at real-time pace or --speed, with optional fault injection. No TensorFlow."""
     from edgekd.data.dataset import load_dataset
-    from firmware_bridge.simulator import Simulator, open_link, parse_faults
+    from firmware_bridge.faults import parse_faults
+    from firmware_bridge.link import open_link
+    from firmware_bridge.simulator import Simulator
 
     try:
         chosen = [int(i) for i in recordings] if recordings else None
@@ -56,7 +58,7 @@ def simulate(dataset, port, pty, listen, baud, speed, text, faults, frame_ms, re
     sim = Simulator(
         load_dataset(dataset),
         speed=speed,
-        text=text,
+        wire="text" if text else "frame",
         faults=parse_faults(faults),
         frame_ms=frame_ms,
         recordings=chosen,

@@ -54,14 +54,21 @@ def stream(port, model_path, baud, text, rate, smooth, threshold, jsonl, record,
     """Recognise signs live from a device on PORT: windows cut and normalised exactly as in training,
     LSTM state reset per window. Ctrl-C stops and prints the counters. No TensorFlow."""
     from edgekd.runtime.interpreter import TFLiteModel
-    from firmware_bridge.live import LiveSession, run_session, serial_opener
+    from firmware_bridge.link import reader_opener
+    from firmware_bridge.live import LiveSession, run_session
 
     if rate is not None and not text:
         raise UserError("--rate applies to --text mode; binary frames carry their own timing")
     model = TFLiteModel.load(model_path)
     guided = _guided_calibration(model, calibrate, record, port) if calibrate else {}
     session = LiveSession(
-        model, text=text, text_rate_hz=rate, smooth=smooth, threshold=threshold, record=record, **guided
+        model,
+        wire="text" if text else "frame",
+        rate_hz=rate,
+        smooth=smooth,
+        threshold=threshold,
+        record=record,
+        **guided,
     )
     interactive = sys.stdout.isatty() and not jsonl
 
@@ -77,7 +84,7 @@ def stream(port, model_path, baud, text, rate, smooth, threshold, jsonl, record,
     try:
         run_session(
             session,
-            serial_opener(port, baud),
+            reader_opener(port, baud),
             emit,
             max_windows=max_windows,
             idle_exit_s=idle_exit,
