@@ -1,10 +1,13 @@
-"""The wire formats behind one interface (firmware_bridge/codecs.py)."""
+"""The wire formats behind one interface (firmware_bridge/codecs.py) and the --wire option that picks one."""
 
 from __future__ import annotations
 
+import click
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from edgekd.cli.wire import wire_option
 from edgekd.data.dataset import StreamSpec
 from edgekd.errors import UserError
 from firmware_bridge.codecs import CODECS, Samples, codec
@@ -90,3 +93,40 @@ def test_text_carries_one_stream_and_its_rate_comes_from_the_device():
 def test_an_unknown_wire_names_the_known_ones():
     with pytest.raises(UserError, match="--wire morse: .*frame, text"):
         codec("morse")
+
+
+# --------------------------------------------------------------------------- the --wire option
+
+
+@click.command()
+@wire_option
+def show_wire(wire):
+    click.echo(wire)
+
+
+@pytest.mark.parametrize(
+    "args, wire",
+    [([], "frame"), (["--wire", "text"], "text"), (["--wire", "frame"], "frame"), (["--text"], "text")],
+)
+def test_wire_option_and_the_old_text_flag(args, wire):
+    result = CliRunner().invoke(show_wire, args)
+    assert result.exit_code == 0 and result.output == f"{wire}\n"
+
+
+def test_wire_option_refuses_text_with_another_wire_and_hides_the_old_flag():
+    result = CliRunner().invoke(show_wire, ["--text", "--wire", "frame"])
+    assert result.exit_code == 2 and "give --wire frame or --text, not both" in result.output
+    result = CliRunner().invoke(show_wire, ["--help"])
+    assert "--wire [frame|text]" in result.output and "--text" not in result.output
+    assert CliRunner().invoke(show_wire, ["--wire", "morse"]).exit_code == 2
+
+
+def test_stream_refuses_a_rate_for_binary_frames_before_loading_the_model(tmp_path):
+    from edgekd.cli import main
+
+    result = CliRunner().invoke(
+        main, ["stream", "--port", "loop://", "--model", str(tmp_path / "m.tflite"), "--rate", "200"]
+    )
+    assert (
+        result.exit_code == 2 and "--rate applies to --wire text; binary frames carry their own timing" in result.output
+    )
