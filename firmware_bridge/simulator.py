@@ -29,7 +29,7 @@ datasets) sends one "v0,v1,...\\n" line per sample instead, in chunks of the sam
 Where the bytes go is a link (firmware_bridge/link.py), what goes wrong on the way the faults
 (firmware_bridge/faults.py).
 
-Run as a program: `python -m firmware_bridge.simulator DATASET --pty` (see --help).
+Run as a program: `python -m firmware_bridge.simulator DATASET --pty` is `edgekd simulate` (see --help).
 """
 
 from __future__ import annotations
@@ -328,3 +328,11 @@ def _check_selection(dataset, recordings) -> list[int]:
                 f"{count} recordings (indices 0-{count - 1})"
             )
     return selected
+
+
+if __name__ == "__main__":
+    # `python -m firmware_bridge.simulator` is `edgekd simulate`: the same command, options and checks. The
+    # command imports this module again as firmware_bridge.simulator; this __main__ copy only starts it.
+    from edgekd.cli.simulate import simulate
+
+    simulate(prog_name="python -m firmware_bridge.simulator")

@@ -394,6 +394,20 @@ def test_command_line_replays_to_a_tcp_reader(tmp_path, capsys):
     assert len(frames) == 161
 
 
+def test_python_m_firmware_bridge_simulator_is_edgekd_simulate(tmp_path):
+    program = [sys.executable, "-m", "firmware_bridge.simulator"]
+    shown = subprocess.run([*program, "--help"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("Usage: python -m firmware_bridge.simulator [OPTIONS] DATASET")
+    assert "--wire [frame|text]" in shown.stdout and "--faults" in shown.stdout and "--hold" in shown.stdout
+    root = write_two_stream_dataset(tmp_path / "sim")
+    refused = subprocess.run(
+        [*program, str(root), "--pty", "--wire", "text"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "has 2 streams (emg, imu) and text mode carries one; use binary mode (--wire frame)" in refused.stderr
+
+
 def test_import_pulls_in_no_tensorflow():
     code = (
         "import sys, firmware_bridge.simulator, firmware_bridge.link, firmware_bridge.codecs, firmware_bridge.live; "
