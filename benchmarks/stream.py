@@ -28,7 +28,8 @@ from results_md import write_section as write_results_section  # noqa: E402
 from edgekd.data.dataset import load_dataset  # noqa: E402
 from edgekd.io import write_json_atomic  # noqa: E402
 from edgekd.runtime.interpreter import TFLiteModel  # noqa: E402
-from firmware_bridge.live import LiveSession, run_session, serial_opener  # noqa: E402
+from firmware_bridge.link import reader_opener  # noqa: E402
+from firmware_bridge.live import LiveSession, run_session  # noqa: E402
 from firmware_bridge.protocol import FrameDecoder  # noqa: E402
 from firmware_bridge.simulator import Simulator  # noqa: E402
 
@@ -102,7 +103,7 @@ def live_run(dataset_path: Path, model_path: Path, recordings: list[int], speed:
         last.update(wall=time.perf_counter(), cpu=time.process_time())
 
     start_wall, start_cpu = time.perf_counter(), time.process_time()
-    run_session(session, serial_opener(url, 921600), emit, idle_exit_s=1.0, log=lambda m: None)
+    run_session(session, reader_opener(url, 921600), emit, idle_exit_s=1.0, log=lambda m: None)
     wall, cpu = last["wall"] - start_wall, last["cpu"] - start_cpu  # up to the last decision: not the wait at the end
     sim.wait(10)
     counters = session.counters()
@@ -138,19 +139,21 @@ def write_section(result: dict) -> None:
     lines = [
         "## Live stream (`.venv/bin/python benchmarks/stream.py`)",
         "",
-        f"Data at the seed's rates: isl50 synthetic, 6 sEMG channels at 1,111 Hz + 36 IMU channels at 148 Hz, 10 ms frames; "
-        f"model `{result['model']}` (int8). Measured {result['measured_at']}.",
+        "Data at the seed's rates: isl50 synthetic, 6 sEMG channels at 1,111 Hz + 36 IMU channels at 148 Hz, "
+        f"10 ms frames; model `{result['model']}` (int8). Measured {result['measured_at']}.",
         "",
         "| measure | value | target |",
         "|---|---|---|",
         f"| decoder throughput, one core | {d['x_real_time']:,.0f}× real time ({d['samples_per_s']:,.0f} samples/s, "
-        f"{d['values_per_s']:,.0f} channel values/s) | ≥ 50× real time: {'met' if d['x_real_time'] >= 50 else 'NOT met'} |",
+        f"{d['values_per_s']:,.0f} channel values/s) | "
+        f"≥ 50× real time: {'met' if d['x_real_time'] >= 50 else 'NOT met'} |",
         f"| end-to-end latency, last sample's arrival to decision printed (real time, {live['windows']} windows) | "
         f"p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms (model alone p50 {live['model_p50_ms']:.2f} ms) | "
         f"p99 ≤ 5 ms + model: {'met' if lat['p99'] <= 5 + live['model_p50_ms'] else 'NOT met'} |",
         f"| CPU share of the stream process at real time | {100 * live['cpu_share']:.1f}% of one core | - |",
-        f"| frames lost at real time, no faults | {live['frames_lost']} (sequence gaps {live['sequence_gaps']}, CRC errors "
-        f"{live['crc_errors']}) | 0: {'met' if live['frames_lost'] == 0 and live['sequence_gaps'] == 0 else 'NOT met'} |",
+        f"| frames lost at real time, no faults | {live['frames_lost']} (sequence gaps {live['sequence_gaps']}, "
+        f"CRC errors {live['crc_errors']}) | "
+        f"0: {'met' if live['frames_lost'] == 0 and live['sequence_gaps'] == 0 else 'NOT met'} |",
         "",
         "The latency includes resampling both streams to the model rate, normalising, one interpreter invoke with",
         "the LSTM state reset, smoothing and writing the JSON line. The simulator runs in its own process.",

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import select
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -26,9 +25,10 @@ import numpy as np
 
 from edgekd.data.windows import Preprocessor, stream_window, window_from_streams
 from edgekd.errors import UserError
+from firmware_bridge import link
+from firmware_bridge.codecs import DEFAULT_WIRE, codec
+from firmware_bridge.protocol import TIME_WRAP, US
 
-US = 1_000_000
-_WRAP = 1 << 32  # device timestamps are uint32 microseconds
 # A repeated or reordered frame lands a few frames back; a restarted device's clock lands back at its start.
 RESTART_S = 1.0
 
@@ -61,8 +61,8 @@ class Timeline:
         self.next_window = 0
 
     def _unwrapped(self, timestamp_us: int) -> int:
-        if self._last_raw_us is not None and timestamp_us < self._last_raw_us - _WRAP // 2:
-            self._unwrap += _WRAP
+        if self._last_raw_us is not None and timestamp_us < self._last_raw_us - TIME_WRAP // 2:
+            self._unwrap += TIME_WRAP
         self._last_raw_us = timestamp_us
         return timestamp_us + self._unwrap
 
@@ -234,8 +234,8 @@ class LiveSession:
         self,
         model,
         *,
-        text: bool = False,
-        text_rate_hz: float | None = None,
+        wire: str = DEFAULT_WIRE,
+        rate_hz: float | None = None,
         smooth: int = 1,
         threshold: float = 0.0,
         record: Path | None = None,
@@ -243,7 +243,8 @@ class LiveSession:
         calibration=None,
         on_calibrated=None,
     ):
-        """`calibration` (firmware_bridge/calibrate.GuidedCalibration): its windows come first and are not decided;
+        """`wire`: a key of codecs.CODECS; `rate_hz`: the device's sample rate, for a wire that carries no time.
+        `calibration` (firmware_bridge/calibrate.GuidedCalibration): its windows come first and are not decided;
         when it is over, on_calibrated(windows, labels) returns the model to go on with."""
         meta = model.metadata
         if not meta or "preprocessing" not in meta:
@@ -252,23 +253,11 @@ class LiveSession:
                 f"export it with `edgekd export`"
             )
         pre = Preprocessor.from_dict(meta["preprocessing"])
-        if text:
-            if len(pre.streams) != 1:
-                raise UserError(
-                    f"{model.path}: the model takes {len(pre.streams)} streams; text mode carries one, "
-                    f"use the binary protocol (drop --text)"
-                )
-            if text_rate_hz:  # the device's own rate: windows resample from it to the model rate
-                stream = pre.streams[0]
-                pre = dataclasses.replace(pre, streams=(dataclasses.replace(stream, rate_hz=float(text_rate_hz)),))
-            from firmware_bridge.text import TextDecoder
-
-            self.decoder = TextDecoder(len(pre.streams[0].channels))
-        else:
-            from firmware_bridge.protocol import FrameDecoder
-
-            self.decoder = FrameDecoder()
-        self.model, self.pre, self.text = model, pre, text
+        wire_codec = codec(wire)
+        # The streams as the device sends them (at its own rate, if given): windows resample to the model's rate.
+        pre = dataclasses.replace(pre, streams=wire_codec.device_streams(pre.streams, rate_hz))
+        self.decoder = wire_codec.decoder(pre.streams, str(model.path))
+        self.model, self.pre = model, pre
         self.classes = meta["classes"]
         self.timeline = Timeline(pre, max_fill_s)
         self.smoother = Smoother(smooth, threshold)
@@ -276,7 +265,6 @@ class LiveSession:
         self.stats = SessionStats()
         self.calibration, self.on_calibrated = calibration, on_calibrated
         self._warm_up()
-        self._text_samples = 0
         self._segment = None
         self._last_seq = None
 
@@ -298,18 +286,11 @@ class LiveSession:
         segment and the start of the next must not lose the first segment's last windows."""
         self.stats.bytes += len(data)
         decisions = []
-        if self.text:
-            rows = self.decoder.feed(data)
-            if len(rows):
-                self._place(0, int(round(self._text_samples * US / self.pre.streams[0].rate_hz)), rows)
-                self._text_samples += len(rows)
-                decisions += self._decide(arrival)
-        else:
-            for frame in self.decoder.feed(data):
-                self._check_frame(frame)
-                self._last_seq = frame.seq
-                self._place(frame.stream_id, frame.timestamp_us, frame.values())
-                decisions += self._decide(arrival)
+        for samples in self.decoder.feed(data):
+            self._check_samples(samples)
+            self._last_seq = samples.seq
+            self._place(samples.stream_id, samples.timestamp_us, samples.values)
+            decisions += self._decide(arrival)
         if self.recorder:
             self.recorder.flush()
         return decisions
@@ -350,19 +331,19 @@ class LiveSession:
             self.recorder.write(self.pre.streams[stream_index].name, values)
         self.timeline.add(stream_index, timestamp_us, values)
 
-    def _check_frame(self, frame) -> None:
-        streams = self.pre.streams
-        if frame.stream_id >= len(streams):
+    def _check_samples(self, samples) -> None:
+        streams, sid = self.pre.streams, samples.stream_id
+        if sid >= len(streams):
+            names = ", ".join(s.name for s in streams)
             raise UserError(
-                f"{self.model.path}: the device sends stream id {frame.stream_id}, but the model takes "
-                f"{len(streams)} stream(s) ({', '.join(s.name for s in streams)}); use the model trained for this device"
+                f"{self.model.path}: the device sends stream id {sid}, but the model takes "
+                f"{len(streams)} stream(s) ({names}); use the model trained for this device"
             )
-        expected = len(streams[frame.stream_id].channels)
-        if frame.samples.shape[1] != expected:
+        sent, expected = samples.values.shape[1], len(streams[sid].channels)
+        if sent != expected:
             raise UserError(
-                f"{self.model.path}: the device sends {frame.samples.shape[1]} channels on stream "
-                f"{frame.stream_id} ({streams[frame.stream_id].name}), the model expects {expected}; "
-                f"use the model trained for this device"
+                f"{self.model.path}: the device sends {sent} channels on stream {sid} ({streams[sid].name}), "
+                f"the model expects {expected}; use the model trained for this device"
             )
 
     def counters(self) -> dict:
@@ -370,17 +351,13 @@ class LiveSession:
             "bytes": self.stats.bytes,
             "windows": self.stats.windows,
             "reconnects": self.stats.reconnects,
-            **{f"decoder_{k}": v for k, v in _stats_dict(self.decoder.stats).items()},
+            **{f"decoder_{k}": v for k, v in self.decoder.counters().items()},
             **{f"timeline_{k}": v for k, v in self.timeline.stats.__dict__.items()},
         }
 
     def close(self) -> None:
         if self.recorder:
             self.recorder.close()
-
-
-def _stats_dict(stats) -> dict:
-    return stats.as_dict() if hasattr(stats, "as_dict") else dict(stats.__dict__)
 
 
 def run_session(
@@ -394,8 +371,9 @@ def run_session(
     sleep=time.sleep,
 ) -> None:
     """Read until stopped (Ctrl-C), `max_windows` decisions, or `idle_exit_s` without data (time spent
-    reconnecting counts). A link that drops is reopened with backoff (0.5 s doubling to 5 s); failing to open
-    the port the first time is a UserError."""
+    reconnecting counts). A link that drops is reopened with backoff (link.READER_BACKOFF); failing to open
+    the port the first time is a UserError. `open_port(first)` is link.reader_opener's, or any function that
+    returns a pyserial-like port."""
     port = open_port(first=True)
     last_data = time.monotonic()
 
@@ -405,14 +383,14 @@ def run_session(
     try:
         while True:
             try:
-                data = _read_available(port)
+                data = link.read_available(port)
             except Exception as e:  # serial.SerialException, OSError: the device or the socket went away
-                if not _is_link_error(e):
+                if not link.is_link_error(e):
                     raise
                 port.close()
                 session.stats.reconnects += 1
-                log(f"link lost ({_first_line(e)}); reconnecting")
-                port = _reopen(open_port, log, sleep, idle)
+                log(f"link lost ({link.first_line(e)}); reconnecting")
+                port = link.reopen(open_port, log, sleep, idle)
                 if port is None:
                     return
                 continue
@@ -429,68 +407,3 @@ def run_session(
         if port is not None:
             port.close()
         session.close()
-
-
-def _read_available(port, wait_s: float = 0.05) -> bytes:
-    """Wait up to wait_s for data, then take all that has arrived in one read. The port is non-blocking
-    (timeout 0); pyserial's in_waiting is no byte count for socket:// (it is 0 or 1), and reading byte by
-    byte cost half a core at the seed's 28 KB/s. select() on the port works for serial devices, ptys and
-    sockets on Linux and macOS."""
-    ready, _, _ = select.select([port.fileno()], [], [], wait_s)
-    return port.read(65536) if ready else b""
-
-
-def _reopen(open_port, log, sleep, give_up):
-    """The reopened port, or None once `give_up()` says so."""
-    backoff = 0.5
-    while not give_up():
-        try:
-            port = open_port(first=False)
-            log("link back")
-            return port
-        except Exception as e:
-            if not _is_link_error(e):
-                raise
-            log(f"no link yet ({_first_line(e)}); next try in {backoff:.1f} s")
-            sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
-    return None
-
-
-def _is_link_error(e: Exception) -> bool:
-    import serial
-
-    return isinstance(e, (serial.SerialException, OSError))
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
-def serial_opener(port: str, baud: int):
-    """open_port(first) for run_session: a device path or any pyserial URL (socket://HOST:PORT, loop://).
-    The first open turns every failure into a UserError that says what to do; later ones raise for a retry."""
-    import errno
-
-    import serial
-
-    def open_port(first: bool):
-        try:
-            return serial.serial_for_url(port, baudrate=baud, timeout=0)  # non-blocking: see _read_available
-        except (serial.SerialException, OSError, ValueError) as e:
-            if not first:
-                raise serial.SerialException(str(e)) from None
-            code = getattr(e, "errno", None)
-            text = str(e)
-            if code == errno.EACCES or "Permission denied" in text:
-                fix = "no permission: add your user to the dialout group (sudo usermod -aG dialout $USER, then log in again)"
-            elif code == errno.EBUSY or "busy" in text.lower() or "exclusively lock" in text:
-                fix = "the port is busy: close the other program that has it open"
-            elif code == errno.ENOENT or "No such file" in text or "could not open port" in text:
-                fix = "no such port: plug the device in, or list ports with `python -m serial.tools.list_ports`"
-            else:
-                fix = f"cannot open it ({_first_line(e)}); check the device path or URL (e.g. socket://127.0.0.1:7000)"
-            raise UserError(f"{port}: {fix}") from None
-
-    return open_port

@@ -31,6 +31,11 @@ SYNC: bytes = b"\xa5\x5a"
 VERSION: int = 1
 MAX_VALUES_PER_FRAME: int = 4096  # samples * channels; bounds a frame so resync never waits on a bogus huge length
 
+# Device time: microseconds in a uint32 that wraps (every 71.6 minutes); seq numbers: a uint16 per stream.
+US: int = 1_000_000
+TIME_WRAP: int = 1 << 32
+SEQ_WRAP: int = 1 << 16
+
 HEADER_SIZE: int = 18
 CRC_SIZE: int = 2
 MAX_FRAME_SIZE: int = HEADER_SIZE + 2 * MAX_VALUES_PER_FRAME + CRC_SIZE  # 8212 bytes

@@ -35,11 +35,10 @@ def test_only_windows_wholly_inside_a_hold_are_kept_and_the_turns_end_on_time():
 def test_stream_calibrates_then_recognises_with_the_personal_model(exported, myo5, tmp_path):
     model = TFLiteModel.load(exported["int8"])
     dataset = load_dataset(myo5)
-    first_of = lambda label, rep: next(
-        i
-        for i, r in enumerate(dataset.recordings)  # noqa: E731
-        if r.label == label and r.group("repetition") == rep
-    )
+
+    def first_of(label, rep):
+        return next(i for i, r in enumerate(dataset.recordings) if r.label == label and r.group("repetition") == rep)
+
     prompted = [first_of(c, "0") for c in model.metadata["classes"]]
     later = [first_of(c, "2") for c in model.metadata["classes"]]
     seconds = 3.5
@@ -121,9 +120,10 @@ def test_calibration_over_a_pty_then_the_personal_model_decides(exported, myo5):
 
     import serial
 
-    from edgekd.cli import _guided_calibration
+    from edgekd.cli.stream import _guided_calibration
+    from firmware_bridge.link import open_link
     from firmware_bridge.live import LiveSession, run_session
-    from firmware_bridge.simulator import Simulator, open_link
+    from firmware_bridge.simulator import Simulator
 
     model = TFLiteModel.load(exported["int8"])
     dataset = load_dataset(myo5)

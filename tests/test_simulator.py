@@ -17,8 +17,10 @@ import serial
 from edgekd.cli import main as edgekd_main
 from edgekd.data.dataset import load_dataset
 from edgekd.errors import UserError
+from firmware_bridge.faults import Faults, parse_faults
+from firmware_bridge.link import open_link
 from firmware_bridge.protocol import FrameDecoder, choose_scale
-from firmware_bridge.simulator import GAP_US, Faults, Simulator, open_link, parse_faults
+from firmware_bridge.simulator import GAP_US, Simulator
 from firmware_bridge.text import TextDecoder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -339,7 +341,7 @@ def test_listen_link_serves_a_new_client_after_a_disconnect():
 
 def test_text_mode_round_trips_a_single_stream_dataset(myo5):
     dataset = load_dataset(myo5)
-    sim = Simulator(dataset, text=True, recordings=[0, 3])
+    sim = Simulator(dataset, wire="text", recordings=[0, 3])
     decoder = TextDecoder(8)
     values = np.concatenate([decoder.feed(data) for _, data in sim.frames()])
     raw = [dataset.load_signals(dataset.recordings[i])["emg"] for i in (0, 3)]
@@ -350,7 +352,7 @@ def test_text_mode_round_trips_a_single_stream_dataset(myo5):
 
 def test_text_mode_faults(myo5):
     received = []
-    sim = Simulator(load_dataset(myo5), text=True, recordings=[0], speed=0, faults=Faults(drop=0.2, garbage=0.2))
+    sim = Simulator(load_dataset(myo5), wire="text", recordings=[0], speed=0, faults=Faults(drop=0.2, garbage=0.2))
     stats = sim.run(received.append)
     decoder = TextDecoder(8)
     rows = decoder.feed(b"".join(received))
@@ -360,7 +362,7 @@ def test_text_mode_faults(myo5):
 
 def test_text_mode_needs_a_single_stream(two_streams):
     with pytest.raises(UserError, match="binary mode"):
-        Simulator(two_streams, text=True)
+        Simulator(two_streams, wire="text")
 
 
 # --------------------------------------------------------------------------- program and imports
@@ -392,9 +394,23 @@ def test_command_line_replays_to_a_tcp_reader(tmp_path, capsys):
     assert len(frames) == 161
 
 
+def test_python_m_firmware_bridge_simulator_is_edgekd_simulate(tmp_path):
+    program = [sys.executable, "-m", "firmware_bridge.simulator"]
+    shown = subprocess.run([*program, "--help"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("Usage: python -m firmware_bridge.simulator [OPTIONS] DATASET")
+    assert "--wire [frame|text]" in shown.stdout and "--faults" in shown.stdout and "--hold" in shown.stdout
+    root = write_two_stream_dataset(tmp_path / "sim")
+    refused = subprocess.run(
+        [*program, str(root), "--pty", "--wire", "text"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "has 2 streams (emg, imu) and text mode carries one; use binary mode (--wire frame)" in refused.stderr
+
+
 def test_import_pulls_in_no_tensorflow():
     code = (
-        "import sys, firmware_bridge.simulator; "
+        "import sys, firmware_bridge.simulator, firmware_bridge.link, firmware_bridge.codecs, firmware_bridge.live; "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras')]; "
         "assert not bad, bad"
     )

@@ -16,8 +16,9 @@ from edgekd.data.dataset import load_dataset
 from edgekd.data.splits import split_indices_from_dict
 from edgekd.data.windows import Preprocessor
 from edgekd.runtime.interpreter import TFLiteModel
+from firmware_bridge.link import open_link
 from firmware_bridge.live import LiveSession, run_session
-from firmware_bridge.simulator import Simulator, open_link
+from firmware_bridge.simulator import Simulator
 
 
 @pytest.mark.parametrize("variant", ["float32", "int8"])
@@ -76,7 +77,9 @@ def test_stream_reconnects_after_the_device_drops_the_link(exported, myo5):
 
 
 def test_stream_cli_end_to_end_text_mode_with_smoothing(exported, myo5):
-    proc, url = _start_simulator(myo5, "--listen", "127.0.0.1:0", "--speed", "0", "--text", "--recordings", "10")
+    proc, url = _start_simulator(
+        myo5, "--listen", "127.0.0.1:0", "--speed", "0", "--wire", "text", "--recordings", "10"
+    )
     try:
         result = CliRunner().invoke(
             main,
@@ -86,7 +89,8 @@ def test_stream_cli_end_to_end_text_mode_with_smoothing(exported, myo5):
                 url,
                 "--model",
                 exported["float32"],
-                "--text",
+                "--wire",
+                "text",
                 "--smooth",
                 "3",
                 "--threshold",

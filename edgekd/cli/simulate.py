@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edgekd.cli.options import parse_comma_list
+from edgekd.cli.wire import wire_option
 from edgekd.errors import UserError
 
 
@@ -23,7 +24,7 @@ from edgekd.errors import UserError
     type=float,
     help="1 = real time, 10 = ten times faster, 0 = as fast as possible.",
 )
-@click.option("--text", is_flag=True, help="One line of comma-separated values per sample instead of binary frames.")
+@wire_option
 @click.option("--faults", default="", help="Inject faults, e.g. drop=0.01,corrupt=0.02,garbage=0.01,disconnect=5.")
 @click.option(
     "--frame-ms", default=10.0, show_default=True, type=float, help="Samples per frame, in milliseconds of each stream."
@@ -43,11 +44,13 @@ from edgekd.errors import UserError
     "and --recordings one per class in the model's class order).",
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the fault injection.")
-def simulate(dataset, port, pty, listen, baud, speed, text, faults, frame_ms, recordings, loop, hold, seed):
+def simulate(dataset, port, pty, listen, baud, speed, wire, faults, frame_ms, recordings, loop, hold, seed):
     """Replay DATASET's recordings as a wearable would send them: binary frames (firmware_bridge/PROTOCOL.md)
     or text lines, at real-time pace or --speed, with optional fault injection. No TensorFlow."""
     from edgekd.data.dataset import load_dataset
-    from firmware_bridge.simulator import Simulator, open_link, parse_faults
+    from firmware_bridge.faults import parse_faults
+    from firmware_bridge.link import open_link
+    from firmware_bridge.simulator import Simulator
 
     try:
         chosen = [int(i) for i in recordings] if recordings else None
@@ -56,7 +59,7 @@ def simulate(dataset, port, pty, listen, baud, speed, text, faults, frame_ms, re
     sim = Simulator(
         load_dataset(dataset),
         speed=speed,
-        text=text,
+        wire=wire,
         faults=parse_faults(faults),
         frame_ms=frame_ms,
         recordings=chosen,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from edgekd.cli.wire import wire_option
 from edgekd.errors import UserError
 
 
@@ -21,13 +22,9 @@ from edgekd.errors import UserError
     help="A .tflite written by `edgekd export`.",
 )
 @click.option("--baud", default=921600, show_default=True, help="Baud rate (ignored by USB CDC devices and sockets).")
+@wire_option
 @click.option(
-    "--text",
-    is_flag=True,
-    help="Text mode: one line of comma/tab/space-separated values per sample (single-stream models).",
-)
-@click.option(
-    "--rate", type=float, help="Text mode: the device's sample rate in Hz. [default: the model's stream rate]"
+    "--rate", type=float, help="--wire text: the device's sample rate in Hz. [default: the model's stream rate]"
 )
 @click.option("--smooth", default=1, show_default=True, type=int, help="Majority vote over the last K windows.")
 @click.option(
@@ -50,19 +47,18 @@ from edgekd.errors import UserError
     "personal model. With --record DIR it is kept as DIR/personal.tflite, the calibration as the dataset "
     "DIR/calibration/.",
 )
-def stream(port, model_path, baud, text, rate, smooth, threshold, jsonl, record, max_windows, idle_exit, calibrate):
+def stream(port, model_path, baud, wire, rate, smooth, threshold, jsonl, record, max_windows, idle_exit, calibrate):
     """Recognise signs live from a device on PORT: windows cut and normalised exactly as in training,
     LSTM state reset per window. Ctrl-C stops and prints the counters. No TensorFlow."""
     from edgekd.runtime.interpreter import TFLiteModel
-    from firmware_bridge.live import LiveSession, run_session, serial_opener
+    from firmware_bridge.codecs import CODECS
+    from firmware_bridge.link import reader_opener
+    from firmware_bridge.live import LiveSession, run_session
 
-    if rate is not None and not text:
-        raise UserError("--rate applies to --text mode; binary frames carry their own timing")
+    CODECS[wire].check_rate(rate)  # before the model loads: a wire that carries its own time takes no --rate
     model = TFLiteModel.load(model_path)
     guided = _guided_calibration(model, calibrate, record, port) if calibrate else {}
-    session = LiveSession(
-        model, text=text, text_rate_hz=rate, smooth=smooth, threshold=threshold, record=record, **guided
-    )
+    session = LiveSession(model, wire=wire, rate_hz=rate, smooth=smooth, threshold=threshold, record=record, **guided)
     interactive = sys.stdout.isatty() and not jsonl
 
     def emit(d):
@@ -77,7 +73,7 @@ def stream(port, model_path, baud, text, rate, smooth, threshold, jsonl, record,
     try:
         run_session(
             session,
-            serial_opener(port, baud),
+            reader_opener(port, baud),
             emit,
             max_windows=max_windows,
             idle_exit_s=idle_exit,
