@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench pi-check clean-venv
+.PHONY: demo test lint format bench pi-check clean-venv
 
 # Pinned versions (requirements/lock.txt: resolved from pyproject.toml's train and dev extras, measured
 # together in ../shared/docs/STACK.md), then edgekd itself in editable mode without re-resolving.
@@ -20,6 +20,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# ruff (pyproject.toml: line length 120): CI runs `make lint` before the tests; `make format` rewrites in place.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 # Heavy measurements for benchmarks/RESULTS.md; not part of `make test`.
 bench: $(STAMP)

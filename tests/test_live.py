@@ -1,4 +1,5 @@
-"""The live engine: samples placed by device time give exactly the offline windows; holes, segments, smoothing, recording."""
+"""The live engine: samples placed by device time give exactly the offline windows; holes, segments, smoothing,
+recording."""
 
 from __future__ import annotations
 
@@ -98,7 +99,8 @@ def test_recording_survives_kill_9_and_reads_back_as_a_dataset_recording(tmp_pat
         from edgekd.data.dataset import StreamSpec
         from edgekd.data.windows import Preprocessor, WindowSpec
         from firmware_bridge.live import Recorder
-        pre = Preprocessor((StreamSpec("emg", 100.0, ("a", "b")), StreamSpec("imu", 10.0, ("x",))), WindowSpec(100.0, 0.5, 0.1))
+        pre = Preprocessor((StreamSpec("emg", 100.0, ("a", "b")), StreamSpec("imu", 10.0, ("x",))), WindowSpec(100.0,
+        0.5, 0.1))
         rec = Recorder({str(folder)!r}, pre)
         for i in range(100000):
             rec.write("emg", np.array([[i, -i], [i + 0.5, 2.25]], np.float32))
@@ -155,7 +157,7 @@ def test_a_device_that_restarts_its_clock_starts_a_new_segment_at_once(two_strea
     and dropped until the clock caught up (60 s of frames, a restart: 0 decisions for the next 60 device-seconds)."""
     ds, pre, signals = two_stream
     repeated = {k: np.tile(v, (12, 1)) for k, v in signals.items()}  # about 12 s
-    timeline, windows = Timeline(pre), 0
+    timeline = Timeline(pre)
     for i, t, values in frames_of(repeated, ds.streams):
         timeline.add(i, t, values)
         list(timeline.ready_windows())
