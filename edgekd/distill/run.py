@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +24,12 @@ from edgekd.data.dataset import load_dataset, natural_sorted
 from edgekd.data.prepare import prepare_windows
 from edgekd.data.splits import split_recordings
 from edgekd.data.windows import WindowSpec
-from edgekd.distill.fusion import FUSIONS, distillation_targets, fused_accuracy, teacher_accuracies, teacher_diversity
-from edgekd.distill.teachers import MODES as TEACHER_MODES
+from edgekd.distill.fusion import distillation_targets, fused_accuracy, teacher_accuracies, teacher_diversity
+from edgekd.distill.options import LOSSES, SCHEDULES, DistillConfig  # noqa: F401  (re-exported: the run's API)
 from edgekd.distill.teachers import STRATEGIES, TeacherJob, channel_groups, teacher_input
 from edgekd.errors import UserError
 from edgekd.io import write_bytes_atomic, write_json_atomic
 from edgekd.models.classical import (
-    CLASSICAL_TEACHERS,
     FEATURES,
     ZC_SSC_THRESHOLD,
     evaluate,
@@ -43,114 +42,7 @@ from edgekd.models.saved import save_model
 
 SELECTOR_PRESET = "selector"  # models/selector.toml
 
-# The names only: distill/train.py imports TensorFlow, which a bad option must not wait for.
-SCHEDULES = ("constant", "cosine")
 REPRESENTATIVE_WINDOWS = 500  # enough to calibrate int8 ranges; keeps the run folder small
-LOSSES = ("kl", "mse", "hint")
-
-
-@dataclass
-class DistillConfig:
-    dataset: str
-    out: str
-    teachers: int = 3
-    teacher: str = "conv-teacher"
-    student: str = "edge-conv"
-    epochs: int = 60
-    patience: int = 12
-    batch_size: int | None = None  # None: auto_batch_size of the training windows
-    learning_rate: float = 2e-3
-    lr_schedule: str = "constant"  # "cosine": decay to 0 over --epochs (distill/train.py); teachers and students
-    window: float = 0.5
-    hop: float = 0.1
-    rate: float | None = None  # model rate in Hz; default the highest stream rate
-    split: str | None = None
-    test_on: list[str] = field(default_factory=list)
-    val_on: list[str] = field(default_factory=list)
-    temperature: float = 4.0
-    alpha: float = 0.3
-    fusion: str = "mean"  # how the teachers become one target: a key of edgekd.distill.fusion.FUSIONS
-    loss: str = "kl"  # the KD term: "kl" on softened distributions, "mse" on logits, "hint" KL plus feature hints
-    hint_weight: float = 1.0  # loss="hint": weight of the mean (1 - cosine) feature term beside the KL term
-    seed: int = 0
-    teachers_from: str = "bootstrap"  # where the teachers' diversity comes from: a key of distill.teachers.STRATEGIES
-    subset_min: float = 0.6  # teachers_from="subsets": smallest fraction of the training windows a teacher sees
-    repeats: int = 1  # students trained with seeds seed, seed+1, ...; the first seed's are saved
-    students: list[str] = field(default_factory=list)  # several KD student architectures; the first replaces `student`
-    selector: bool = False  # train a selector that routes each window to one of `students` (distill/selector.py)
-    augment_gain: float = 0.0  # students (and teachers, augment_teachers): sd of a random log gain per window and channel (distill/augment.py); 0 off
-    augment_noise: float = 0.0  # the same: sd of additive noise on the z-scored training windows; 0 off
-    augment_teachers: bool = False  # the teachers train on augmented windows too
-    mixup: float = 0.0  # Beta(a, a) share for mixing each training window with another of its batch; 0 off
-    classical_teacher: str = (
-        "none"  # "lda": the LDA baseline joins the teachers of the KD targets (models/classical.py)
-    )
-    verbose: int = 1
-
-    def check(self) -> None:
-        if self.teachers < 1:
-            raise UserError("--teachers must be at least 1")
-        if self.epochs < 1:
-            raise UserError("--epochs must be at least 1")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise UserError("--batch-size must be at least 1, or auto")
-        if self.lr_schedule not in SCHEDULES:
-            raise UserError(f"--lr-schedule must be one of {', '.join(SCHEDULES)}, not {self.lr_schedule!r}")
-        if not self.temperature > 0:
-            raise UserError("--temperature must be positive, e.g. 4")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise UserError("--alpha weighs cross-entropy against the KD term and must lie in [0, 1], e.g. 0.3")
-        if self.fusion not in FUSIONS:
-            raise UserError(f"--fusion must be one of {', '.join(FUSIONS)}, not {self.fusion!r}")
-        if self.loss not in LOSSES:
-            raise UserError(f"--loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
-        if not self.hint_weight >= 0:
-            raise UserError(f"--hint-weight must be zero or more, not {self.hint_weight:g}")
-        if self.loss == "hint" and self.fusion == "multi-head":
-            raise UserError(
-                "--loss hint and --fusion multi-head each add their own outputs to the student; use one of them"
-            )
-        if self.teachers_from not in TEACHER_MODES:
-            raise UserError(f"--teachers-from must be one of {', '.join(TEACHER_MODES)}, not {self.teachers_from!r}")
-        if not 0.0 < self.subset_min <= 1.0:
-            raise UserError(
-                f"--subset-min is the smallest fraction of the training windows a teacher sees and must lie in (0, 1], not {self.subset_min:g}"
-            )
-        if self.repeats < 1:
-            raise UserError("--repeats must be at least 1")
-        for option, value in (("--augment-gain", self.augment_gain), ("--augment-noise", self.augment_noise)):
-            if not 0.0 <= value <= 5.0:
-                raise UserError(
-                    f"{option} is a standard deviation in z-scored units and must lie in [0, 5], not {value:g}; e.g. 0.3"
-                )
-        if self.augment_teachers and not (self.augment_gain > 0 or self.augment_noise > 0):
-            raise UserError(
-                "--augment-teachers augments with --augment-gain and --augment-noise, both 0 here; give one, e.g. --augment-gain 0.3"
-            )
-        if not 0.0 <= self.mixup <= 10.0:
-            raise UserError(
-                f"--mixup is the Beta(a, a) parameter of the mixing share and must lie in [0, 10], not {self.mixup:g}; e.g. 0.4"
-            )
-        if self.classical_teacher not in CLASSICAL_TEACHERS:
-            raise UserError(
-                f"--classical-teacher must be one of {', '.join(CLASSICAL_TEACHERS)}, not {self.classical_teacher!r}"
-            )
-        if self.classical_teacher != "none" and self.loss != "kl":
-            raise UserError(
-                f"--classical-teacher {self.classical_teacher} gives probabilities from features computed outside "
-                f"the network, so it works with --loss kl (here --loss {self.loss})"
-            )
-        if self.selector and len(self.students) < 2:
-            raise UserError(
-                f"--selector routes windows between students and needs at least two in --students "
-                f"(got {len(self.students)}), e.g. --students edge-student,isl-student"
-            )
-        if len(set(self.students)) != len(self.students):
-            raise UserError(f"--students lists an architecture twice ({', '.join(self.students)}); list each once")
-        if self.loss == "mse" and self.fusion == "vote":
-            raise UserError(
-                "--fusion vote gives one-hot targets with no logits for --loss mse to match; use --loss kl or another --fusion"
-            )
 
 
 def training_device() -> str:
