@@ -38,7 +38,7 @@ from edgekd.data.splits import split_recordings  # noqa: E402
 from edgekd.data.windows import WindowSpec  # noqa: E402
 from edgekd.distill.cv import fold_configs  # noqa: E402
 from edgekd.distill.run import DistillConfig  # noqa: E402
-from edgekd.distill.stages import fit_arguments, test_groups  # noqa: E402
+from edgekd.distill.stages import Prepared, fit_arguments, teacher_job, test_groups  # noqa: E402
 from edgekd.io import write_json_atomic  # noqa: E402
 
 MYO22 = HERE.parents[1] / "shared" / "data" / "myo22"
@@ -230,9 +230,8 @@ def fit_args(cfg: DistillConfig, n_classes: int) -> dict:
 def teachers_of(name: str, fold: Fold) -> list:
     """The fold's teachers of this set: trained through distill's teacher strategies once, then loaded."""
     from edgekd._tf import keras
-    from edgekd.distill.augment import Augmentation
     from edgekd.distill.replay import RunTeacher
-    from edgekd.distill.teachers import STRATEGIES, TeacherJob
+    from edgekd.distill.teachers import STRATEGIES
     from edgekd.models.presets import load_preset
 
     folder = OUT / "teachers" / name.replace(" ", "-") / f"fold-{fold.number}"
@@ -240,21 +239,8 @@ def teachers_of(name: str, fold: Fold) -> list:
     files = [folder / f"teacher_{i}.h5" for i in range(cfg.teachers)]
     if not all(f.exists() for f in files):
         started = time.perf_counter()
-        train, val = fold.parts["train"], fold.parts["val"]
-        job = TeacherJob(
-            cfg,
-            load_preset(cfg.teacher),
-            train,
-            val,
-            fold.n_classes,
-            train.x.shape[1],
-            train.x.shape[2],
-            fold.streams,
-            fit_args(cfg, fold.n_classes),
-            log=lambda m: None,
-            augmentation=Augmentation(cfg.augment_gain, cfg.augment_noise) if cfg.augment_teachers else None,
-        )
-        ensemble = STRATEGIES[cfg.teachers_from](job)
+        data = Prepared(fold.parts, fold.n_classes, fold.streams, cfg.batch_size)
+        ensemble = STRATEGIES[cfg.teachers_from](teacher_job(cfg, data, load_preset(cfg.teacher)))
         folder.mkdir(parents=True, exist_ok=True)
         for teacher, path in zip(ensemble.teachers, files):
             teacher.model.save(path, include_optimizer=False)

@@ -131,24 +131,9 @@ class TeacherSet:
 def train_teachers(cfg: DistillConfig, data: Prepared, preset, log=lambda message: None) -> TeacherSet:
     """Where their diversity comes from is --teachers-from (distill/teachers.py); the default, "bootstrap", gives each
     its own initialisation and a bootstrap resample of the training windows."""
-    from edgekd.distill.augment import Augmentation
     from edgekd.distill.train import predict_logits
 
-    augmentation = Augmentation(cfg.augment_gain, cfg.augment_noise) if cfg.augment_teachers else None
-    job = TeacherJob(
-        cfg,
-        preset,
-        data.parts["train"],
-        data.parts["val"],
-        data.n_classes,
-        data.window_len,
-        data.channels,
-        data.streams,
-        data.fit_args(cfg),
-        log=log,
-        augmentation=augmentation,
-    )
-    ensemble = STRATEGIES[cfg.teachers_from](job)
+    ensemble = STRATEGIES[cfg.teachers_from](teacher_job(cfg, data, preset, log))
     outputs = [
         {part: predict_logits(t.model, teacher_input(data.parts[part].x, t.channels)) for part in PARTS}
         for t in ensemble.teachers
@@ -161,6 +146,26 @@ def train_teachers(cfg: DistillConfig, data: Prepared, preset, log=lambda messag
         **ensemble.details,
     }
     return TeacherSet(ensemble.teachers, {part: [o[part] for o in outputs] for part in PARTS}, details)
+
+
+def teacher_job(cfg: DistillConfig, data: Prepared, preset, log=lambda message: None) -> TeacherJob:
+    """What a --teachers-from strategy trains with: the windows, fit()'s arguments and, with --augment-teachers,
+    the augmentation."""
+    from edgekd.distill.augment import Augmentation
+
+    return TeacherJob(
+        cfg,
+        preset,
+        data.parts["train"],
+        data.parts["val"],
+        data.n_classes,
+        data.window_len,
+        data.channels,
+        data.streams,
+        data.fit_args(cfg),
+        log=log,
+        augmentation=Augmentation(cfg.augment_gain, cfg.augment_noise) if cfg.augment_teachers else None,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------- targets
@@ -384,8 +389,7 @@ class Evaluation:
 def evaluate(cfg: DistillConfig, data: Prepared, teachers: TeacherSet, targets: Targets, students: Students, log):
     """Every model on the held-out windows, beside the classical baseline a practitioner would pick instead: the
     students must beat it to be worth it."""
-    from edgekd.distill.losses import softmax
-    from edgekd.distill.train import accuracy, predict_logits
+    from edgekd.distill.train import predict_logits
 
     val, test = data.parts["val"], data.parts["test"]
     log("baselines (time-domain features: LDA, random forest)")
@@ -394,33 +398,10 @@ def evaluate(cfg: DistillConfig, data: Prepared, teachers: TeacherSet, targets: 
     kd_logits = {part: predict_logits(students.models["student_kd"], data.parts[part].x) for part in ("val", "test")}
     branch = lda_branch(kd_logits, lda_decision, val, test)
     timings = {"baselines": time.perf_counter() - t0}
-    # The reported "ensemble" stays the plain mean of softmaxes whatever --fusion is, so runs compare across
-    # modes; "ensemble_<mode>" is what the chosen fusion's targets would decide on the test windows.
-    ensemble_test = np.mean([softmax(z) for z in teachers.logits["test"]], axis=0)
-    with_classical = np.mean([softmax(z) for z in targets.logits["test"]], axis=0)  # the LDA teacher included
-    test_accuracy = {
-        "teachers": [accuracy(z, test.y) for z in teachers.logits["test"]],
-        "ensemble": accuracy(ensemble_test, test.y),
-        f"ensemble_{cfg.fusion}": fused_accuracy(targets.fused["test"], test.y),
-        **(
-            {f"ensemble_with_{cfg.classical_teacher}": accuracy(with_classical, test.y)}
-            if cfg.classical_teacher != "none"
-            else {}
-        ),
-        "student_scratch": students.test_accuracy["student_scratch"][0],
-        "student_kd": students.test_accuracy["student_kd"][0],
-        # `edgekd export --classical-branch lda`'s model (Keras): the KD student with the LDA, or alone where it is
-        # left out
-        "student_kd_lda_branch": branch["test_accuracy"],
-        **baseline_accuracy["test"],
-    }
-    decisions = {
-        "teachers": [np.argmax(z, axis=1) for z in teachers.logits["test"]],
-        "ensemble": np.argmax(ensemble_test, axis=1),
-        **students.test_decisions,
-        "student_kd_lda_branch": branch["test_decisions"],
-        **baseline_decisions,
-    }
+    test_accuracy, decisions = networks_on_test(cfg, teachers, targets, students, test)
+    # `edgekd export --classical-branch lda`'s model (Keras): the KD student with the LDA, or alone where it is left out
+    test_accuracy.update({"student_kd_lda_branch": branch["test_accuracy"], **baseline_accuracy["test"]})
+    decisions.update({"student_kd_lda_branch": branch["test_decisions"], **baseline_decisions})
     return Evaluation(
         test_accuracy,
         {
@@ -435,6 +416,32 @@ def evaluate(cfg: DistillConfig, data: Prepared, teachers: TeacherSet, targets: 
         sorted(baseline_accuracy["test"]),
         timings,
     )
+
+
+def networks_on_test(cfg: DistillConfig, teachers: TeacherSet, targets: Targets, students: Students, test):
+    """(test accuracy, test decisions) of the teachers, their ensemble and the run's students."""
+    from edgekd.distill.losses import softmax
+    from edgekd.distill.train import accuracy
+
+    # The reported "ensemble" stays the plain mean of softmaxes whatever --fusion is, so runs compare across
+    # modes; "ensemble_<mode>" is what the chosen fusion's targets would decide on the test windows.
+    ensemble = np.mean([softmax(z) for z in teachers.logits["test"]], axis=0)
+    with_classical = np.mean([softmax(z) for z in targets.logits["test"]], axis=0)  # the LDA teacher included
+    classical = cfg.classical_teacher
+    test_accuracy = {
+        "teachers": [accuracy(z, test.y) for z in teachers.logits["test"]],
+        "ensemble": accuracy(ensemble, test.y),
+        f"ensemble_{cfg.fusion}": fused_accuracy(targets.fused["test"], test.y),
+        **({f"ensemble_with_{classical}": accuracy(with_classical, test.y)} if classical != "none" else {}),
+        "student_scratch": students.test_accuracy["student_scratch"][0],  # the first seed's: the run's
+        "student_kd": students.test_accuracy["student_kd"][0],
+    }
+    decisions = {
+        "teachers": [np.argmax(z, axis=1) for z in teachers.logits["test"]],
+        "ensemble": np.argmax(ensemble, axis=1),
+        **students.test_decisions,
+    }
+    return test_accuracy, decisions
 
 
 def multi_student_report(data: Prepared, students: Students) -> dict:
