@@ -37,7 +37,8 @@ from edgekd.data.prepare import prepare_windows  # noqa: E402
 from edgekd.data.splits import split_recordings  # noqa: E402
 from edgekd.data.windows import WindowSpec  # noqa: E402
 from edgekd.distill.cv import fold_configs  # noqa: E402
-from edgekd.distill.run import DistillConfig, test_groups  # noqa: E402
+from edgekd.distill.run import DistillConfig  # noqa: E402
+from edgekd.distill.stages import Prepared, fit_arguments, teacher_job, test_groups  # noqa: E402
 from edgekd.io import write_json_atomic  # noqa: E402
 
 MYO22 = HERE.parents[1] / "shared" / "data" / "myo22"
@@ -221,25 +222,16 @@ def config(options: dict) -> DistillConfig:
 
 
 def fit_args(cfg: DistillConfig, n_classes: int) -> dict:
-    return dict(
-        n_classes=n_classes,
-        temperature=cfg.temperature,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        patience=cfg.patience,
-        learning_rate=cfg.learning_rate,
-        schedule=cfg.lr_schedule,
-        verbose=0,
-        kd_term="kl",
-    )
+    """distill's fit arguments at this sweep's batch size (BASE, no auto); every variant distils with --loss kl."""
+    assert cfg.loss == "kl" and cfg.verbose == 0
+    return fit_arguments(cfg, n_classes, cfg.batch_size)
 
 
 def teachers_of(name: str, fold: Fold) -> list:
     """The fold's teachers of this set: trained through distill's teacher strategies once, then loaded."""
     from edgekd._tf import keras
-    from edgekd.distill.augment import Augmentation
     from edgekd.distill.replay import RunTeacher
-    from edgekd.distill.teachers import STRATEGIES, TeacherJob
+    from edgekd.distill.teachers import STRATEGIES
     from edgekd.models.presets import load_preset
 
     folder = OUT / "teachers" / name.replace(" ", "-") / f"fold-{fold.number}"
@@ -247,21 +239,8 @@ def teachers_of(name: str, fold: Fold) -> list:
     files = [folder / f"teacher_{i}.h5" for i in range(cfg.teachers)]
     if not all(f.exists() for f in files):
         started = time.perf_counter()
-        train, val = fold.parts["train"], fold.parts["val"]
-        job = TeacherJob(
-            cfg,
-            load_preset(cfg.teacher),
-            train,
-            val,
-            fold.n_classes,
-            train.x.shape[1],
-            train.x.shape[2],
-            fold.streams,
-            fit_args(cfg, fold.n_classes),
-            log=lambda m: None,
-            augmentation=Augmentation(cfg.augment_gain, cfg.augment_noise) if cfg.augment_teachers else None,
-        )
-        ensemble = STRATEGIES[cfg.teachers_from](job)
+        data = Prepared(fold.parts, fold.n_classes, fold.streams, cfg.batch_size)
+        ensemble = STRATEGIES[cfg.teachers_from](teacher_job(cfg, data, load_preset(cfg.teacher)))
         folder.mkdir(parents=True, exist_ok=True)
         for teacher, path in zip(ensemble.teachers, files):
             teacher.model.save(path, include_optimizer=False)
@@ -325,10 +304,14 @@ def train_variant(student: Student, fold: Fold, teachers: list, seed: int) -> di
         p: np.argmax(predict_logits(model, w.x), axis=1) for p, w in (("train", train), ("val", val), ("test", test))
     }
     ensemble_train = np.argmax(np.mean([softmax(z) for z in logits["train"]], axis=0), axis=1)
-    per_person = lambda p: {
-        s: float(np.mean(decided[p][fold.groups[p] == s] == fold.parts[p].y[fold.groups[p] == s]))  # noqa: E731
-        for s in sorted(set(fold.groups[p].tolist()))
-    }
+
+    def per_person(p):
+        groups = fold.groups[p]
+        return {
+            s: float(np.mean(decided[p][groups == s] == fold.parts[p].y[groups == s]))
+            for s in sorted(set(groups.tolist()))
+        }
+
     return {
         "fold": fold.number,
         "seed": seed,
@@ -420,7 +403,8 @@ def run(teacher_set: str, students: list[str], seeds: list[int], fold_numbers: l
                 entry = train_variant(STUDENTS[name], fold, teachers, seed)
                 update_record(path, fresh, entry)
                 print(
-                    f"{teacher_set} / {name} fold {fold.number} seed {seed}: val {np.mean(list(entry['val'].values())):.3f} "
+                    f"{teacher_set} / {name} fold {fold.number} seed {seed}: "
+                    f"val {np.mean(list(entry['val'].values())):.3f} "
                     f"test {np.mean(list(entry['test'].values())):.3f} ({entry['seconds']:.0f} s)",
                     flush=True,
                 )
@@ -454,7 +438,10 @@ def markdown() -> str:
         t = json.loads(teachers_file.read_text())
         complete = sorted(f["fold"] for f in t["folds"])
         lines += [f"### Teachers: {t['teacher_set']} ({t['description']})", ""]
-        mean = lambda part, model: float(np.mean([a for f in t["folds"] for a in f[part][model].values()]))  # noqa: E731
+
+        def mean(part, model, folds=t["folds"]):
+            return float(np.mean([a for f in folds for a in f[part][model].values()]))
+
         names = [m for m in t["folds"][0]["val"]]
         lines += ["| model | validation | test |", "|---|---|---|"]
         lines += [f"| {m} | {100 * mean('val', m):.1f} | {100 * mean('test', m):.1f} |" for m in names]
@@ -479,7 +466,8 @@ def markdown() -> str:
                 (
                     val,
                     f"| {rec['student']} ({rec['description']}) | {n} | {100 * val:.1f} ± {100 * val_sd:.1f} | "
-                    f"{100 * test:.1f} ± {100 * test_sd:.1f} | {100 * np.mean([r['train_accuracy'] for r in runs]):.1f} | "
+                    f"{100 * test:.1f} ± {100 * test_sd:.1f} | "
+                    f"{100 * np.mean([r['train_accuracy'] for r in runs]):.1f} | "
                     f"{100 * np.mean([r['train_agreement_with_ensemble'] for r in runs]):.1f} | "
                     f"{np.mean([r['epochs'] for r in runs]):.0f} | {np.mean([r['seconds'] for r in runs]):.0f} |",
                 )

@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/methods.py                   # myo5 rep 2 and isl50 s5 (about 2.5 hours on 2 cores)
     .venv/bin/python benchmarks/methods.py --only myo5       # the real-data cases alone (about 25 minutes)
     .venv/bin/python benchmarks/methods.py --run "myo5 test rep 2=PATH/TO/RUN"   # reuse a finished run's teachers
-    .venv/bin/python benchmarks/methods.py --only "isl50 synthetic, test subject s5, augmented"   # one case (about 35 minutes)
+    .venv/bin/python benchmarks/methods.py --only "isl50 synthetic, test subject s5, augmented"
+                                                             # one case (about 35 minutes)
     .venv/bin/python benchmarks/methods.py --only myo5 --workers 2   # the students two at a time on a local Ray
 
 For each case, one `edgekd distill` run (spine.py's settings, or --run) provides the teachers. distill/replay.py
@@ -17,7 +18,8 @@ benchmarks/RESULTS.md is rebuilt from them.
 
 Records are kept per teacher set: the same `edgekd distill` command trains other teachers on another CPU, and at
 times on the same kind of CPU (floating-point differences), so a replayed run whose teachers differ from a record's
-starts a record of its own (record_path), shown as its own subsection. Two sweeps of one record with different --methods may run side by side.
+starts a record of its own (record_path), shown as its own subsection. Two sweeps of one record with different
+--methods may run side by side.
 
 The spread is over student seeds: every method of a case distils from the same teachers, so the comparison
 between methods is paired, and a method "beats scratch" only if its worst seed beats scratch's best seed. On isl50
@@ -41,10 +43,11 @@ import numpy as np
 from results_md import kept_subsection, write_section
 from spine import OUT, _slug, cases, run_for  # noqa: F401  (sys.path set up by spine)
 
+from edgekd.data.windows import Preprocessor
 from edgekd.distill.augment import Augmentation
-from edgekd.distill.fusion import distillation_targets
 from edgekd.distill.replay import RunTeacher, load_run_data
-from edgekd.distill.run import REPRESENTATIVE_WINDOWS, DistillConfig, kd_objective, load_run, student_targets
+from edgekd.distill.run import REPRESENTATIVE_WINDOWS, DistillConfig, load_run
+from edgekd.distill.stages import Prepared, TeacherSet, fit_selector, make_targets, train_student_kind, train_teachers
 from edgekd.io import write_json_atomic
 from edgekd.models.classical import evaluate, fit_baselines, time_domain_features, with_classical_teacher
 
@@ -77,10 +80,22 @@ class Method:
     def scratch(self) -> bool:
         return self.alpha == 1.0
 
-    def training(self) -> dict:
-        """fit()'s arguments this method sets; the others are the run's."""
-        length = {k: v for k, v in (("epochs", self.epochs), ("patience", self.patience)) if v is not None}
-        return {"schedule": self.schedule, **length}
+    def config(self, run: DistillConfig, student: str | None = None) -> DistillConfig:
+        """The run's options with this method's: what `edgekd distill` would train this student with."""
+        augmentation = self.augmentation or Augmentation()
+        return replace(
+            run,
+            fusion=self.fusion,
+            loss=self.loss,
+            classical_teacher=self.classical_teacher,
+            augment_gain=augmentation.gain_sd,
+            augment_noise=augmentation.noise_sd,
+            mixup=self.mixup,
+            lr_schedule=self.schedule,
+            epochs=run.epochs if self.epochs is None else self.epochs,
+            patience=run.patience if self.patience is None else self.patience,
+            student=student or run.student,
+        )
 
 
 AUGMENT = Augmentation(gain_sd=0.3, noise_sd=0.2)  # --augment-gain 0.3 --augment-noise 0.2
@@ -114,7 +129,8 @@ METHODS = {
     "mean kl + LDA branch": Method(classical_branch="lda", baseline="scratch + LDA branch"),
 }
 SELECTOR_STUDENTS = ("edge-conv", "edge-student")
-# isl50's students take 2.5 (edge-conv) to 3.5 (edge-student) minutes each on two cores: the methods that differ most, not every one.
+# isl50's students take 2.5 (edge-conv) to 3.5 (edge-student) minutes each on two cores: the methods that differ
+# most, not every one.
 # loss-mean is left out everywhere: its gradient equals mean's (tests/test_fusion.py proves it).
 CASE_METHODS = {
     "myo5 test rep 2": list(METHODS),  # about 20 s per student
@@ -203,7 +219,8 @@ def sweep_cases(only: str | None) -> list:
 
 def record_path(case: str, teacher_accuracy: list[float]) -> Path:
     """Where the students distilled from these teachers are kept. Students of different teacher sets never share a
-    record: the same `edgekd distill` command trains other teachers on another CPU, at times on the same one (floating-point differences), and
+    record: the same `edgekd distill` command trains other teachers on another CPU, at times on the same one
+    (floating-point differences), and
     a comparison between methods holds only on the same teachers. The case's first record keeps the plain name; a
     record of another teacher set is named after a digest of its teachers' test accuracies."""
     plain = SAVED / f"{_slug(case)}.json"
@@ -268,7 +285,15 @@ class Sweep:
             f"  teachers {' / '.join(f'{100 * a:.1f}' for a in self.teacher_accuracy)}: record {self.record_path.name}",
             flush=True,
         )
-        self.teacher_sets = {"bootstrap": (self.data.teachers, self.data.teacher_logits)}
+        self.teacher_sets = {"bootstrap": TeacherSet(self.data.teachers, self.data.teacher_logits)}
+        # The replayed windows as distill's stages take them, with the run's batch: its --batch-size, or what auto
+        # came to (run.json's training block; 32 before it existed).
+        self.prepared = Prepared(
+            self.data.parts,
+            self.data.n_classes,
+            Preprocessor.from_dict(self.run["preprocessing"]).streams,
+            self.cfg.batch_size or (self.run.get("training") or {}).get("batch_size") or 32,
+        )
         train = self.data.parts["train"]
         self.representative = train.x[np.random.default_rng(0).permutation(len(train.y))[:REPRESENTATIVE_WINDOWS]]
 
@@ -342,94 +367,32 @@ class Sweep:
 
     def train_teachers(self, source: str) -> None:
         """Another --teachers-from source on the same windows, as distill trains it."""
-        from edgekd.data.windows import Preprocessor
-        from edgekd.distill.teachers import STRATEGIES, TeacherJob, teacher_input
-        from edgekd.distill.train import predict_logits
         from edgekd.models.presets import load_preset
 
-        parts, cfg = self.data.parts, DistillConfig(**{**self.cfg.__dict__, "teachers_from": source})
-        _, window_len, channels = parts["train"].x.shape
-        job = TeacherJob(
-            cfg,
-            load_preset(cfg.teacher),
-            parts["train"],
-            parts["val"],
-            self.data.n_classes,
-            window_len,
-            channels,
-            Preprocessor.from_dict(self.run["preprocessing"]).streams,
-            self._fit_args(),
-            log=lambda m: None,
-        )
+        cfg, test = replace(self.cfg, teachers_from=source), self.data.parts["test"]
         started = time.perf_counter()
-        teachers = [RunTeacher(t.model, t.channels) for t in STRATEGIES[source](job).teachers]
-        logits = {
-            part: [predict_logits(t.model, teacher_input(w.x, t.channels)) for t in teachers]
-            for part, w in parts.items()
-        }
-        self.teacher_sets[source] = (teachers, logits)
+        trained = train_teachers(cfg, self.prepared, load_preset(cfg.teacher))
+        teachers = [RunTeacher(t.model, t.channels) for t in trained.teachers]
+        self.teacher_sets[source] = TeacherSet(teachers, trained.logits)
         self.record.setdefault("other_teachers", {})[source] = {
-            "test_accuracy": [float(np.mean(np.argmax(z, 1) == parts["test"].y)) for z in logits["test"]],
+            "test_accuracy": [float(np.mean(np.argmax(z, 1) == test.y)) for z in trained.logits["test"]],
             "train_s": round(time.perf_counter() - started, 1),
         }
         print(f"  teachers from {source}: {self.record['other_teachers'][source]}", flush=True)
 
-    def _fit_args(self) -> dict:
-        cfg = self.cfg
-        return dict(
-            n_classes=self.data.n_classes,
-            temperature=cfg.temperature,
-            epochs=cfg.epochs,
-            batch_size=self._batch_size(),
-            patience=cfg.patience,
-            learning_rate=cfg.learning_rate,
-            verbose=0,
-        )
-
     def student(self, method: str, teachers: str, seed: int, student: str | None = None) -> str:
         """`student`: a preset other than the run's. Returns the line it prints."""
-        from edgekd.distill.student import Objective, train_student
         from edgekd.models.build import count_params
         from edgekd.models.presets import load_preset
 
         if method == "selector":
             return self.selector_system(teachers, seed)
         m = METHODS[method]
-        fusion, loss = m.fusion, m.loss
-        cfg = DistillConfig(
-            **{**self.cfg.__dict__, "fusion": fusion, "loss": loss, "student": student or self.cfg.student}
-        )
-        teacher_models, teacher_logits = self.teacher_sets[teachers]
-        parts = self.data.parts
-        sources = with_classical_teacher(
-            m.classical_teacher, {p: teacher_logits[p] for p in ("train", "val")}, parts, self.data.n_classes
-        )
-        targets = distillation_targets(sources, parts["val"].y, fusion, loss, cfg.temperature)
-        packed = student_targets(
-            cfg, teacher_models, {p: parts[p] for p in ("train", "val")}, targets, self.data.n_classes
-        )
-        kind = "student_scratch" if is_scratch(method) else "student_kd"
-        objective = Objective() if is_scratch(method) else kd_objective(cfg, len(sources["train"]), packed["hint_dims"])
-        _, window_len, channels = parts["train"].x.shape
+        cfg, kind = m.config(self.cfg, student), "student_scratch" if m.scratch else "student_kd"
+        preset, parts = load_preset(cfg.student), self.data.parts
+        targets = make_targets(cfg, self.prepared, self.teacher_sets[teachers], [preset])
         started = time.perf_counter()
-        model, fitted = train_student(
-            load_preset(cfg.student),
-            window_len,
-            channels,
-            self.data.n_classes,
-            parts["train"].x,
-            packed[kind]["train"],
-            parts["val"].x,
-            packed[kind]["val"],
-            objective=objective,
-            alpha=cfg.alpha if m.alpha is None else m.alpha,
-            seed=seed,
-            name=kind,
-            fit_args={**self._fit_args(), "kd_term": "mse" if loss == "mse" else "kl", **m.training()},
-            augmentation=m.augmentation,
-            mixup=m.mixup,
-            online=self._online(teacher_models, teacher_logits, fusion, loss, m.classical_teacher),
-        )
+        model, fitted = train_student_kind(cfg, self.prepared, targets, kind, seed, preset, kind)
         val_accuracy, branch = fitted.best_val_accuracy, None
         if m.classical_branch != "none":
             from edgekd.models.hybrid import hybrid
@@ -461,77 +424,23 @@ class Sweep:
         print(line, flush=True)
         return line
 
-    def _batch_size(self) -> int:
-        """The run's batch: its --batch-size, or what auto came to (run.json's training block; 32 before it existed)."""
-        return self.cfg.batch_size or (self.run.get("training") or {}).get("batch_size") or 32
-
-    def _online(self, teacher_models, teacher_logits, fusion: str, loss: str, classical: str):
-        """The teachers as the training step runs them where the student's windows change, fused as the method fuses them."""
-        from edgekd.distill.consistent import online_teachers
-        from edgekd.distill.fusion import teacher_accuracies
-        from edgekd.distill.run import classical_teacher_model
-
-        parts = self.data.parts
-        sources = with_classical_teacher(classical, {"val": teacher_logits["val"]}, parts, self.data.n_classes)
-        return online_teachers(
-            teacher_models,
-            fusion,
-            loss,
-            self.cfg.temperature,
-            teacher_accuracies(sources["val"], parts["val"].y),
-            classical_teacher_model(classical, parts["train"], self.data.n_classes),
-        )
-
     def selector_system(self, teachers: str, seed: int) -> None:
         """SELECTOR_STUDENTS distilled with mean KL, a selector routing between them, and the system as one model."""
-        from edgekd.distill.selector import correctness, system_model, system_report, train_selector
-        from edgekd.distill.student import Objective, train_student
+        from edgekd.distill.selector import system_model, system_report
         from edgekd.distill.train import predict_logits
         from edgekd.models.build import count_params
         from edgekd.models.presets import load_preset
 
-        teacher_models, teacher_logits = self.teacher_sets[teachers]
-        parts = self.data.parts
-        targets = distillation_targets(
-            {p: teacher_logits[p] for p in ("train", "val")}, parts["val"].y, "mean", "kl", self.cfg.temperature
-        )
-        packed = student_targets(
-            self.cfg, teacher_models, {p: parts[p] for p in ("train", "val")}, targets, self.data.n_classes
-        )
-        _, window_len, channels = parts["train"].x.shape
+        cfg, parts = replace(METHODS["selector"].config(self.cfg), seed=seed), self.data.parts
+        presets = [load_preset(name) for name in SELECTOR_STUDENTS]
+        targets = make_targets(cfg, self.prepared, self.teacher_sets[teachers], presets)
         started = time.perf_counter()
         students = [
-            train_student(
-                load_preset(name),
-                window_len,
-                channels,
-                self.data.n_classes,
-                parts["train"].x,
-                packed["student_kd"]["train"],
-                parts["val"].x,
-                packed["student_kd"]["val"],
-                objective=Objective(),
-                alpha=self.cfg.alpha,
-                seed=seed,
-                name=f"student_{j}",
-                fit_args=self._fit_args(),
-            )[0]
-            for j, name in enumerate(SELECTOR_STUDENTS)
+            train_student_kind(cfg, self.prepared, targets, "student_kd", seed, preset, f"student_{j}")[0]
+            for j, preset in enumerate(presets)
         ]
-        logits = {part: [predict_logits(s, w.x) for s in students] for part, w in parts.items()}
-        fitted = train_selector(
-            load_preset("selector"),
-            parts["train"].x,
-            correctness(logits["train"], parts["train"].y),
-            parts["val"].x,
-            correctness(logits["val"], parts["val"].y),
-            epochs=self.cfg.epochs,
-            patience=self.cfg.patience,
-            batch_size=self._batch_size(),
-            learning_rate=self.cfg.learning_rate,
-            seed=seed,
-            verbose=0,
-        )
+        fitted = fit_selector(cfg, self.prepared, students, load_preset("selector"), seed)
+        logits = {part: [predict_logits(s, parts[part].x) for s in students] for part in ("val", "test")}
         train_s = time.perf_counter() - started
         reports = {
             part: system_report(
@@ -641,18 +550,27 @@ def summarise(record: dict) -> list[dict]:
     return rows
 
 
+def _augmented_teachers(rec: dict) -> str:
+    config = rec["config"]
+    return (
+        f", trained on augmented windows: `--augment-gain {config['augment_gain']:g} "
+        f"--augment-noise {config['augment_noise']:g} --augment-teachers`"
+    )
+
+
 def _pct(stats: dict | None) -> str:
     return "-" if stats is None else f"{100 * stats['mean']:.1f} ± {100 * stats['sd']:.1f}"
 
 
 def markdown(records: list[tuple[str, dict]], kept: dict[str, str] | None = None) -> str:
-    """`records`: (heading, record) as case_records gives them; `kept`: case name -> its subsection as RESULTS.md has it,
-    for cases whose saved numbers are not on this machine."""
+    """`records`: (heading, record) as case_records gives them; `kept`: case name -> its subsection as RESULTS.md has
+    it, for cases whose saved numbers are not on this machine."""
     lines = [
         "## Distillation methods (`.venv/bin/python benchmarks/methods.py`)",
         "",
         "Every student of a case distils from the same teachers (one `edgekd distill` run) on the same held-out data; "
-        "the spread (± sample sd, and the range) is over student seeds. int8: converted as `edgekd export --int8` does. "
+        "the spread (± sample sd, and the range) is over student seeds. "
+        "int8: converted as `edgekd export --int8` does. "
         "A method beats scratch only if its worst seed beats scratch's best. The best method is chosen on validation, "
         "not on test: the highest mean validation accuracy, ties broken by the lower mean validation log-loss.",
         "",
@@ -686,10 +604,12 @@ def markdown(records: list[tuple[str, dict]], kept: dict[str, str] | None = None
             + ").",
             "",
             *([f"Trained on: {rec['cpu']}.", ""] if rec.get("cpu") else []),
-            f"Teachers (bootstrap, the run's{', trained on augmented windows: `--augment-gain %g --augment-noise %g --augment-teachers`' % (rec['config']['augment_gain'], rec['config']['augment_noise']) if augmented else ''}): {' / '.join(f'{100 * a:.1f}' for a in rec['teacher_test_accuracy'])}, "
+            f"Teachers (bootstrap, the run's{_augmented_teachers(rec) if augmented else ''}): "
+            f"{' / '.join(f'{100 * a:.1f}' for a in rec['teacher_test_accuracy'])}, "
             f"ensemble {100 * rec['ensemble_test_accuracy']:.1f}"
             + (
-                f" (with the LDA as one more teacher, mean of softmaxes: {100 * rec['ensemble_with_lda_test_accuracy']:.1f})"
+                " (with the LDA as one more teacher, mean of softmaxes: "
+                f"{100 * rec['ensemble_with_lda_test_accuracy']:.1f})"
                 if "ensemble_with_lda_test_accuracy" in rec
                 else ""
             )
@@ -714,8 +634,9 @@ def markdown(records: list[tuple[str, dict]], kept: dict[str, str] | None = None
             val_loss = "-" if r["val_log_loss"] is None else f"{r['val_log_loss']['mean']:.3g}"
             params = "-" if r["params"] is None else f"{r['params']:,}"
             lines.append(
-                f"| {r['teachers']} | {r['student']} | {params} | {r['method']} | {r['seeds']} | {_pct(r['val_accuracy'])} | "
-                f"{val_loss} | {_pct(t)} | {100 * t['min']:.1f}–{100 * t['max']:.1f} | {_pct(r['int8_test_accuracy'])} | "
+                f"| {r['teachers']} | {r['student']} | {params} | {r['method']} | {r['seeds']} | "
+                f"{_pct(r['val_accuracy'])} | {val_loss} | {_pct(t)} | {100 * t['min']:.1f}–{100 * t['max']:.1f} | "
+                f"{_pct(r['int8_test_accuracy'])} | "
                 f"{_versus(r, scratch)} | {r['train_s']:.0f} |"
             )
         lines += _selector_lines(rec) + _branch_lines(rec)
@@ -738,7 +659,8 @@ def _selector_lines(rec: dict) -> list[str]:
     routing = ", ".join(f"{np.mean([s['routing'][name] for s in systems]):.0%} to {name}" for name in SELECTOR_STUDENTS)
     return [
         "",
-        f"Selector (mean over {len(systems)} seeds, test %): students {students}; system {mean([s['system'] for s in systems])}; "
+        f"Selector (mean over {len(systems)} seeds, test %): students {students}; "
+        f"system {mean([s['system'] for s in systems])}; "
         f"oracle {mean([s['oracle'] for s in systems])}; it sends {routing}. The system file computes the selector "
         f"and both students for every window: {systems[0]['params']['system']:,} parameters against "
         f"{systems[0]['params']['students'][SELECTOR_STUDENTS[0]]:,} for {SELECTOR_STUDENTS[0]} alone.",
@@ -815,7 +737,8 @@ def targets(rec: dict, rows: list[dict]) -> list[str]:
         else []
     )
     return [
-        f"best KD student by validation: {best['method']} (teachers {best['teachers']}, student {best['student']}), int8 test "
+        f"best KD student by validation: {best['method']} (teachers {best['teachers']}, student {best['student']}), "
+        "int8 test "
         f"{100 * int8:.1f}% (mean of {best['seeds']} seeds)"
         + (
             f"; {len(tied)} others tie at {100 * best['val_accuracy']['mean']:.1f}% validation accuracy, and its "

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import fields
 from pathlib import Path
 
 import click
 import numpy as np
 
 from edgekd.cli.options import parse_batch_size, parse_comma_list
-from edgekd.data.splits import METHODS as SPLIT_METHODS
+from edgekd.distill.options import OPTIONS, REQUIRED, DistillConfig, Option
 from edgekd.errors import UserError
 from edgekd.table import format_table
 
@@ -39,6 +38,45 @@ def _load_config(ctx, param, value):
     return path
 
 
+def click_option(option: Option):
+    """The click option of one distill option, as edgekd/distill/options.py declares it."""
+    if option.kind == "flag":
+        return click.option(option.flag, is_flag=True, help=option.help)
+    if option.kind == "names":
+        return click.option(option.flag, callback=parse_comma_list, help=option.help)
+    if option.kind == "batch":  # None in DistillConfig: chosen from the training windows
+        return click.option(
+            option.flag,
+            default="auto",
+            show_default=True,
+            callback=parse_batch_size,
+            metavar="N|auto",
+            help=option.help,
+        )
+    if option.kind == "path":
+        return click.option(
+            option.flag, required=option.default is REQUIRED, type=click.Path(path_type=Path), help=option.help
+        )
+    if option.choices:
+        kind = click.Choice(list(option.choices))
+    elif option.at_least is not None:
+        kind = click.IntRange(option.at_least)
+    elif option.above is not None:
+        kind = click.FloatRange(option.above, min_open=True)
+    else:
+        kind = {"int": int, "float": float, "str": str}[option.kind]
+    # An option without a default says in its help what unset means.
+    shown = {} if option.default is None else {"default": option.default, "show_default": True}
+    return click.option(option.flag, type=kind, help=option.help, **shown)
+
+
+def distill_options(command):
+    """Every option of edgekd/distill/options.py, in its order (click lists the last decorator applied first)."""
+    for option in reversed(OPTIONS):
+        command = click_option(option)(command)
+    return command
+
+
 @click.command()
 @click.argument("dataset", type=click.Path(path_type=Path))
 @click.option(
@@ -49,161 +87,7 @@ def _load_config(ctx, param, value):
     expose_value=False,
     help="TOML file with any of these options as keys (command-line options win).",
 )
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder to create.")
-@click.option("--teachers", default=3, show_default=True, type=click.IntRange(1), help="Teachers in the ensemble.")
-@click.option(
-    "--teacher", default="conv-teacher", show_default=True, help="Teacher architecture: preset name or .toml path."
-)
-@click.option(
-    "--student", default="edge-conv", show_default=True, help="Student architecture: preset name or .toml path."
-)
-@click.option(
-    "--epochs",
-    default=60,
-    show_default=True,
-    type=click.IntRange(1),
-    help="Most epochs per model (early stopping on validation).",
-)
-@click.option(
-    "--patience",
-    default=12,
-    show_default=True,
-    type=click.IntRange(1),
-    help="Epochs without validation gain before stopping.",
-)
-@click.option(
-    "--batch-size",
-    default="auto",
-    show_default=True,
-    callback=parse_batch_size,
-    metavar="N|auto",
-    help="Windows per training step; auto: at least 64 steps per epoch, 32 to 256 windows.",
-)
-@click.option("--learning-rate", default=2e-3, show_default=True, type=click.FloatRange(0, min_open=True))
-@click.option(
-    "--lr-schedule",
-    default="constant",
-    show_default=True,
-    type=click.Choice(["constant", "cosine"]),
-    help="Learning rate of every model trained: constant, or cosine decay to 0 over --epochs.",
-)
-@click.option("--window", default=0.5, show_default=True, type=float, help="Window length in seconds.")
-@click.option("--hop", default=0.1, show_default=True, type=float, help="Hop between windows in seconds.")
-@click.option(
-    "--rate",
-    type=float,
-    help="Model sample rate in Hz, every stream resampled to it. [default: the highest stream rate]",
-)
-@click.option(
-    "--split",
-    type=click.Choice(SPLIT_METHODS),
-    help="Hold out subjects, repetitions, sessions, or a stratified random part. [default: the first of subject, "
-    "repetition, session with 3+ values, else random]",
-)
-@click.option(
-    "--test-on",
-    callback=parse_comma_list,
-    help="Subjects, repetitions or sessions to test on, comma-separated. [default: the last]",
-)
-@click.option(
-    "--val-on",
-    callback=parse_comma_list,
-    help="Subjects, repetitions or sessions to validate on, comma-separated. "
-    "[default: the ones before the test group, 15% of all, at least one]",
-)
-@click.option("--temperature", default=4.0, show_default=True, type=float, help="KD temperature T.")
-@click.option(
-    "--alpha", default=0.3, show_default=True, type=float, help="Weight of cross-entropy; 1 - alpha weighs the KD term."
-)
-@click.option(
-    "--fusion",
-    default="mean",
-    show_default=True,
-    type=click.Choice(["mean", "weighted", "confidence", "vote", "loss-mean", "multi-head"]),
-    help="How teachers become one target: mean, weighted by val accuracy, per-window confidence, majority vote, "
-    "mean of per-teacher losses, or one student head per teacher (folded into one head for export).",
-)
-@click.option(
-    "--loss",
-    default="kl",
-    show_default=True,
-    type=click.Choice(["kl", "mse", "hint"]),
-    help="KD term: KL on T-softened distributions, MSE between student and teacher logits, or KL plus "
-    "feature hints (student penultimate features projected to each teacher's, 1 - cosine).",
-)
-@click.option(
-    "--hint-weight",
-    default=1.0,
-    show_default=True,
-    type=float,
-    help="--loss hint: weight of the feature term beside KL.",
-)
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option(
-    "--teachers-from",
-    default="bootstrap",
-    show_default=True,
-    type=click.Choice(["bootstrap", "seeds", "subsets", "snapshots", "modalities"]),
-    help="Teacher diversity: bootstrap resamples, seeds only, random subsets, snapshots of one cyclic-LR run, or one expert per stream (modalities; ignores --teachers).",
-)
-@click.option(
-    "--subset-min",
-    default=0.6,
-    show_default=True,
-    type=float,
-    help="--teachers-from subsets: each teacher's fraction of the training windows is drawn from [this, 1].",
-)
-@click.option(
-    "--repeats",
-    default=1,
-    show_default=True,
-    type=click.IntRange(1),
-    help="Train the students with this many seeds (seed, seed+1, ...) and report mean and std; the first seed's are saved.",
-)
-@click.option(
-    "--students",
-    callback=parse_comma_list,
-    help="Several student architectures, comma-separated (replaces --student): each distils from the same targets; the first is the run's student.",
-)
-@click.option(
-    "--selector",
-    is_flag=True,
-    help="With --students: train a selector that routes each window to the student it expects to be right; export then writes the whole system.",
-)
-@click.option(
-    "--augment-gain",
-    default=0.0,
-    show_default=True,
-    type=float,
-    help="Students (teachers too with --augment-teachers): random gain per training window and channel, exp(N(0, G^2)); 0 is off. "
-    "The teachers then score the augmented windows in each training step.",
-)
-@click.option(
-    "--augment-noise",
-    default=0.0,
-    show_default=True,
-    type=float,
-    help="Students (teachers too with --augment-teachers): sd of Gaussian noise added to the z-scored training windows; 0 is off.",
-)
-@click.option(
-    "--augment-teachers",
-    is_flag=True,
-    help="Train the teachers on the augmented windows too (needs --augment-gain or --augment-noise).",
-)
-@click.option(
-    "--mixup",
-    default=0.0,
-    show_default=True,
-    type=float,
-    help="Mix each training window with another of its batch, share ~ Beta(A, A), labels and targets alike; 0 is off.",
-)
-@click.option(
-    "--classical-teacher",
-    default="none",
-    show_default=True,
-    type=click.Choice(["none", "lda"]),
-    help="Add the LDA on time-domain features (the classical baseline) to the teachers the KD targets are fused from; --loss kl, students on clean windows.",
-)
+@distill_options
 @click.option(
     "--cv",
     metavar="loso|K",
@@ -228,14 +112,12 @@ def distill(dataset, quiet, workers, ray_address, **options):
 
     Reports each teacher, the ensemble, the student trained from scratch, and the distilled student
     on held-out data; the loss is alpha*CE + (1-alpha)*KD on logits (KD: T^2*KL by default, see --loss)."""
-    from edgekd.distill.run import DistillConfig
     from edgekd.distill.run import distill as run_distill
 
-    known = {f.name for f in fields(DistillConfig)}
     cfg = DistillConfig(
         dataset=str(dataset),
         verbose=0 if quiet else 1,
-        **{k: (str(v) if k == "out" else v) for k, v in options.items() if k in known},
+        **{o.name: (str(options[o.name]) if o.kind == "path" else options[o.name]) for o in OPTIONS},
     )
     typed_address = (
         click.get_current_context().get_parameter_source("ray_address") == click.core.ParameterSource.COMMANDLINE
@@ -257,7 +139,8 @@ def distill(dataset, quiet, workers, ray_address, **options):
 
 
 def next_export(report: dict, out: str) -> str:
-    """The export command to suggest: with the LDA branch only where it won on validation (the default file has none)."""
+    """The export command to suggest: with the LDA branch only where it won on validation (the default file has
+    none)."""
     command = f"edgekd export {out} --int8 --out student.tflite"
     branch = report.get("lda_branch")
     if not (branch and branch["kept"]):
@@ -353,8 +236,8 @@ def distill_table(report: dict) -> str:
         + (f"baselines {t['baselines']:.0f} s, " if "baselines" in t else "")
         + f"total {t['total']:.0f} s"
         + (
-            f"\nteachers disagree on {report['diversity']['mean_disagreement']:.0%} of test windows; the ensemble gains "
-            f"{100 * report['diversity']['ensemble_gain']:+.1f} points over the mean teacher"
+            f"\nteachers disagree on {report['diversity']['mean_disagreement']:.0%} of test windows; "
+            f"the ensemble gains {100 * report['diversity']['ensemble_gain']:+.1f} points over the mean teacher"
             if "diversity" in report
             else ""
         )

@@ -15,7 +15,8 @@ all), and `details`, what run.json and the report record about how they were mad
 model takes only its channels (input width = the group's size); run.json's "teachers" block stores the
 indices, and every consumer (distill's own inference, compression fine-tuning) slices windows with them.
 
-TensorFlow is imported inside the functions: DistillConfig.check and channel_groups run before it loads.
+TensorFlow is imported inside the functions: DistillConfig.check (which takes its choices from STRATEGIES) and
+channel_groups run before it loads.
 """
 
 from __future__ import annotations
@@ -27,8 +28,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgekd.errors import UserError
-
-MODES = ("bootstrap", "seeds", "subsets", "snapshots", "modalities")
 
 
 @dataclass
@@ -127,7 +126,8 @@ def channel_groups(streams) -> list[tuple[str, list[int]]]:
     empty = [name for name, indices in groups if not indices]
     if empty:
         raise UserError(
-            f"--teachers-from modalities: stream(s) {', '.join(empty)} have no channels, so their expert would see nothing"
+            f"--teachers-from modalities: stream(s) {', '.join(empty)} have no channels, so their expert would see "
+            "nothing"
         )
     return groups
 
@@ -239,7 +239,6 @@ STRATEGIES = {
     "snapshots": from_snapshots,
     "modalities": from_modalities,
 }
-assert tuple(STRATEGIES) == MODES
 
 
 def teacher_input(x: np.ndarray, channels: list[int] | None) -> np.ndarray:
