@@ -234,7 +234,7 @@ class _MissingOp(Exception):
 def _missing_op_error(path: Path, op: str) -> UserError:
     return UserError(
         f"{path}: TensorFlow Lite Micro has no kernel for the op {op}; export a student built from ops it has "
-        f"(the default, edge-conv, is) or drop --target mcu"
+        f"(the default student, edge-conv, is), or run this file with LiteRT instead"
     )
 
 
