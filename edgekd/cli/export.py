@@ -106,9 +106,9 @@ def export(
             click.echo(f"--target {target}: {variant}, because {picked.targets[target]}")
         elif variant != picked.name:
             click.echo(f"--target {target} would pick {picked.name}; exporting {variant} as asked")
-        made_from = tuple(row.name for row in formats.chosen_by(target) if not row.variant)
         for row in formats.chosen_by(target):
             if not row.variant:
+                made_from += (row.name,)
                 files = " and ".join(f.name for f in row.files(out))
                 click.echo(f"--target {target}: also {files} ({row.name}), because {row.targets[target]}")
     if variant is None:

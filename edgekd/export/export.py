@@ -23,7 +23,7 @@ from edgekd.compress.apply import CompressionOptions
 from edgekd.distill.run import load_run, load_run_windows
 from edgekd.errors import UserError
 from edgekd.export import formats
-from edgekd.export.convert import INT8_QUANTIZERS, builtin_op_names
+from edgekd.export.convert import INT8_QUANTIZERS, builtin_op_names, convert  # noqa: F401 (the variants' converter)
 from edgekd.export.metadata_writer import embed_metadata, embed_signed_metadata
 from edgekd.io import check_output, file_mode
 from edgekd.models.saved import load_model
@@ -83,6 +83,8 @@ def export_run(
     made_rows = [formats.find(name) for name in made_from]
     for row in made_rows:
         for path in row.files(out):
+            if path == out:
+                raise UserError(f"{out}: {row.name} writes {path.name} from it; give --out a .tflite name")
             check_output(path, "--out", force)  # now, not after minutes of converting
     compression = compression or CompressionOptions()
     compression.check(variant)
@@ -167,6 +169,7 @@ def export_run(
         reserve=RECORD_ROOM,
     )
     best.path.write_bytes(final)
+    # Files made from the .tflite are verified before it is put in place (a failure leaves no file), written after.
     checks = {row.name: _verify(row, best.path, out, test_x, best.logits, log) for row in made_rows}
     os.chmod(best.path, file_mode(out))
     os.replace(best.path, out)
@@ -192,21 +195,15 @@ def export_run(
 
 
 def _verify(row: formats.ExportFormat, candidate: Path, out: Path, test_x, litert_logits, log):
-    """The row's verifier on the final .tflite, not yet in place: a failure leaves no file. None when the verifier's
-    runtime is not installed (an optional extra), said in one line."""
-    from edgekd.runtime.tflm import INSTALL, tflm_runtime
-
-    if tflm_runtime() is None:
-        log(f"{row.name}: the TensorFlow Lite Micro check was skipped (tflite-micro is not installed; {INSTALL})")
-        return None
-    log(f"{row.name}: running the file under TensorFlow Lite Micro's interpreter on {len(test_x)} test windows")
-    check = row.function("verifier")(candidate, test_x, litert_logits)
-    if check.agreement < row.min_agreement:
+    """The row's verifier on the final .tflite, not yet in place at `out`; None where the verifier's runtime is an
+    optional extra that is not installed (the verifier says so)."""
+    check = row.function("verifier")(candidate, test_x, litert_logits, log)
+    if check is not None and check.agreement < row.min_agreement:
         candidate.unlink(missing_ok=True)
         raise UserError(
-            f"{out}: not written: under TensorFlow Lite Micro it picks "
-            f"LiteRT's class on only {check.agreement:.1%} of test windows (needed {row.min_agreement:.0%}); "
-            f"export --float32 --target mcu, or report it as a bug with the file"
+            f"{out}: not written: under TensorFlow Lite Micro it picks LiteRT's class on only {check.agreement:.1%} "
+            f"of test windows (needed {row.min_agreement:.0%}), so firmware would not decide as the file checked "
+            f"here; export without --target mcu for LiteRT, and report the run as a bug"
         )
     return check
 

@@ -32,7 +32,9 @@ INSTALL = "pip install 'edgekd[mcu]'"
 ARENA_ALIGNMENT = 16  # bytes; the arena firmware declares is alignas(16), and TFLM aligns its tensors to 16
 _LARGEST_ARENA = 64 * 1024 * 1024  # no model edgekd exports comes near it; beyond, the model is not for an MCU
 _MISSING_OP = re.compile(r"Didn't find op for builtin opcode '([^']+)'")
-_CHILDREN = 8  # searches restarted after a crash, at most; each crash raises the size known to be too small
+# Children per search, at most: each crash raises the size known to be too small, so a search is done within its
+# probes (about 40: doubling to 64 MiB, then bisection to 16 bytes) even if every probe crashed.
+_CHILDREN = 48
 _CHILD_TIMEOUT_S = 120
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding edgekd/, for the child process
 
@@ -154,7 +156,7 @@ def smallest_arena(path: Path) -> int:
                 f"show tflite-micro`, or reinstall it: {INSTALL}"
             )
         too_small = max(too_small, trying)
-    raise UserError(f"{path}: TensorFlow Lite Micro crashed in {_CHILDREN} arena sizes in a row; {INSTALL} again")
+    raise UserError(f"{path}: TensorFlow Lite Micro crashed in {_CHILDREN} arena sizes; {INSTALL} again")
 
 
 def _search_in_child(path: Path, too_small: int, works: int | None) -> tuple[list[str], int, str]:
@@ -296,8 +298,15 @@ class TFLMCheck:
         )
 
 
-def verify_against_litert(path: str | Path, windows: np.ndarray, litert_logits: np.ndarray) -> TFLMCheck:
-    """Run `path` under TFLM in its smallest arena on `windows`, beside LiteRT's logits on the same windows."""
+def verify_against_litert(
+    path: str | Path, windows: np.ndarray, litert_logits: np.ndarray, log=print
+) -> TFLMCheck | None:
+    """Run `path` under TFLM in its smallest arena on `windows`, beside LiteRT's logits on the same windows. None,
+    said in one line, where tflite-micro is not installed: the C files are still worth having (docs/mcu.md)."""
+    if tflm_runtime() is None:
+        log(f"tflm: the TensorFlow Lite Micro check was skipped (tflite-micro is not installed; {INSTALL})")
+        return None
+    log(f"tflm: running the file under TensorFlow Lite Micro's interpreter on {len(windows)} test windows")
     model, arena = load_tflm(path)
     logits = model.predict_logits(windows)
     difference = np.abs(logits - litert_logits).max(initial=0.0)
