@@ -7,6 +7,7 @@ import builtins
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -141,6 +142,20 @@ def test_an_op_tflm_lacks_is_named(tmp_path):
     assert "has no kernel for the op SIGN" in result.output and "Traceback" not in result.output
 
 
+def test_a_failed_tflm_check_leaves_no_file(tiny_run, tmp_path, monkeypatch):
+    """An op TFLM lacks, found while export checks the file: one line naming it, and nothing written."""
+
+    def missing_sign(path, *args):
+        raise tflm._missing_op_error(path, "SIGN")
+
+    monkeypatch.setattr(tflm, "verify_against_litert", missing_sign)
+    result = run_cli(
+        "export", tiny_run, "--target", "mcu", "--out", tmp_path / "model.tflite", "--min-agreement", "0.5"
+    )
+    assert result.exit_code == 2 and "has no kernel for the op SIGN" in result.output, result.output
+    assert not list(tmp_path.iterdir())
+
+
 def test_without_tflite_micro_the_c_files_are_written_and_the_check_is_skipped(tiny_run, tmp_path, without_tflm):
     path = tmp_path / "model.tflite"
     result = run_cli("export", tiny_run, "--target", "mcu", "--out", path, "--min-agreement", "0.5")
@@ -177,6 +192,20 @@ def test_bench_tflm_reports_the_arena_beside_bytes_and_latency(exported):
     assert title.startswith("runtime: tflite-micro") and header.split()[:4] == ["model", "variant", "bytes", "arena"]
     _, arena = tflm.load_tflm(exported["int8"])
     assert row.split()[3] == f"{arena:,}"
+
+
+@needs_tflm
+def test_bench_tflm_imports_no_tensorflow(exported):
+    """The device side: tflite-micro is not TensorFlow, and nothing on the way to it may pull TensorFlow in."""
+    code = (
+        "import sys\n"
+        "from edgekd.cli import main\n"
+        f"try: main(['bench', {str(exported['int8'])!r}, '--runtime', 'tflm', '--runs', '2', '--warmup', '0'])\n"
+        "except SystemExit as e: assert not e.code, e.code\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'tensorflow'], 'tensorflow imported'\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
 
 
 @needs_tflm

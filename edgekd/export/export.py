@@ -170,7 +170,11 @@ def export_run(
     )
     best.path.write_bytes(final)
     # Files made from the .tflite are verified before it is put in place (a failure leaves no file), written after.
-    checks = {row.name: _verify(row, best.path, out, test_x, best.logits, log) for row in made_rows}
+    try:
+        checks = {row.name: _verify(row, best.path, out, test_x, best.logits, log) for row in made_rows}
+    except BaseException:
+        best.path.unlink(missing_ok=True)
+        raise
     os.chmod(best.path, file_mode(out))
     os.replace(best.path, out)
     ops = builtin_op_names(final)
@@ -199,7 +203,6 @@ def _verify(row: formats.ExportFormat, candidate: Path, out: Path, test_x, liter
     optional extra that is not installed (the verifier says so)."""
     check = row.function("verifier")(candidate, test_x, litert_logits, log)
     if check is not None and check.agreement < row.min_agreement:
-        candidate.unlink(missing_ok=True)
         raise UserError(
             f"{out}: not written: under TensorFlow Lite Micro it picks LiteRT's class on only {check.agreement:.1%} "
             f"of test windows (needed {row.min_agreement:.0%}), so firmware would not decide as the file checked "
