@@ -13,16 +13,16 @@ from click.testing import CliRunner
 
 from edgekd.cli import bench_table, main
 from edgekd.errors import UserError
-from edgekd.runtime import frontier
+from edgekd.runtime import frontier, memory
 from edgekd.runtime.bench import BenchResult
 from edgekd.runtime.frontier import (
     agreements_with_float,
     compare,
     front_steps,
-    measure_peak_rss_kb,
     pareto_flags,
     plot_frontier,
 )
+from edgekd.runtime.memory import measure_peak_rss_kb
 from edgekd.runtime.metadata import model_label
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -228,7 +228,7 @@ def test_missing_matplotlib_is_a_one_line_user_error(without_matplotlib, tmp_pat
 
 
 def test_peak_memory_is_positive(exported):
-    assert frontier.peak_rss_kb() > 0
+    assert memory.peak_rss_kb() > 0
     kb = measure_peak_rss_kb(exported["int8"])
     assert isinstance(kb, int) and kb > 0
 

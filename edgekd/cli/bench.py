@@ -29,20 +29,29 @@ from edgekd.table import format_table
 @click.option("--warmup", default=20, show_default=True, type=int, help="Untimed windows first.")
 @click.option("--threads", default=1, show_default=True, type=int, help="Interpreter threads.")
 @click.option(
+    "--runtime",
+    default="litert",
+    show_default=True,
+    type=click.Choice(["litert", "tflm"]),
+    help="tflm: TensorFlow Lite Micro's interpreter, in the smallest tensor arena that runs each model (reported "
+    "instead of peak_kb). Needs `pip install 'edgekd[mcu]'`.",
+)
+@click.option(
     "--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the results as JSON."
 )
 @click.option(
     "--plot",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write a PNG: accuracy against gzip bytes and against p50 latency (p50 against gzip bytes without --data), "
-    "Pareto-optimal models joined. Needs `pip install 'edgekd[plot]'`.",
+    help="Also write a PNG: accuracy against gzip bytes and against p50 latency (p50 against gzip bytes without "
+    "--data), Pareto-optimal models joined. Needs `pip install 'edgekd[plot]'`.",
 )
 @click.option("--force", is_flag=True, help="Replace --json and --plot files that exist.")
-def bench(models, data, where, runs, warmup, threads, json_out, plot, force):
+def bench(models, data, where, runs, warmup, threads, runtime, json_out, plot, force):
     """Measure bytes, load time, per-window latency and peak memory of MODELS, and accuracy with --data. No TensorFlow.
 
     \b
     peak_kb    peak RSS a model adds on top of the runtime (load + a few windows, fresh process)
+    arena      --runtime tflm: the smallest tensor arena TFLM runs the model in, in bytes
     agreement  share of test windows with the class the float32 model of its run picks (--data)
     pareto     *: no other model as good on accuracy, gzip bytes and p50 and better on one
     """
@@ -59,7 +68,13 @@ def bench(models, data, where, runs, warmup, threads, json_out, plot, force):
             check_output(path, option, force)  # now, not after minutes of benching
     if plot:
         frontier.require_matplotlib()  # now, not after minutes of benching
-    results = frontier.compare([bench_model(m, data, runs, warmup, threads, where=chosen) for m in models])
+    if runtime == "tflm":
+        from edgekd.runtime.tflm import require_tflm
+
+        require_tflm()  # now, not after minutes of benching
+    results = frontier.compare(
+        [bench_model(m, data, runs, warmup, threads, where=chosen, runtime=runtime) for m in models]
+    )
     click.echo(bench_table(results))
     if chosen:
         click.echo(
@@ -75,11 +90,13 @@ def bench(models, data, where, runs, warmup, threads, json_out, plot, force):
 
 
 def bench_table(results) -> str:
+    with_arena = any(r.arena_bytes is not None for r in results)  # --runtime tflm: beside bytes
     rows = [
         [
             Path(r.model).name,
             r.label or r.variant,
             r.bytes,
+            *([r.arena_bytes] if with_arena else []),
             r.gzip_bytes,
             r.peak_rss_kb,
             r.init_ms,
@@ -98,6 +115,7 @@ def bench_table(results) -> str:
             "model",
             "variant",
             "bytes",
+            *(["arena"] if with_arena else []),
             "gzip",
             "peak_kb",
             "init_ms",
@@ -125,6 +143,8 @@ def _bench_notes(results) -> list[str]:
     """One line per column that needs explaining, for the columns the results fill (demo fills fewer)."""
     with_accuracy = all(r.accuracy is not None for r in results)
     notes = []
+    if any(r.arena_bytes is not None for r in results):
+        notes.append("arena: the smallest tensor arena TensorFlow Lite Micro runs the model in, bytes (docs/mcu.md)")
     if any(r.peak_rss_kb is not None for r in results):
         notes.append("peak_kb: peak RSS the model adds on top of the imported runtime, measured in a fresh process")
     if any(r.agreement_with_float is not None for r in results):
@@ -161,5 +181,6 @@ def _bench_json(r) -> dict:
         "agreement_with_float": d["agreement_with_float"],
         "agreement_source": d["agreement_source"],
         "peak_rss_kb": d["peak_rss_kb"],
+        "arena_bytes": d["arena_bytes"],
         "pareto": d["pareto"],
     }

@@ -7,28 +7,29 @@ from pathlib import Path
 import click
 
 from edgekd.errors import UserError
+from edgekd.export import formats
 from edgekd.table import format_table
+
+
+def variant_flags(command):
+    """--float32, --float16, ...: one flag per variant row of formats.FORMATS, in the table's order."""
+    for row in reversed(formats.VARIANTS):
+        command = click.option(f"--{row.name}", "variant", flag_value=row.name, help=row.help)(command)
+    return command
 
 
 @click.command()
 @click.argument("run", type=click.Path(path_type=Path))
-@click.option("--float32", "variant", flag_value="float32", help="Float32 weights and activations.")
-@click.option("--float16", "variant", flag_value="float16", help="Float16 weights, float32 compute.")
-@click.option("--dynamic", "variant", flag_value="dynamic", help="Int8 weights, float activations.")
-@click.option("--int8", "variant", flag_value="int8", help="Full integer: int8 weights, activations, input and output.")
+@variant_flags
 @click.option(
     "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The .tflite file to write."
 )
 @click.option(
     "--min-agreement",
     type=float,
-    help="Least argmax agreement with the Keras student on test windows. [default: 0.99 float32, 0.98 float16, 0.95 dynamic, 0.90 int8]",
+    help=formats.min_agreement_help(),
 )
-@click.option(
-    "--target",
-    type=click.Choice(["x86", "pi", "mcu"]),
-    help="Pick the variant measured best for this kind of CPU (when no variant flag is given), and say why.",
-)
+@click.option("--target", type=click.Choice(formats.TARGETS), help=formats.target_help())
 @click.option(
     "--prune",
     type=float,
@@ -40,13 +41,15 @@ from edgekd.table import format_table
     "--cluster",
     type=int,
     metavar="K",
-    help="Share K values per kernel (weight clustering; keeps --prune's zeros), fine-tuned with the run's KD loss; int8 then uses one scale per tensor.",
+    help="Share K values per kernel (weight clustering; keeps --prune's zeros), fine-tuned with the run's KD loss; "
+    "int8 then uses one scale per tensor.",
 )
 @click.option(
     "--low-rank",
     type=float,
     metavar="POINTS",
-    help="Factorise Dense and LSTM input kernels by truncated SVD at the smallest rank that costs at most POINTS of validation accuracy, then fine-tune.",
+    help="Factorise Dense and LSTM input kernels by truncated SVD at the smallest rank that costs at most POINTS of "
+    "validation accuracy, then fine-tune.",
 )
 @click.option(
     "--finetune-epochs",
@@ -69,7 +72,8 @@ from edgekd.table import format_table
     default="none",
     show_default=True,
     type=click.Choice(["none", "lda"]),
-    help="Put the LDA on time-domain features (the classical baseline) beside the student in one model, probabilities averaged with a weight and LDA temperature chosen on the validation windows; not with --qat.",
+    help="Put the LDA on time-domain features (the classical baseline) beside the student in one model, probabilities "
+    "averaged with a weight and LDA temperature chosen on the validation windows; not with --qat.",
 )
 def export(
     run,
@@ -93,15 +97,22 @@ def export(
     an int8 model that collapses with the default quantizer is retried with the legacy one.
     --prune, --cluster, --qat and --low-rank fine-tune with the distillation loss against the run's teachers."""
     from edgekd.compress.apply import CompressionOptions
-    from edgekd.export.targets import TARGETS
 
-    if variant is None and target is not None:
-        variant, why = TARGETS[target]
-        click.echo(f"--target {target}: {variant}, because {why}")
-    elif target is not None and variant != TARGETS[target][0]:
-        click.echo(f"--target {target} would pick {TARGETS[target][0]}; exporting {variant} as asked")
+    made_from = ()
+    if target is not None:
+        picked = formats.target_variant(target)
+        if variant is None:
+            variant = picked.name
+            click.echo(f"--target {target}: {variant}, because {picked.targets[target]}")
+        elif variant != picked.name:
+            click.echo(f"--target {target} would pick {picked.name}; exporting {variant} as asked")
+        for row in formats.chosen_by(target):
+            if not row.variant:
+                made_from += (row.name,)
+                files = " and ".join(f.name for f in row.files(out))
+                click.echo(f"--target {target}: also {files} ({row.name}), because {row.targets[target]}")
     if variant is None:
-        raise UserError("choose a variant: --float32, --float16, --dynamic or --int8 (or --target x86|pi|mcu)")
+        raise UserError(f"choose a variant: {formats.variant_choice_hint()}")
     options = CompressionOptions(
         prune=prune,
         qat=qat,
@@ -117,8 +128,8 @@ def export(
     check_classical_branch(classical_branch, options)
     if target == "mcu" and classical_branch != "none":
         raise UserError(
-            f"--target mcu wants a full-integer model for TensorFlow Lite Micro, and --classical-branch {classical_branch} "
-            f"keeps the LDA branch in float32; export the student alone for a microcontroller"
+            f"--target mcu wants a full-integer model for TensorFlow Lite Micro, and --classical-branch "
+            f"{classical_branch} keeps the LDA branch in float32; export the student alone for a microcontroller"
         )
     r = export_run(
         run,
@@ -129,6 +140,7 @@ def export(
         log=click.echo,
         classical_branch=classical_branch,
         force=force,
+        made_from=made_from,
     )
     fused = "UNIDIRECTIONAL_SEQUENCE_LSTM" in r.ops and "WHILE" not in r.ops
     click.echo()
@@ -138,7 +150,8 @@ def export(
             format_table(
                 ["kernel", "sparsity"],
                 [[k, v] for k, v in per_layer.items()],
-                title=f"pruning: asked {prune:.0%}, measured {r.compression['prune']['measured']:.1%} of kernel weights",
+                title=f"pruning: asked {prune:.0%}, measured {r.compression['prune']['measured']:.1%} "
+                "of kernel weights",
             )
         )
         click.echo()
@@ -181,4 +194,18 @@ def export(
             + "; agreement: tflite vs keras_acc's model"
         )
     click.echo(f"ops: {', '.join(r.ops)}{'  (LSTM fused)' if fused else ''}")
+    for name, made in (r.made or {}).items():
+        click.echo(made_summary(name, made))
     click.echo(f"next: edgekd bench {r.path}")
+
+
+def made_summary(name: str, made: dict) -> str:
+    """One line per file made from the .tflite: what was written, and what its verifier measured."""
+    files = ", ".join(Path(f).name for f in made["files"])
+    check = made["check"]
+    if check is None:
+        return f"{name}: wrote {files}; tensor arena not measured (tflite-micro not installed)"
+    return (
+        f"{name}: wrote {files}; tensor arena {check.arena_bytes:,} bytes (the smallest {check.runtime} ran it in); "
+        f"{check.describe()}"
+    )

@@ -11,8 +11,8 @@ import numpy as np
 
 from edgekd._tf import tf
 from edgekd.console import quiet_native_output
+from edgekd.export.formats import VARIANTS
 
-VARIANTS = ("float32", "float16", "dynamic", "int8")
 # Full-int8 conversion with the default (MLIR) quantizer can collapse an LSTM to one class; the older
 # quantizer often holds (STACK.md). Export tries them in this order and keeps the first that agrees.
 INT8_QUANTIZERS = ("mlir", "legacy")
@@ -43,7 +43,7 @@ def _convert(
     clustered kernels, whose K shared values stay K int8 values only under a single scale).
     `float_layers`: names of layers of `model` that int8 leaves in float32 (the LDA branch of models/hybrid.py);
     the rest is quantized as usual, and the model's input and output stay float32 (see _int8_except)."""
-    if variant not in VARIANTS:
+    if variant not in [f.name for f in VARIANTS]:
         raise ValueError(f"unknown variant {variant!r}")
     if float_layers and variant == "int8":
         return _int8_except(model, representative, float_layers)

@@ -22,7 +22,8 @@ import edgekd
 from edgekd.compress.apply import CompressionOptions
 from edgekd.distill.run import load_run, load_run_windows
 from edgekd.errors import UserError
-from edgekd.export.convert import INT8_QUANTIZERS, builtin_op_names, convert
+from edgekd.export import formats
+from edgekd.export.convert import INT8_QUANTIZERS, builtin_op_names, convert  # noqa: F401 (the variants' converter)
 from edgekd.export.metadata_writer import embed_metadata, embed_signed_metadata
 from edgekd.io import check_output, file_mode
 from edgekd.models.saved import load_model
@@ -30,9 +31,8 @@ from edgekd.runtime.interpreter import TFLiteModel
 from edgekd.runtime.metadata import model_label
 from edgekd.runtime.personalize import RECORD_ROOM
 
-# Argmax agreement with the Keras student on test windows that each variant must reach by default.
-# Float variants differ only by rounding; int8 measured 90-100% on healthy models and ~20% when collapsed.
-MIN_AGREEMENT = {"float32": 0.99, "float16": 0.98, "dynamic": 0.95, "int8": 0.90}
+# Read from edgekd/export/formats.py, where each variant's default is declared, for benchmarks/ that import it here.
+MIN_AGREEMENT = {f.name: f.min_agreement for f in formats.VARIANTS}
 METADATA_FORMAT = "edgekd-model/1"
 
 
@@ -52,6 +52,7 @@ class ExportResult:
     compression: dict | None = None  # what compress() did: low_rank, prune (measured sparsity per layer), qat
     student_accuracy: float | None = None  # the run's uncompressed Keras student, for comparison
     classical_branch: dict | None = None  # --classical-branch: models/hybrid.Branch.describe(), "kept" among it
+    made: dict[str, dict] | None = None  # files made from the .tflite, per format row: {"tflm": {"files": ...}}
 
     @property
     def label(self) -> str:
@@ -68,15 +69,23 @@ def export_run(
     classical_branch: str = "none",
     force: bool = False,
     progress: bool = True,
+    made_from: tuple[str, ...] = (),
 ) -> ExportResult:
     """`compression` (pruning, QAT, low rank) is applied to the student first; agreement is then measured
     against the compressed Keras model, and the accuracy of both is reported. `classical_branch` "lda": the
     (compressed) student and the LDA baseline in one model (models/hybrid.py), fitted on the run's training windows
     and calibrated on its validation windows, which are rebuilt from the dataset (compression.data if it moved).
     An existing `out` is replaced only with `force`, and never when it is one of a run's own files. `progress`: a live
-    line per fine-tuning."""
+    line per fine-tuning. `made_from`: names of formats.FORMATS rows whose files are made from the .tflite (--target
+    mcu: "tflm"), checked by their verifier before the .tflite is put in place."""
     started = time.perf_counter()
     run_dir, out = Path(run_dir), check_output(out, "--out", force)
+    made_rows = [formats.find(name) for name in made_from]
+    for row in made_rows:
+        for path in row.files(out):
+            if path == out:
+                raise UserError(f"{out}: {row.name} writes {path.name} from it; give --out a .tflite name")
+            check_output(path, "--out", force)  # now, not after minutes of converting
     compression = compression or CompressionOptions()
     compression.check(variant)
     check_classical_branch(classical_branch, compression)
@@ -88,7 +97,7 @@ def export_run(
             f"{run_dir}: is a selector system (--students ... --selector); --prune, --qat and --low-rank "
             f"compress one student and cannot be applied to it; export it without them"
         )
-    threshold = MIN_AGREEMENT[variant] if min_agreement is None else min_agreement
+    threshold = formats.find(variant).min_agreement if min_agreement is None else min_agreement
     if not 0.0 <= threshold <= 1.0:
         raise UserError("--min-agreement is a fraction of windows in [0, 1], e.g. 0.95")
 
@@ -144,7 +153,8 @@ def export_run(
         attempts = ", ".join(f"{k} {v:.1%}" for k, v in tried.items())
         raise UserError(
             f"{out}: not written: the {variant} model agrees with the Keras student on only {agreement:.1%} of test "
-            f"windows ({attempts}; needed {threshold:.0%}); export --float16 or --dynamic instead, or retrain with more data"
+            f"windows ({attempts}; needed {threshold:.0%}); export --float16 or --dynamic instead, or retrain with "
+            f"more data"
         )
     keras_accuracy = float(np.mean(np.argmax(best.keras_logits, 1) == test_y))
     tflite_accuracy = float(np.mean(np.argmax(best.logits, 1) == test_y))
@@ -159,8 +169,16 @@ def export_run(
         reserve=RECORD_ROOM,
     )
     best.path.write_bytes(final)
+    # Files made from the .tflite are verified before it is put in place (a failure leaves no file), written after.
+    try:
+        checks = {row.name: _verify(row, best.path, out, test_x, best.logits, log) for row in made_rows}
+    except BaseException:
+        best.path.unlink(missing_ok=True)
+        raise
     os.chmod(best.path, file_mode(out))
     os.replace(best.path, out)
+    ops = builtin_op_names(final)
+    made = {row.name: _convert_from(row, out, ops, checks[row.name]) for row in made_rows}
     return ExportResult(
         out,
         variant,
@@ -170,13 +188,34 @@ def export_run(
         keras_accuracy,
         tflite_accuracy,
         tried,
-        builtin_op_names(final),
+        ops,
         time.perf_counter() - started,
         gzip_bytes=len(gzip.compress(final, compresslevel=9, mtime=0)),
         compression=done,
         student_accuracy=student_accuracy,
         classical_branch=branch.describe() if branch else None,
+        made=made or None,
     )
+
+
+def _verify(row: formats.ExportFormat, candidate: Path, out: Path, test_x, litert_logits, log):
+    """The row's verifier on the final .tflite, not yet in place at `out`; None where the verifier's runtime is an
+    optional extra that is not installed (the verifier says so)."""
+    check = row.function("verifier")(candidate, test_x, litert_logits, log)
+    if check is not None and check.agreement < row.min_agreement:
+        raise UserError(
+            f"{out}: not written: under TensorFlow Lite Micro it picks LiteRT's class on only {check.agreement:.1%} "
+            f"of test windows (needed {row.min_agreement:.0%}), so firmware would not decide as the file checked "
+            f"here; export without --target mcu for LiteRT, and report the run as a bug"
+        )
+    return check
+
+
+def _convert_from(row: formats.ExportFormat, tflite: Path, ops: list[str], check) -> dict:
+    """The row's converter on the exported .tflite: {"files": [...], and the check's numbers}."""
+    note = f"measured by {check.runtime}'s interpreter at export" if check else "tflite-micro was not installed"
+    files = row.function("converter")(tflite, row.files(tflite), ops, check.arena_bytes if check else None, note)
+    return {"files": [str(f) for f in files], "check": check}
 
 
 @dataclass
@@ -205,6 +244,8 @@ def convert_checked(
     """The conversion that agrees best with `model` (int8: the MLIR quantizer, then the legacy one if needed;
     with `float_layers`, convert.py's selective quantization, MLIR only)."""
     keras_logits = model(test_x, training=False).numpy()
+    row = formats.find(variant)
+    converter, verifier = row.function("converter"), row.function("verifier")
     best = None
     quantizers = (INT8_QUANTIZERS[:1] if float_layers else INT8_QUANTIZERS) if variant == "int8" else (None,)
     for quantizer in quantizers:
@@ -214,7 +255,7 @@ def convert_checked(
             + (f", {', '.join(float_layers)} in float32" if float_layers and variant == "int8" else "")
         )
         try:
-            flat = convert(
+            flat = converter(
                 model, variant, representative, quantizer or "mlir", per_channel=per_channel, float_layers=float_layers
             )
         except Exception as e:  # noqa: BLE001 - the converter raises many types; the other quantizer may succeed
@@ -224,13 +265,12 @@ def convert_checked(
         metadata = metadata_for(quantizer)
         candidate = _write_candidate(embed_metadata(flat, metadata), out)
         try:
-            logits = TFLiteModel.load(candidate).predict_logits(test_x)
+            agreement, logits = verifier(candidate, test_x, keras_logits)
         except UserError as e:  # a degenerate quantization (a zero scale, say) that the runtime refuses
             candidate.unlink(missing_ok=True)
             tried[quantizer or variant] = 0.0
             log(f"  the runtime cannot load this conversion: {e.message}")
             continue
-        agreement = float(np.mean(np.argmax(logits, 1) == np.argmax(keras_logits, 1)))
         tried[quantizer or variant] = agreement
         log(
             f"  agreement with the Keras model on {len(test_x)} test windows: {agreement:.1%}"
@@ -245,6 +285,12 @@ def convert_checked(
         if agreement >= threshold:
             break
     return best
+
+
+def keras_agreement(candidate: Path, test_x, keras_logits) -> tuple[float, np.ndarray]:
+    """(share of test windows where the .tflite under LiteRT picks the Keras model's class, its logits)."""
+    logits = TFLiteModel.load(candidate).predict_logits(test_x)
+    return float(np.mean(np.argmax(logits, 1) == np.argmax(keras_logits, 1))), logits
 
 
 def _qat_or_post_training(
@@ -328,10 +374,14 @@ def _with_branch(student, run_dir: Path, run: dict, data, log):
     model, branch = hybrid(
         student, parts["train"].x, parts["train"].y, parts["val"].x, parts["val"].y, len(run["classes"])
     )
-    accuracies = f"validation accuracy {branch.val_accuracy:.1%} with it at T={branch.temperature:g}, {branch.student_val_accuracy:.1%} without"
+    accuracies = (
+        f"validation accuracy {branch.val_accuracy:.1%} with it at T={branch.temperature:g}, "
+        f"{branch.student_val_accuracy:.1%} without"
+    )
     if not branch.kept:
         log(
-            f"  the LDA branch is left out: it does not raise the validation accuracy ({accuracies}); exporting the student alone"
+            f"  the LDA branch is left out: it does not raise the validation accuracy ({accuracies}); "
+            f"exporting the student alone"
         )
         return model, branch
     log(f"  LDA temperature {branch.temperature:g}, chosen on the validation windows ({accuracies})")

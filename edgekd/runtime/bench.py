@@ -1,7 +1,8 @@
 """`edgekd bench`: bytes, load time, per-window latency and peak memory of .tflite models, and accuracy on a dataset.
 
-Device side: numpy, scipy and a TFLite runtime only. Every timed invoke starts from reset LSTM state,
-as live inference does. How the models compare (agreement with float, Pareto front) is edgekd.runtime.frontier.
+Device side: numpy, scipy and a TFLite runtime only (LiteRT, or TensorFlow Lite Micro's interpreter with
+`runtime="tflm"`). Every timed invoke starts from reset LSTM state, as live inference does. How the models compare
+(agreement with float, Pareto front) is edgekd.runtime.frontier, which reads these results.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from edgekd.data.prepare import check_dataset_fits, check_labels_known, check_st
 from edgekd.data.splits import select_recordings, split_indices_from_dict
 from edgekd.data.windows import Preprocessor
 from edgekd.errors import UserError
-from edgekd.runtime.frontier import measure_peak_rss_kb
 from edgekd.runtime.interpreter import TFLiteModel
+from edgekd.runtime.memory import measure_peak_rss_kb
 from edgekd.runtime.metadata import model_label
 
 
@@ -43,6 +44,7 @@ class BenchResult:
     compression: dict | None = None
     export_agreement: float | None = None  # argmax agreement with the Keras float student, measured at export
     peak_rss_kb: int | None = None  # peak RSS the model adds on top of the imported runtime
+    arena_bytes: int | None = None  # runtime "tflm": the smallest tensor arena TFLM runs the model in
     predictions: np.ndarray | None = field(default=None, repr=False, compare=False)  # argmax per test window
     # Filled by edgekd.runtime.frontier.compare, which needs every benched model.
     agreement_with_float: float | None = None
@@ -62,12 +64,23 @@ def bench_model(
     threads: int = 1,
     measure_memory: bool = True,
     where: dict[str, list[str]] | None = None,
+    runtime: str = "litert",
 ) -> BenchResult:
     """`where` ({key: values}, splits.parse_where): measure accuracy on those recordings of `data` instead of the
-    test split recorded in the model."""
+    test split recorded in the model. `runtime` "tflm": under TensorFlow Lite Micro's interpreter in its smallest
+    arena, which the result reports instead of peak RSS (a host process's RSS says nothing of a microcontroller)."""
     if runs < 1 or warmup < 0 or threads < 1:
         raise UserError("--runs and --threads must be at least 1, --warmup at least 0")
-    model = TFLiteModel.load(path, num_threads=threads)
+    arena = None
+    if runtime == "tflm":
+        from edgekd.runtime.tflm import load_tflm
+
+        if threads != 1:
+            raise UserError("--runtime tflm runs one thread, as on a microcontroller; drop --threads")
+        model, arena = load_tflm(path)
+        measure_memory = False
+    else:
+        model = TFLiteModel.load(path, num_threads=threads)
     raw = model.model_bytes
     accuracy = n_windows = predictions = None
     if data is not None:
@@ -108,6 +121,7 @@ def bench_model(
         compression=meta.get("compression"),
         export_agreement=meta.get("agreement"),
         peak_rss_kb=measure_peak_rss_kb(path, threads) if measure_memory else None,
+        arena_bytes=arena,
         predictions=predictions,
     )
 

@@ -1,16 +1,12 @@
 """The size-latency-accuracy frontier of benched models (`edgekd bench A.tflite B.tflite --plot front.png`).
 
 How models compare with each other: argmax agreement with the float model of their run, which ones are
-Pareto-optimal, and the plot. Also the one measurement that needs a process of its own, peak memory.
+Pareto-optimal, and the plot. It reads edgekd.runtime.bench's results and bench never imports it (the command does).
 Device side: no TensorFlow, and matplotlib only when a plot is asked for.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,14 +14,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgekd import plots
-from edgekd.errors import UserError
 
 if TYPE_CHECKING:
     from edgekd.runtime.bench import BenchResult
 
-_MEMORY_WINDOWS = 4  # invokes are what allocate the arena's scratch; more windows add nothing
-_MEMORY_TIMEOUT_S = 60
-_PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding edgekd/, for the child process
 _LABEL_OFFSETS = (4, -11, 15)  # points above each point, cycled
 
 
@@ -101,77 +93,6 @@ def _costs(result: BenchResult, use_accuracy: bool) -> tuple[float, ...]:
 
 def _dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
-
-
-# ---- peak memory ------------------------------------------------------------------------------------
-
-
-def measure_peak_rss_kb(path: str | Path, threads: int = 1) -> int | None:
-    """KiB of peak RSS that loading the model and running a few windows adds on top of the imported runtime.
-
-    Measured in a fresh Python process, because the peak RSS of this one already holds the dataset, other
-    models and the timing loop. It includes what the interpreter allocates on first use (its arena, the
-    XNNPACK delegate), which is a real cost on a device. None where the OS reports no peak RSS (Windows).
-    """
-    code = "from edgekd.runtime.frontier import _report_peak_rss; _report_peak_rss()"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), os.environ.get("PYTHONPATH")])))
-    try:
-        child = subprocess.run(
-            [sys.executable, "-c", code, str(path), str(threads)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=_MEMORY_TIMEOUT_S,
-        )
-    except subprocess.TimeoutExpired:
-        raise UserError(
-            f"{path}: measuring its peak memory took over {_MEMORY_TIMEOUT_S} s; "
-            f"check that the machine is not out of memory and bench it again"
-        ) from None
-    if child.returncode != 0:
-        reason = (child.stderr.strip().splitlines() or [f"exit status {child.returncode}"])[-1]
-        raise UserError(
-            f"{path}: measuring its peak memory in a fresh process failed ({reason}); "
-            f"check that `{sys.executable} -c 'import edgekd.runtime.interpreter'` works"
-        )
-    return json.loads(child.stdout.strip().splitlines()[-1])["peak_rss_kb"]
-
-
-def _report_peak_rss() -> None:
-    """The child of measure_peak_rss_kb: argv = [path, threads]; prints {"peak_rss_kb": ...} as JSON."""
-    from edgekd.runtime.interpreter import TFLiteModel, load_interpreter_class
-
-    path, threads = sys.argv[1], int(sys.argv[2])
-    load_interpreter_class()  # importing the runtime is not the model's cost
-    before = peak_rss_kb()
-    model = TFLiteModel.load(path, num_threads=threads)
-    window = np.zeros(model.window_shape, np.float32)  # not numpy.random: importing it costs megabytes
-    for _ in range(_MEMORY_WINDOWS):
-        model.invoke_once(window)
-    after = peak_rss_kb()
-    print(json.dumps({"peak_rss_kb": None if before is None or after is None else after - before}))
-
-
-def peak_rss_kb() -> int | None:
-    """This process's peak resident set size in KiB; None where the OS does not say (Windows).
-
-    Linux: VmHWM of /proc/self/status, not getrusage's ru_maxrss, because Linux carries the parent's peak
-    into a child's ru_maxrss across fork and exec: the child of a bench process holding a dataset would
-    start at the parent's peak and show no increase at all.
-    """
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])  # "VmHWM:   50532 kB"
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import resource
-    except ImportError:
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak // 1024 if sys.platform == "darwin" else peak  # bytes on macOS, KiB on the other Unixes
 
 
 # ---- plot -------------------------------------------------------------------------------------------

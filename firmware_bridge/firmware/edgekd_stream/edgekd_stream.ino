@@ -13,6 +13,35 @@
 
 #include "edgekd_frame.h"
 
+// On-device inference (optional): `edgekd export RUN --target mcu --out model.tflite` writes model.cc and model.h
+// beside model.tflite. Copy both next to this file (as model.cpp: the Arduino IDE compiles .c and .cpp only) and
+// install the Arduino TensorFlow Lite Micro library. model.h gives the model's array, the ops its resolver needs and
+// the tensor arena TFLM ran it in at export (docs/mcu.md). Without them the sketch only streams.
+#if __has_include("model.h") && __has_include(<TensorFlowLite.h>)
+#define EDGEKD_ON_DEVICE_MODEL 1
+#include <TensorFlowLite.h>
+#include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+#include "tensorflow/lite/schema/schema_generated.h"
+#include "model.h"
+
+alignas(16) static uint8_t tensor_arena[model_tflite_arena_size];
+
+// The interpreter, ready for a window; nullptr when the model does not load (an op not added, the arena too small).
+static tflite::MicroInterpreter *model_setup()
+{
+    static tflite::MicroMutableOpResolver<model_tflite_op_count> resolver;
+    if (!model_tflite_add_ops(resolver)) {
+        return nullptr;
+    }
+    static tflite::MicroInterpreter interpreter(tflite::GetModel(model_tflite), resolver, tensor_arena,
+                                                sizeof tensor_arena);
+    return interpreter.AllocateTensors() == kTfLiteOk ? &interpreter : nullptr;
+}
+
+static tflite::MicroInterpreter *model;
+#endif
+
 #define SERIAL_BAUD 921600UL
 
 #define EMG_STREAM_ID 0
@@ -109,6 +138,11 @@ void setup()
         // native USB boards: wait for the host to open the port
     }
     next_emg_us = next_imu_us = micros();
+#ifdef EDGEKD_ON_DEVICE_MODEL
+    // Loaded at start so that a missing op or a short arena shows at once. Feeding it windows normalised and
+    // quantized as the model's metadata says, then Invoke(), is the application's part.
+    model = model_setup();
+#endif
 }
 
 void loop()
