@@ -176,7 +176,9 @@ def variant_markdown(heading: str, result: dict) -> list[str]:
     lines = [
         f"### {heading}",
         "",
-        f"Command: `{result['command']}` (`.venv/bin/python benchmarks/loso.py --variant {result.get('variant', 'spine')}`), then `edgekd export RUN/fold-SUBJECT --int8`"
+        f"Command: `{result['command']}` "
+        f"(`.venv/bin/python benchmarks/loso.py --variant {result.get('variant', 'spine')}`), "
+        "then `edgekd export RUN/fold-SUBJECT --int8`"
         + (
             " and `--int8 --classical-branch lda`, their"
             if any("int8_lda_branch" in f["test_accuracy"] for f in folds)
@@ -224,9 +226,10 @@ def variant_markdown(heading: str, result: dict) -> list[str]:
         hybrid_above = sum(f["test_accuracy"]["int8_lda_branch"] >= f["test_accuracy"][classical_name] for f in folds)
         lines += [
             f"- int8 KD student + LDA branch (`--classical-branch lda`; the branch kept, by validation, on "
-            f"{len(kept)} of {len(folds)} folds{': ' + ', '.join(kept) if kept else ''}): {100 * (hybrid - ensemble):+.1f} "
-            f"points against the ensemble, {met(hybrid >= ensemble - 0.01)}; {100 * (hybrid - classical):+.1f} against "
-            f"{TITLES[classical_name]}, {met(hybrid >= classical)}, at or above it on {hybrid_above} of {len(folds)} subjects"
+            f"{len(kept)} of {len(folds)} folds{': ' + ', '.join(kept) if kept else ''}): "
+            f"{100 * (hybrid - ensemble):+.1f} points against the ensemble, {met(hybrid >= ensemble - 0.01)}; "
+            f"{100 * (hybrid - classical):+.1f} against {TITLES[classical_name]}, {met(hybrid >= classical)}, "
+            f"at or above it on {hybrid_above} of {len(folds)} subjects"
         ]
     return lines + [""]
 

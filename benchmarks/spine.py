@@ -130,14 +130,16 @@ def write_results(results: list[dict]) -> None:
         "Every number here is written by `make bench` (`.venv/bin/python benchmarks/spine.py`; `--only PREFIX` reruns",
         "some cases). One seed per case (seed 0): STACK.md measured a spread of up to 9 points between student",
         "seeds, so differences of a few points between rows are not evidence. Latencies: one interpreter thread,",
-        f"{results[0]['models']['int8']['runtime'] if results else ''}, {platform.machine()} host shared with other jobs",
+        f"{results[0]['models']['int8']['runtime'] if results else ''}, {platform.machine()} host shared with "
+        "other jobs",
         "(medians are robust to that, p99 less so); cases measured "
         + ", ".join(sorted({r["measured_at"] for r in results}))
         + ".",
         "",
         "## Accuracy on held-out data (%)",
         "",
-        "| case | teachers | ensemble | student scratch | student KD | int8 KD | int8 − ensemble | LDA | random forest |",
+        "| case | teachers | ensemble | student scratch | student KD | int8 KD | int8 − ensemble | LDA "
+        "| random forest |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -158,12 +160,19 @@ def write_results(results: list[dict]) -> None:
     for r in results:
         rep, f32, i8 = r["report"], r["models"]["float32"], r["models"]["int8"]
         ratio = rep["epoch_time_s"]["student_kd"] / rep["epoch_time_s"]["student_scratch"]
-        lines.append(
-            f"| {r['case']} | {rep['architectures']['student']} | {rep['params']['student']:,} / {rep['params']['teacher']:,} | "
-            f"{f32['bytes']:,} | {i8['bytes']:,} ({i8['gzip_bytes']:,}) | {pct(i8['agreement'])}% ({i8['quantizer']}) | "
-            f"{f32['latency_ms']['p50']:.3f} / {f32['latency_ms']['p99']:.3f} | {i8['latency_ms']['p50']:.3f} / {i8['latency_ms']['p99']:.3f} | "
-            f"{rep['timings_s']['total']:.0f} | {ratio:.2f} |"
-        )
+        cells = [
+            r["case"],
+            rep["architectures"]["student"],
+            f"{rep['params']['student']:,} / {rep['params']['teacher']:,}",
+            f"{f32['bytes']:,}",
+            f"{i8['bytes']:,} ({i8['gzip_bytes']:,})",
+            f"{pct(i8['agreement'])}% ({i8['quantizer']})",
+            f"{f32['latency_ms']['p50']:.3f} / {f32['latency_ms']['p99']:.3f}",
+            f"{i8['latency_ms']['p50']:.3f} / {i8['latency_ms']['p99']:.3f}",
+            f"{rep['timings_s']['total']:.0f}",
+            f"{ratio:.2f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
         "How to read it:",
@@ -185,7 +194,8 @@ def write_results(results: list[dict]) -> None:
         "",
         "## Targets (issue: the spine)",
         "",
-        "int8 student within 3 points of the ensemble on myo5 (int8 − ensemble ≥ −3); a KD epoch ≤ 1.3× a scratch epoch.",
+        "int8 student within 3 points of the ensemble on myo5 (int8 − ensemble ≥ −3); "
+        "a KD epoch ≤ 1.3× a scratch epoch.",
         "",
     ]
     for r in results:

@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from defaults import RECORDS as DEFAULT_RECORDS  # noqa: E402
-from defaults import folds, person_mean
+from defaults import folds, person_mean  # noqa: E402
 from results_md import write_section  # noqa: E402
 
 from edgekd.distill.run import DistillConfig, auto_batch_size  # noqa: E402

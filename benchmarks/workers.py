@@ -94,8 +94,9 @@ def main() -> None:
         [
             "## Folds on Ray (`.venv/bin/python benchmarks/workers.py`)",
             "",
-            f"`edgekd distill SUBSET --cv loso --epochs {EPOCHS}` on {len(PEOPLE)} people of myo22 ({', '.join(PEOPLE)}), "
-            f"{len(PEOPLE)} folds; wall time of the whole command, median of {REPEATS} rounds, measured {record['measured_at']} "
+            f"`edgekd distill SUBSET --cv loso --epochs {EPOCHS}` on {len(PEOPLE)} people of myo22 "
+            f"({', '.join(PEOPLE)}), {len(PEOPLE)} folds; wall time of the whole command, median of {REPEATS} rounds, "
+            f"measured {record['measured_at']} "
             f"on {record['cores']} cores ({record['cpu']}).",
             "",
             "| run | seconds (median) | each round | against serial | against --workers 1 |",

@@ -108,7 +108,7 @@ def test_device_side_does_not_import_the_baseline():
 
 
 def test_distill_report_holds_the_baseline(tiny_run):
-    from edgekd.cli import distill_table
+    from edgekd.cli.distill import distill_table
 
     report = json.loads((tiny_run / "report.json").read_text())
     for part in ("test_accuracy", "val_accuracy"):

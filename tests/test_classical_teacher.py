@@ -62,7 +62,7 @@ def test_with_classical_teacher_appends_the_lda_last_and_is_deterministic():
 def test_distill_with_the_lda_teacher_reports_both_ensembles_and_replays_its_targets(myo5, tmp_path, tiny_conv):
     import json
 
-    from edgekd.cli import distill_table
+    from edgekd.cli.distill import distill_table
     from edgekd.compare import Run, method_label, model_rows
     from edgekd.distill.fusion import distillation_targets
     from edgekd.distill.replay import load_run_data

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgekd.cli import bench_table, main
+from edgekd.cli import main
+from edgekd.cli.bench import bench_table
 from edgekd.errors import UserError
 from edgekd.runtime import frontier, memory
 from edgekd.runtime.bench import BenchResult

@@ -181,7 +181,7 @@ def test_no_loss_applies_softmax_twice(kd_term):
 
 # --------------------------------------------------------------------------------------------- config and CLI
 def test_cli_choices_are_the_fusion_modes():
-    from edgekd.cli import distill
+    from edgekd.cli.distill import distill
     from edgekd.distill.run import LOSSES
 
     choices = {p.name: p.type.choices for p in distill.params if p.name in ("fusion", "loss")}

@@ -205,7 +205,7 @@ def test_export_refuses_the_lda_branch_with_qat_and_an_unknown_branch(tiny_run, 
 
 
 def test_distill_suggests_the_lda_branch_only_where_it_won_on_validation():
-    from edgekd.cli import next_export
+    from edgekd.cli.distill import next_export
 
     plain = "edgekd export runs/a --int8 --out student.tflite"
     assert next_export({}, "runs/a") == plain  # reports from before the branch

@@ -72,7 +72,8 @@ def test_hint_loss_adds_one_minus_cosine_per_teacher_to_the_response_term():
 
 
 def test_hint_loss_is_zero_for_a_student_equal_to_the_teacher_and_not_for_its_probabilities():
-    """Logits in, no second softmax: a student matching the teacher's logits and (up to scale) its features costs nothing."""
+    """Logits in, no second softmax: a student matching the teacher's logits and (up to scale) its features costs
+    nothing."""
     from edgekd.distill.losses import kd_loss, pack_targets
 
     teacher, features = TEACHERS[0].astype(np.float32), RNG.normal(size=(4, 6)).astype(np.float32)

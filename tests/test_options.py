@@ -17,7 +17,7 @@ from edgekd.errors import UserError
 
 
 def test_the_command_and_the_config_have_the_options_of_the_table_with_its_defaults():
-    from edgekd.cli import distill
+    from edgekd.cli.distill import distill
 
     params = {p.name: p for p in distill.params}
     defaults = {f.name: f.default for f in fields(DistillConfig)}
@@ -31,7 +31,7 @@ def test_the_command_and_the_config_have_the_options_of_the_table_with_its_defau
 
 
 def test_choices_come_from_the_registries():
-    from edgekd.cli import distill
+    from edgekd.cli.distill import distill
 
     choices = {p.name: list(p.type.choices) for p in distill.params if hasattr(p.type, "choices")}
     assert choices["fusion"] == list(FUSIONS) and choices["teachers_from"] == list(STRATEGIES)

@@ -182,7 +182,7 @@ def test_bench_where_needs_data(exported):
 
 
 def test_held_out_table_lists_each_person_and_their_mean_and_sd():
-    from edgekd.cli import held_out_table
+    from edgekd.cli.distill import held_out_table
 
     report = {
         "held_out": {

@@ -162,19 +162,10 @@ def test_channel_groups_by_prefix():
 
 
 def test_bad_teacher_options(myo5, tmp_path):
-    invoke = lambda *extra: CliRunner().invoke(
-        main,
-        [
-            "distill",
-            str(myo5),
-            "--out",
-            str(tmp_path / "run"),
-            "--epochs",
-            "1",  # noqa: E731
-            "--quiet",
-            *extra,
-        ],
-    )
+    def invoke(*extra):
+        args = ["distill", str(myo5), "--out", str(tmp_path / "run"), "--epochs", "1", "--quiet", *extra]
+        return CliRunner().invoke(main, args)
+
     assert_user_error(invoke("--teachers-from", "dropout"), "--teachers-from")
     assert_user_error(invoke("--teachers-from", "subsets", "--subset-min", "0"), "--subset-min", "(0, 1]")
     assert_user_error(invoke("--subset-min", "1.5"), "--subset-min")

@@ -19,6 +19,16 @@ from __future__ import annotations
 
 import click
 
+from edgekd.cli.bench import bench
+from edgekd.cli.compare import compare
+from edgekd.cli.data import data
+from edgekd.cli.demo import demo
+from edgekd.cli.distill import distill
+from edgekd.cli.export import export
+from edgekd.cli.personalize import personalize
+from edgekd.cli.simulate import simulate
+from edgekd.cli.stream import stream
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="edgekd")
@@ -45,17 +55,5 @@ def main(allow_outside_data, verbose):
             os.environ[variable] = "1"
 
 
-from edgekd.cli.bench import bench, bench_table  # noqa: E402
-from edgekd.cli.compare import compare  # noqa: E402
-from edgekd.cli.data import data  # noqa: E402
-from edgekd.cli.demo import demo  # noqa: E402
-from edgekd.cli.distill import distill, distill_table, next_export  # noqa: E402
-from edgekd.cli.export import export  # noqa: E402
-from edgekd.cli.personalize import personalize  # noqa: E402
-from edgekd.cli.simulate import simulate  # noqa: E402
-from edgekd.cli.stream import stream  # noqa: E402
-
 for command in (data, distill, export, bench, personalize, compare, simulate, stream, demo):
     main.add_command(command)
-
-__all__ = ["main", "distill", "distill_table", "next_export", "bench_table"]

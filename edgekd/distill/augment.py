@@ -1,5 +1,5 @@
-"""Training-time augmentation of the input windows: `edgekd distill --augment-gain G --augment-noise N [--augment-teachers]`,
-and the input-channel dropout of a student preset.
+"""Training-time augmentation of the input windows (`edgekd distill --augment-gain G --augment-noise N
+[--augment-teachers]`), and the input-channel dropout of a student preset.
 
 Each training batch, every window gets its own random gain per channel, exp(N(0, G^2)) (electrode contact and
 amplifier gain differ between people and sessions), and additive Gaussian noise of standard deviation N, both in

@@ -39,7 +39,8 @@ class OnlineTeachers:
     temperature: float
     kind: str  # "probabilities" for --loss kl, "logits" for --loss mse (distill/fusion.py's kinds)
     fusion: str = "mean"  # a key of distill/fusion.py's FUSIONS, computed here in TensorFlow
-    log_posterior: tuple = ()  # per teacher, True where its model gives decision values whose log-softmax is its logits (LDA)
+    # Per teacher, True where its model gives decision values whose log-softmax is its logits (the LDA).
+    log_posterior: tuple = ()
     features: tuple = ()  # --loss hint: per teacher, the model of its penultimate features
 
 

@@ -40,7 +40,8 @@ def fold_count(method: str, subjects: list[str]) -> int | None:
         return None
     if not str(method).isdigit() or not 2 <= int(method) <= len(subjects):
         raise UserError(
-            f"--cv {method}: use loso, or a number of folds of people from 2 to the {len(subjects)} subjects, e.g. --cv 5"
+            f"--cv {method}: use loso, or a number of folds of people from 2 to the {len(subjects)} subjects, "
+            "e.g. --cv 5"
         )
     return int(method)
 
@@ -131,10 +132,11 @@ def train_folds(configs: list[DistillConfig], workers: int | None, ray_address: 
     """Each fold's report: a finished fold's is read back (an interrupted CV resumes), the rest are trained, one after
     another in this process, or as Ray tasks with `workers` or `ray_address`."""
     reports: list[dict | None] = [None] * len(configs)
-    where = lambda i: (
-        f"fold {i + 1}/{len(configs)} (test on {', '.join(configs[i].test_on)}, "  # noqa: E731
-        f"validate on {', '.join(configs[i].val_on)})"
-    )
+
+    def where(i: int) -> str:
+        held_out = f"test on {', '.join(configs[i].test_on)}, validate on {', '.join(configs[i].val_on)}"
+        return f"fold {i + 1}/{len(configs)} ({held_out})"
+
     for i, fold_cfg in enumerate(configs):
         fold_dir = Path(fold_cfg.out)
         if (fold_dir / "report.json").exists():
@@ -190,7 +192,8 @@ def person_accuracies(report: dict, test_on: list[str], fold: int) -> list[dict]
 
 
 def summarise(folds: list[dict]) -> dict[str, dict[str, float]]:
-    """Per model: mean, sample std (ddof=1), min and max of the test accuracy over the folds (or people) that report it."""
+    """Per model: mean, sample std (ddof=1), min and max of the test accuracy over the folds (or people) that report
+    it."""
     models = []
     for fold in folds:
         models += [m for m in fold["test_accuracy"] if m not in models]
@@ -246,5 +249,6 @@ def cv_table(cv_report: dict) -> str:
     return format_table(
         ["test subject", *(["fold"] if by_fold else []), *models],
         rows,
-        title=f"{cv_report['dataset']}: {how}, {len(people)} people held out in {len(cv_report['folds'])} folds (test accuracy)",
+        title=f"{cv_report['dataset']}: {how}, {len(people)} people held out in {len(cv_report['folds'])} folds "
+        "(test accuracy)",
     )

@@ -7,8 +7,8 @@ the KD term compares the student with, computed once before the student trains:
     kind="logits"         raw logits, for the logit-matching MSE term (`--loss mse`)
 
 The result is n x C, except for `loss-mean` and `multi-head`, which keep one block per teacher (n x k x C) so
-that the loss can average the per-teacher terms itself, or give each block to its own student head. NumPy only: `DistillConfig.check` imports this module
-before TensorFlow loads.
+that the loss can average the per-teacher terms itself, or give each block to its own student head. NumPy only:
+`DistillConfig.check` imports this module before TensorFlow loads.
 """
 
 from __future__ import annotations
