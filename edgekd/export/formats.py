@@ -52,7 +52,7 @@ FORMATS = (
         0.99,
         targets={
             "x86": "on x86 float32 runs a window fastest: for the convolutional default float16 took 1.6-2.1x and "
-            "full int8 2-4x as long (RESULTS.md, frontier), for an LSTM student the float variants were equal and "
+            "full int8 2-4x as long, for an LSTM student the float variants were equal and "
             "int8 about 7x (XNNPACK runs no LSTM, and the integer LSTM's kernels have no x86 vector code); a "
             "PC has room for the larger file; use 1 thread (2 were slower)"
         },
@@ -65,7 +65,7 @@ FORMATS = (
         targets={
             "pi": "the float kernels are vectorised on ARM as on x86 and float16 halves the file with float "
             "accuracy; ARM builds do vectorise int8's LSTM (NEON), so int8 may be as fast on a Pi, but that is "
-            "not measured yet: bench both on the device (README, Raspberry Pi)"
+            "not measured yet: bench both on the device (edgekd bench A.tflite B.tflite)"
         },
     ),
     ExportFormat("dynamic", ".tflite", "Int8 weights, float activations.", 0.95),
