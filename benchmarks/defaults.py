@@ -30,7 +30,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from results_md import write_section  # noqa: E402
+from results_md import publish  # noqa: E402
 
 from edgekd.data.dataset import load_dataset  # noqa: E402
 from edgekd.data.prepare import prepare_windows  # noqa: E402
@@ -501,9 +501,7 @@ def main() -> None:
             [int(s) for s in args.seeds.split(",")],
             [int(f) for f in args.folds.split(",")],
         )
-    text = markdown()
-    write_section("DEFAULTS", text)
-    print(text)
+    publish("DEFAULTS", markdown())
 
 
 if __name__ == "__main__":

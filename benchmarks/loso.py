@@ -22,7 +22,7 @@ import os
 import time
 from pathlib import Path
 
-from results_md import kept_subsection, write_section
+from results_md import kept_subsection, publish
 from spine import OUT, cases  # spine puts the checkout on sys.path
 
 from edgekd.distill.cv import cross_validate, summarise
@@ -243,9 +243,7 @@ def main() -> None:
         for variant in [args.variant] if args.variant else VARIANTS:
             measure(variant)
     results = {v: json.loads((RECORDS / f"{v}.json").read_text()) for v in VARIANTS if (RECORDS / f"{v}.json").exists()}
-    text = markdown(results)
-    write_section("LOSO", text)
-    print(text)
+    publish("LOSO", markdown(results))
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
-from results_md import kept_subsection, write_section
+from results_md import kept_subsection, publish
 from spine import OUT, _slug, cases, run_for  # noqa: F401  (sys.path set up by spine)
 
 from edgekd.data.windows import Preprocessor
@@ -864,9 +864,7 @@ def main() -> None:
             sweep.save()
     records = [item for n in CASE_NAMES for item in case_records(n)]
     kept = {n: kept_subsection("METHODS", n) for n in CASE_NAMES if not case_records(n)}
-    text = markdown(records, {n: t for n, t in kept.items() if t})
-    write_section("METHODS", text)
-    print(text)
+    publish("METHODS", markdown(records, {n: t for n, t in kept.items() if t}))
 
 
 if __name__ == "__main__":

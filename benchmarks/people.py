@@ -30,7 +30,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from results_md import write_section  # noqa: E402
+from results_md import publish  # noqa: E402
 
 from edgekd.distill.cv import cross_validate  # noqa: E402
 from edgekd.distill.run import DistillConfig  # noqa: E402
@@ -237,9 +237,7 @@ def main() -> None:
     records = [json.loads(p.read_text()) for p in sorted(RECORDS.glob("seed-*.json"))]
     if not records:
         sys.exit(f"no records in {RECORDS}; run without --report-only first")
-    text = markdown(records)
-    write_section("PEOPLE", text)
-    print(text)
+    publish("PEOPLE", markdown(records))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ those records beside the timings.
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import sys
@@ -26,9 +27,10 @@ sys.path.insert(0, str(HERE.parent))
 
 from defaults import RECORDS as DEFAULT_RECORDS  # noqa: E402
 from defaults import folds, person_mean  # noqa: E402
-from results_md import write_section  # noqa: E402
+from results_md import publish  # noqa: E402
 
 from edgekd.distill.run import DistillConfig, auto_batch_size  # noqa: E402
+from edgekd.io import write_json_atomic  # noqa: E402
 
 EPOCHS = 6
 OLD_BATCH = 32
@@ -152,14 +154,15 @@ def markdown(result: dict) -> str:
 
 
 def main() -> None:
-    if "--report-only" in sys.argv[1:]:  # rebuild the section from the saved record
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--report-only", action="store_true", help="rebuild the TRAINSPEED section from the record")
+    args = parser.parse_args()
+    if args.report_only:
         result = json.loads(RECORD.read_text())
     else:
         result = measure()
-        RECORD.write_text(json.dumps(result, indent=2) + "\n")
-    text = markdown(result)
-    write_section("TRAINSPEED", text)
-    print(text)
+        write_json_atomic(RECORD, result)
+    publish("TRAINSPEED", markdown(result))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ of the three in turn, medians reported.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
@@ -26,9 +27,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from results_md import write_section  # noqa: E402
+from results_md import publish  # noqa: E402
 
 from edgekd.data.dataset import ALLOW_OUTSIDE_ENV  # noqa: E402
+from edgekd.io import write_json_atomic  # noqa: E402
 
 MYO22 = HERE.parents[1] / "shared" / "data" / "myo22"
 PEOPLE = ("female0", "female1", "female2", "male0", "male1", "male2")
@@ -71,7 +73,7 @@ def timed_run(dataset: Path, out: Path, extra: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def main() -> None:
+def measure() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         dataset = subset(Path(tmp) / "myo22-subset")
         runs = {label: [] for label, _ in WAYS}
@@ -88,9 +90,13 @@ def main() -> None:
         "cores": os.cpu_count(),
         "measured_at": time.strftime("%Y-%m-%d %H:%M"),
     }
-    RECORD.write_text(json.dumps(record, indent=2) + "\n")
+    write_json_atomic(RECORD, record)
+    return record
+
+
+def markdown(record: dict) -> str:
     s = record["seconds"]
-    text = "\n".join(
+    return "\n".join(
         [
             "## Folds on Ray (`.venv/bin/python benchmarks/workers.py`)",
             "",
@@ -113,8 +119,14 @@ def main() -> None:
             "",
         ]
     )
-    write_section("WORKERS", text)
-    print(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--report-only", action="store_true", help="rebuild the WORKERS section from the record")
+    args = parser.parse_args()
+    record = json.loads(RECORD.read_text()) if args.report_only else measure()
+    publish("WORKERS", markdown(record))
 
 
 if __name__ == "__main__":
