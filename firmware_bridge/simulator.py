@@ -39,12 +39,14 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
+import click
 import numpy as np
 
 from edgekd.errors import UserError
 from firmware_bridge import protocol
-from firmware_bridge.codecs import DEFAULT_WIRE, codec
+from firmware_bridge.codecs import DEFAULT_WIRE, codec, wire_option
 from firmware_bridge.faults import Faults, Injector, Outages
 from firmware_bridge.protocol import US
 
@@ -330,9 +332,71 @@ def _check_selection(dataset, recordings) -> list[int]:
     return selected
 
 
-if __name__ == "__main__":
-    # `python -m firmware_bridge.simulator` is `edgekd simulate`: the same command, options and checks. The
-    # command imports this module again as firmware_bridge.simulator; this __main__ copy only starts it.
-    from edgekd.cli.simulate import simulate
+# ------------------------------------------------------------------------- the command: edgekd simulate
+@click.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--port", help="Serial device or pyserial URL to write to, e.g. /dev/ttyUSB0.")
+@click.option("--pty", is_flag=True, help="Create a pseudo-terminal and print its path for `edgekd stream --port`.")
+@click.option("--listen", help="Serve one TCP client at HOST:PORT (the reader uses --port socket://HOST:PORT).")
+@click.option("--baud", default=921600, show_default=True)
+@click.option(
+    "--speed",
+    default=1.0,
+    show_default=True,
+    type=float,
+    help="1 = real time, 10 = ten times faster, 0 = as fast as possible.",
+)
+@wire_option
+@click.option("--faults", default="", help="Inject faults, e.g. drop=0.01,corrupt=0.02,garbage=0.01,disconnect=5.")
+@click.option(
+    "--frame-ms", default=10.0, show_default=True, type=float, help="Samples per frame, in milliseconds of each stream."
+)
+@click.option(
+    "--recordings",
+    help="Recording indices (rows of recordings.csv from 0) in replay order. [default: all]",
+)
+@click.option("--loop", is_flag=True, help="Start over after the last recording, until interrupted.")
+@click.option(
+    "--hold",
+    type=float,
+    metavar="SECONDS",
+    help="Play each recording for exactly SECONDS (cut, or repeated from its start) with no pause between: "
+    "a wearer changing gesture on cue, as `edgekd stream --calibrate` prompts (use --calibrate SECONDS-2, "
+    "and --recordings one per class in the model's class order).",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the fault injection.")
+def simulate(dataset, port, pty, listen, baud, speed, wire, faults, frame_ms, recordings, loop, hold, seed):
+    """Replay DATASET's recordings as a wearable would send them: binary frames (firmware_bridge/PROTOCOL.md)
+    or text lines, at real-time pace or --speed, with optional fault injection. No TensorFlow."""
+    from edgekd.data.dataset import load_dataset
+    from firmware_bridge.faults import parse_faults
+    from firmware_bridge.link import open_link
 
+    try:
+        chosen = [int(i) for i in recordings.split(",") if i.strip()] if recordings else None
+    except ValueError:
+        raise UserError(f"--recordings {recordings}: give comma-separated indices, e.g. 0,3,5") from None
+    sim = Simulator(
+        load_dataset(dataset),
+        speed=speed,
+        wire=wire,
+        faults=parse_faults(faults),
+        frame_ms=frame_ms,
+        recordings=chosen,
+        loop=loop,
+        seed=seed,
+        hold_s=hold,
+    )
+    with open_link(port, pty, listen, baud) as link:
+        click.echo(f"writing to {link.describe()}", err=True)
+        if not link.wait_ready(timeout=None):
+            return
+        try:
+            stats = sim.run(link.write, drop_link=link.drop)
+        except KeyboardInterrupt:
+            return
+    click.echo(stats.summary(), err=True)
+
+
+if __name__ == "__main__":  # python -m firmware_bridge.simulator: the same command as `edgekd simulate`
     simulate(prog_name="python -m firmware_bridge.simulator")

@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgekd.cli.wire import wire_option
 from edgekd.data.dataset import StreamSpec
 from edgekd.errors import UserError
-from firmware_bridge.codecs import CODECS, Samples, codec
+from firmware_bridge.codecs import CODECS, Samples, codec, wire_option
 from firmware_bridge.protocol import US
 
 EMG = StreamSpec("emg", 200.0, ("c0", "c1", "c2"))

@@ -26,8 +26,8 @@ from edgekd.cli.demo import demo
 from edgekd.cli.distill import distill
 from edgekd.cli.export import export
 from edgekd.cli.personalize import personalize
-from edgekd.cli.simulate import simulate
 from edgekd.cli.stream import stream
+from firmware_bridge.simulator import simulate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

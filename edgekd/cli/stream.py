@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from edgekd.cli.wire import wire_option
 from edgekd.errors import UserError
+from firmware_bridge.codecs import wire_option
 
 
 @click.command()

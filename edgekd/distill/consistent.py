@@ -148,7 +148,7 @@ def online_teachers(
     """`teachers`: objects with .model and .channels (distill/teachers.py's Teacher, distill/replay.py's RunTeacher);
     `fusion`: a key of FUSIONS; `classical`: the LDA teacher as a Keras model of the window (models/hybrid.lda_branch),
     which joins last, as it does in the precomputed targets; `val_accuracy` covers every teacher, the LDA's included."""
-    from edgekd.distill.student import penultimate
+    from edgekd.models.build import penultimate
 
     models = [t.model for t in teachers] + ([classical] if classical is not None else [])
     channels = [t.channels for t in teachers] + ([None] if classical is not None else [])

@@ -244,8 +244,8 @@ def student_targets(cfg: DistillConfig, teachers, parts: dict, targets: dict, n_
     "hint_dims": (...)}. The scratch student sees labels only; `--loss hint` appends the teachers' penultimate
     features (computed once, like the soft targets) and records each teacher's feature width."""
     from edgekd.distill.losses import pack_targets
-    from edgekd.distill.student import penultimate
     from edgekd.distill.train import predict_logits
+    from edgekd.models.build import penultimate
 
     features, hint_dims = {part: None for part in parts}, ()
     if cfg.loss == "hint":

@@ -31,11 +31,6 @@ class Objective:
     hint_weight: float = 1.0
 
 
-def penultimate(model: keras.Model) -> keras.Model:
-    """input -> the features the logits layer reads."""
-    return keras.Model(model.inputs, model.get_layer("logits").input, name=f"{model.name}_features")
-
-
 def training_model(student: keras.Model, objective: Objective) -> keras.Model:
     if objective.heads == 1 and not objective.hint_dims:
         return student

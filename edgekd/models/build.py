@@ -63,3 +63,8 @@ def _layer(spec: dict, more_sequence_follows: bool):
 
 def count_params(model: keras.Model) -> int:
     return int(sum(w.shape.num_elements() for w in model.trainable_weights))
+
+
+def penultimate(model: keras.Model) -> keras.Model:
+    """input -> the features the logits layer reads."""
+    return keras.Model(model.inputs, model.get_layer("logits").input, name=f"{model.name}_features")
