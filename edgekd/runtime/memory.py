@@ -7,18 +7,16 @@ reports read it; it imports neither.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from edgekd.errors import UserError
+from edgekd.runtime.child import run_child
 
 _MEMORY_WINDOWS = 4  # invokes are what allocate the arena's scratch; more windows add nothing
 _MEMORY_TIMEOUT_S = 60
-_PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding edgekd/, for the child process
 
 
 def measure_peak_rss_kb(path: str | Path, threads: int = 1) -> int | None:
@@ -28,21 +26,13 @@ def measure_peak_rss_kb(path: str | Path, threads: int = 1) -> int | None:
     models and the timing loop. It includes what the interpreter allocates on first use (its arena, the
     XNNPACK delegate), which is a real cost on a device. None where the OS reports no peak RSS (Windows).
     """
-    code = "from edgekd.runtime.memory import _report_peak_rss; _report_peak_rss()"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), os.environ.get("PYTHONPATH")])))
-    try:
-        child = subprocess.run(
-            [sys.executable, "-c", code, str(path), str(threads)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=_MEMORY_TIMEOUT_S,
-        )
-    except subprocess.TimeoutExpired:
-        raise UserError(
-            f"{path}: measuring its peak memory took over {_MEMORY_TIMEOUT_S} s; "
-            f"check that the machine is not out of memory and bench it again"
-        ) from None
+    child = run_child(
+        "edgekd.runtime.memory:_report_peak_rss",
+        [str(path), str(threads)],
+        _MEMORY_TIMEOUT_S,
+        f"{path}: measuring its peak memory took over {_MEMORY_TIMEOUT_S} s; "
+        f"check that the machine is not out of memory and bench it again",
+    )
     if child.returncode != 0:
         reason = (child.stderr.strip().splitlines() or [f"exit status {child.returncode}"])[-1]
         raise UserError(

@@ -14,7 +14,6 @@ import contextlib
 import importlib.metadata
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ import numpy as np
 
 from edgekd.console import verbose
 from edgekd.errors import UserError
+from edgekd.runtime.child import run_child
 from edgekd.runtime.interpreter import TFLiteModel
 from edgekd.runtime.metadata import ModelFormatError, is_tflite, read_metadata
 
@@ -36,7 +36,6 @@ _MISSING_OP = re.compile(r"Didn't find op for builtin opcode '([^']+)'")
 # probes (about 40: doubling to 64 MiB, then bisection to 16 bytes) even if every probe crashed.
 _CHILDREN = 48
 _CHILD_TIMEOUT_S = 120
-_PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding edgekd/, for the child process
 
 
 def tflm_runtime():
@@ -161,21 +160,13 @@ def smallest_arena(path: Path) -> int:
 
 def _search_in_child(path: Path, too_small: int, works: int | None) -> tuple[list[str], int, str]:
     """(the lines the child printed, its exit status, its stderr); it prints "try N" before each probe."""
-    code = "from edgekd.runtime.tflm import _search; _search()"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), os.environ.get("PYTHONPATH")])))
-    try:
-        child = subprocess.run(
-            [sys.executable, "-c", code, str(path), str(too_small), str(works or 0)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=_CHILD_TIMEOUT_S,
-        )
-    except subprocess.TimeoutExpired:
-        raise UserError(
-            f"{path}: measuring its tensor arena took over {_CHILD_TIMEOUT_S} s; check that the machine is not out "
-            f"of memory and try again"
-        ) from None
+    child = run_child(
+        "edgekd.runtime.tflm:_search",
+        [str(path), str(too_small), str(works or 0)],
+        _CHILD_TIMEOUT_S,
+        f"{path}: measuring its tensor arena took over {_CHILD_TIMEOUT_S} s; check that the machine is not out "
+        f"of memory and try again",
+    )
     return child.stdout.splitlines(), child.returncode, child.stderr
 
 
