@@ -211,7 +211,7 @@ def write_results(results: list[dict]) -> None:
         )
     path = HERE / "RESULTS.md"
     kept = marked_sections(path.read_text()) if path.exists() else []  # stream.py's and pi-check's sections stay
-    write_bytes_atomic(path, ("\n".join(lines + [""] + kept) + "\n").encode())
+    write_bytes_atomic(path, ("\n".join(lines) + "\n\n" + "\n\n".join(kept) + "\n").encode())
 
 
 def main() -> None:
