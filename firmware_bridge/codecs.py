@@ -15,7 +15,7 @@ Every codec gives
 - `device_streams(streams, rate_hz)`: the streams as this wire delivers them, given the device's rate if the
   wire carries no time (`check_rate` says whether a rate may be given).
 
-numpy + standard library only (no TensorFlow).
+numpy, click (for --wire) and the standard library; no TensorFlow.
 """
 
 from __future__ import annotations
@@ -254,6 +254,6 @@ def wire_option(command):
     return click.option(
         "--wire",
         type=click.Choice(list(CODECS)),
-        help="frame: binary frames (firmware_bridge/PROTOCOL.md), any number of streams; text: one line of "
-        f"comma-separated values per sample, one stream. [default: {DEFAULT_WIRE}]",
+        help="frame: the binary frames of edgekd's firmware protocol, any number of streams; text: one line of "
+        f"comma-, tab- or space-separated values per sample, one stream. [default: {DEFAULT_WIRE}]",
     )(with_wire)

@@ -16,16 +16,16 @@ Only the standard library here (pyserial is imported when a port is opened): thi
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import select
 import socket
 import struct
-import termios
 import time
-import tty
 
 from edgekd.errors import UserError
+
+# 921600 carries an sEMG + IMU layout of about 28 KB/s over a UART; USB CDC and sockets ignore it.
+DEFAULT_BAUD = 921600
 
 # --------------------------------------------------------------------------- port advice
 
@@ -166,7 +166,7 @@ class Link:
         self.close()
 
 
-def open_link(port: str | None = None, pty: bool = False, listen: str | None = None, baud: int = 115200) -> Link:
+def open_link(port: str | None = None, pty: bool = False, listen: str | None = None, baud: int = DEFAULT_BAUD) -> Link:
     """Exactly one of: `port` (a serial device or pyserial URL), `pty` (a new pseudo-terminal), `listen`
     ("HOST:PORT", a TCP server; port 0 picks a free one)."""
     chosen = [name for name, given in (("--port", port), ("--pty", pty), ("--listen", listen)) if given]
@@ -189,7 +189,7 @@ class SerialLink(Link):
     WRITE_TIMEOUT_S = 2.0
     REOPEN_S = 1.0
 
-    def __init__(self, port: str, baud: int = 115200):
+    def __init__(self, port: str, baud: int = DEFAULT_BAUD):
         self.port, self.baud = port, baud
         self._serial = self._open()
         self._backoff = Backoff(self.REOPEN_S, self.REOPEN_S)
@@ -258,6 +258,8 @@ class PtyLink(Link):
 
     def __init__(self):
         self._master, self._slave = os.openpty()
+        import tty  # POSIX only, like pseudo-terminals themselves
+
         tty.setraw(self._slave)  # bytes pass untouched: no echo, no newline translation
         self.path = os.ttyname(self._slave)
 
@@ -281,6 +283,9 @@ class PtyLink(Link):
 
     def _unread(self) -> int:
         try:
+            import fcntl
+            import termios
+
             return struct.unpack("i", fcntl.ioctl(self._slave, termios.FIONREAD, b"\0\0\0\0"))[0]
         except OSError:
             return 0

@@ -48,6 +48,7 @@ from edgekd.errors import UserError
 from firmware_bridge import protocol
 from firmware_bridge.codecs import DEFAULT_WIRE, codec, wire_option
 from firmware_bridge.faults import Faults, Injector, Outages
+from firmware_bridge.link import DEFAULT_BAUD
 from firmware_bridge.protocol import US
 
 GAP_US = 500_000  # device time between two recordings; longer than a short dropout, so a reader sees a new segment
@@ -338,7 +339,9 @@ def _check_selection(dataset, recordings) -> list[int]:
 @click.option("--port", help="Serial device or pyserial URL to write to, e.g. /dev/ttyUSB0.")
 @click.option("--pty", is_flag=True, help="Create a pseudo-terminal and print its path for `edgekd stream --port`.")
 @click.option("--listen", help="Serve one TCP client at HOST:PORT (the reader uses --port socket://HOST:PORT).")
-@click.option("--baud", default=921600, show_default=True)
+@click.option(
+    "--baud", default=DEFAULT_BAUD, show_default=True, help="Baud rate of --port (ignored by --pty and --listen)."
+)
 @click.option(
     "--speed",
     default=1.0,
@@ -366,7 +369,7 @@ def _check_selection(dataset, recordings) -> list[int]:
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the fault injection.")
 def simulate(dataset, port, pty, listen, baud, speed, wire, faults, frame_ms, recordings, loop, hold, seed):
-    """Replay DATASET's recordings as a wearable would send them: binary frames (firmware_bridge/PROTOCOL.md)
+    """Replay DATASET's recordings as a wearable would send them: binary frames (edgekd's firmware protocol)
     or text lines, at real-time pace or --speed, with optional fault injection. No TensorFlow."""
     from edgekd.data.dataset import load_dataset
     from firmware_bridge.faults import parse_faults

@@ -61,7 +61,7 @@ def test_the_formats_table_drives_the_command_line():
         assert f"--{row.name}" in help_text and f"{row.min_agreement:.2f} {row.name}" in help_text
     assert f"[{'|'.join(formats.TARGETS)}]" in help_text
     assert [f.name for f in formats.chosen_by("mcu")] == ["int8", "tflm"]
-    assert formats.find("tflm").function("converter").__name__ == "write_c_source"
+    assert formats.find("tflm", variant=False).function("converter").__name__ == "write_c_source"
 
 
 @pytest.mark.parametrize(
@@ -153,7 +153,21 @@ def test_a_failed_tflm_check_leaves_no_file(tiny_run, tmp_path, monkeypatch):
         "export", tiny_run, "--target", "mcu", "--out", tmp_path / "model.tflite", "--min-agreement", "0.5"
     )
     assert result.exit_code == 2 and "has no kernel for the op SIGN" in result.output, result.output
+    assert str(tmp_path / "model.tflite") in result.output and ".tmp" not in result.output  # the file asked for
     assert not list(tmp_path.iterdir())
+
+
+def test_ops_that_are_not_builtins_are_refused_for_firmware(tmp_path):
+    """A custom op has no MicroMutableOpResolver method; the header would not compile, so none is written."""
+    from edgekd.errors import UserError
+    from edgekd.export.c_source import write_c_source
+
+    model = tmp_path / "model.tflite"
+    model.write_bytes(b"\0" * 64)
+    files = (tmp_path / "model.cc", tmp_path / "model.h")
+    with pytest.raises(UserError, match="not TensorFlow Lite builtins \\(MyCustomOp\\)"):
+        write_c_source(model, files, ["CONV_2D", "MyCustomOp"], 1024, "test")
+    assert not any(f.exists() for f in files)
 
 
 def test_without_tflite_micro_the_c_files_are_written_and_the_check_is_skipped(tiny_run, tmp_path, without_tflm):

@@ -88,3 +88,14 @@ def test_a_bad_option_fails_before_tensorflow_loads(myo5, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "--loss hint and --fusion multi-head" in proc.stderr + proc.stdout
+
+
+def test_every_declared_loss_and_schedule_is_one_the_training_code_implements():
+    """options.py names them without importing TensorFlow; the names must not drift from the implementations."""
+    from edgekd.distill.losses import KD_TERMS
+    from edgekd.distill.options import LOSSES, SCHEDULES
+    from edgekd.distill.train import learning_rate_schedule
+
+    assert set(LOSSES) == {*KD_TERMS, "hint"}  # hint: the KL term plus feature hints
+    for schedule in SCHEDULES:
+        assert learning_rate_schedule(schedule, 1e-3, epochs=2, steps_per_epoch=5) is not None

@@ -144,7 +144,7 @@ def _bench_notes(results) -> list[str]:
     with_accuracy = all(r.accuracy is not None for r in results)
     notes = []
     if any(r.arena_bytes is not None for r in results):
-        notes.append("arena: the smallest tensor arena TensorFlow Lite Micro runs the model in, bytes (docs/mcu.md)")
+        notes.append("arena: the smallest tensor arena TensorFlow Lite Micro runs the model in, bytes")
     if any(r.peak_rss_kb is not None for r in results):
         notes.append("peak_kb: peak RSS the model adds on top of the imported runtime, measured in a fresh process")
     if any(r.agreement_with_float is not None for r in results):

@@ -9,6 +9,7 @@ import click
 
 from edgekd.cli.bench import bench_table
 from edgekd.cli.distill import distill_table
+from edgekd.distill.options import OPTION
 
 
 @click.command()
@@ -17,12 +18,14 @@ from edgekd.cli.distill import distill_table
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for the run and the model. [default: runs/demo-<time>]",
 )
-@click.option("--epochs", default=60, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--epochs", default=OPTION["epochs"].default, show_default=True, type=click.IntRange(1), help=OPTION["epochs"].help
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def demo(out, epochs, quiet):
     """Distil, export int8 and bench on the bundled real Myo sEMG recordings (myo5).
 
-    Tests on repetition 2; repetition 3 looks like a shifted armband and is reported by benchmarks/."""
+    Tests on repetition 2 and validates on 1 (repetition 3 was recorded with the armband shifted)."""
     from edgekd.datasets import bundled_dataset
     from edgekd.distill.run import DistillConfig
     from edgekd.distill.run import distill as run_distill

@@ -291,7 +291,10 @@ def held_out_table(report: dict) -> str | None:
 def _repeats_line(repeats: dict | None) -> str:
     if not repeats or len(repeats.get("seeds", [])) < 2:
         return ""
-    spread = lambda r: f"{r['mean']:.3f} ± {r['std']:.3f}"  # noqa: E731
+
+    def spread(r: dict) -> str:
+        return f"{r['mean']:.3f} ± {r['std']:.3f}"
+
     return (
         f"\nover {len(repeats['seeds'])} student seeds: KD {spread(repeats['student_kd'])}, "
         f"scratch {spread(repeats['student_scratch'])} (mean ± sd)"

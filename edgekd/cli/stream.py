@@ -10,6 +10,7 @@ import click
 
 from edgekd.errors import UserError
 from firmware_bridge.codecs import wire_option
+from firmware_bridge.link import DEFAULT_BAUD
 
 
 @click.command()
@@ -21,7 +22,9 @@ from firmware_bridge.codecs import wire_option
     type=click.Path(dir_okay=False, path_type=Path),
     help="A .tflite written by `edgekd export`.",
 )
-@click.option("--baud", default=921600, show_default=True, help="Baud rate (ignored by USB CDC devices and sockets).")
+@click.option(
+    "--baud", default=DEFAULT_BAUD, show_default=True, help="Baud rate (ignored by USB CDC devices and sockets)."
+)
 @wire_option
 @click.option(
     "--rate", type=float, help="--wire text: the device's sample rate in Hz. [default: the model's stream rate]"

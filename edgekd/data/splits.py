@@ -8,6 +8,7 @@ parts (overlapping windows of one recording in train and test would inflate accu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 
@@ -132,7 +133,7 @@ def split_indices_from_dict(dataset: Dataset, split: dict, part: str) -> list[in
     members = set(split.get(part) or [])
     method = split.get("method")
     if method == "random":
-        key = lambda r: r.path  # noqa: E731
+        key = attrgetter("path")
     elif method in GROUP_KEYS:
         key = _group_of(dataset, method)
     else:

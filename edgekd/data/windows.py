@@ -192,5 +192,8 @@ class Preprocessor:
     @classmethod
     def from_dict(cls, d: dict) -> Preprocessor:
         spec = WindowSpec(float(d["model_rate_hz"]), float(d["window_s"]), float(d["hop_s"]))
-        as_array = lambda v: None if v is None else np.asarray(v, dtype=np.float32)  # noqa: E731
+
+        def as_array(v):
+            return None if v is None else np.asarray(v, dtype=np.float32)
+
         return cls(tuple(StreamSpec.from_dict(s) for s in d["streams"]), spec, as_array(d["mean"]), as_array(d["std"]))

@@ -9,8 +9,9 @@ zeroed with that rate and the others scaled by 1 / (1 - rate), as Keras' Spatial
 A KD student learns from targets that must describe the windows it sees. A window whose channels were dropped or
 scaled is not the window the teachers scored before training, so whenever the student's windows change in the
 training step, the teachers score the changed windows in that step (distill/consistent.py). Precomputed clean-window
-targets under a student's input-channel dropout were the defect of issue 19: on myo22 the KD student agreed with
-its ensemble on 88% of its own training windows, the scratch student on 95% (benchmarks/RESULTS.md, PEOPLE).
+targets under a student's input-channel dropout were the defect docs/distillation-for-people.md describes: on myo22
+the KD student agreed with its ensemble on 88% of its own training windows, the scratch student on 95%
+(benchmarks/RESULTS.md, PEOPLE).
 
 The layer sits in front of the student only in the training model (as the hint projection does in
 distill/student.py): at inference it is the identity, and the saved and exported student never contains it.

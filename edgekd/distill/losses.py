@@ -3,7 +3,7 @@
     kl:   T^2 * KL(teacher_T || student_T)        targets are temperature-softened teacher distributions
     mse:  mean over classes of (teacher logits - student logits)^2    targets are teacher logits (no T)
 
-Everything here takes logits. The seed project applied softmax to outputs that were already softmax,
+Everything here takes logits. The design edgekd started from applied softmax to outputs that were already softmax,
 which flattens the soft targets until KD is label smoothing; tests check these losses against hand
 computations from logits.
 

@@ -74,7 +74,7 @@ OPTIONS = (
         "Windows per training step; auto: at least 64 steps per epoch, 32 to 256 windows.",
         at_least=1,
     ),
-    Option("learning_rate", "float", 2e-3, above=0),
+    Option("learning_rate", "float", 2e-3, "Adam's learning rate (the start of --lr-schedule cosine).", above=0),
     Option(
         "lr_schedule",
         "str",
@@ -120,7 +120,9 @@ OPTIONS = (
     ),
     Option("loss", "str", "kl", f"KD term: {either(LOSSES.values())}.", choices=tuple(LOSSES)),
     Option("hint_weight", "float", 1.0, "--loss hint: weight of the feature term beside KL."),
-    Option("seed", "int", 0),
+    Option(
+        "seed", "int", 0, "Seed of a random split, the teachers and the students: the same seed gives the same run."
+    ),
     Option(
         "teachers_from",
         "str",

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import edgekd
+from edgekd.errors import UserError
 from edgekd.io import write_bytes_atomic
 
 _BYTES_PER_LINE = 12
@@ -33,12 +34,23 @@ def resolver_method(op: str) -> str:
 
 
 def write_c_source(
-    tflite: Path, files: tuple[Path, Path], ops: list[str], arena_bytes: int | None, arena_note: str
+    tflite: Path,
+    files: tuple[Path, Path],
+    ops: list[str],
+    arena_bytes: int | None,
+    arena_note: str,
+    model: bytes | None = None,
 ) -> tuple[Path, Path]:
-    """Write `files`, (NAME.cc, NAME.h), for `tflite`, each atomically; `arena_bytes` None: not measured, `arena_note`
-    says why (or how it was measured). The caller has checked that both may be written (edgekd.io.check_output)."""
+    """Write `files`, (NAME.cc, NAME.h), for `tflite` (its bytes `model`, or read from it), each atomically;
+    `arena_bytes` None: not measured, `arena_note` says why (or how it was measured). The caller has checked that
+    both may be written (edgekd.io.check_output)."""
     source, header = files
-    model = tflite.read_bytes()
+    model = tflite.read_bytes() if model is None else model
+    if custom := [op for op in ops if not re.fullmatch(r"[A-Z][A-Z0-9_]*", op)]:
+        raise UserError(
+            f"{tflite}: uses ops that are not TensorFlow Lite builtins ({', '.join(custom)}), which no "
+            f"MicroMutableOpResolver can add; export the student without them for a microcontroller"
+        )
     symbol = c_identifier(tflite.name)
     write_bytes_atomic(header, _header(tflite, source.name, symbol, ops, arena_bytes, arena_note).encode())
     write_bytes_atomic(source, _source(tflite, header, symbol, model).encode())
@@ -54,7 +66,8 @@ def c_identifier(file_name: str) -> str:
 def _header(tflite: Path, source: str, symbol: str, ops: list[str], arena_bytes: int | None, arena_note: str) -> str:
     guard = f"EDGEKD_{symbol.upper()}_H_"
     arena = (
-        f"constexpr unsigned int {symbol}_arena_size = {arena_bytes};"
+        f"constexpr unsigned int {symbol}_arena_size = {arena_bytes};\n"
+        f"// Declare it as: alignas(16) static uint8_t tensor_arena[{symbol}_arena_size];"
         if arena_bytes is not None
         else f"// {symbol}_arena_size: not measured ({arena_note}); measure it before sizing the arena."
     )
@@ -69,8 +82,8 @@ extern const unsigned char {symbol}[];  // the .tflite, 16-byte aligned: tflite:
 extern const unsigned int {symbol}_len;
 
 // The smallest tensor arena TFLM's interpreter allocated and ran this model in, in bytes:
-// {arena_note}.
-// Declare it as: alignas(16) static uint8_t tensor_arena[{symbol}_arena_size];
+// {arena_note}, on the host with TFLM's reference kernels. Optimised kernels (CMSIS-NN) may
+// ask for scratch buffers on top: check that AllocateTensors() succeeds on the device.
 {arena}
 
 // The builtin ops the model uses, each registered once:

@@ -80,7 +80,7 @@ def export_run(
     mcu: "tflm"), checked by their verifier before the .tflite is put in place."""
     started = time.perf_counter()
     run_dir, out = Path(run_dir), check_output(out, "--out", force)
-    made_rows = [formats.find(name) for name in made_from]
+    made_rows = [formats.find(name, variant=False) for name in made_from]
     for row in made_rows:
         for path in row.files(out):
             if path == out:
@@ -97,7 +97,7 @@ def export_run(
             f"{run_dir}: is a selector system (--students ... --selector); --prune, --qat and --low-rank "
             f"compress one student and cannot be applied to it; export it without them"
         )
-    threshold = formats.find(variant).min_agreement if min_agreement is None else min_agreement
+    threshold = formats.find(variant, variant=True).min_agreement if min_agreement is None else min_agreement
     if not 0.0 <= threshold <= 1.0:
         raise UserError("--min-agreement is a fraction of windows in [0, 1], e.g. 0.95")
 
@@ -114,7 +114,10 @@ def export_run(
     branch = None
     if classical_branch != "none":
         student, branch = _with_branch(student, run_dir, run, compression.data, log)
-    metadata_for = lambda quantizer, done: _metadata(run, report, run_dir, variant, quantizer, done, student, branch)  # noqa: E731
+
+    def metadata_for(quantizer, done):
+        return _metadata(run, report, run_dir, variant, quantizer, done, student, branch)
+
     tried = {}
     per_channel = not (done and "cluster" in done)
     if not per_channel and variant in ("dynamic", "int8"):
@@ -175,10 +178,15 @@ def export_run(
     except BaseException:
         best.path.unlink(missing_ok=True)
         raise
+    ops = builtin_op_names(final)
+    # The C files first: a failure there leaves the user's old .tflite (and the candidate is removed).
+    try:
+        made = {row.name: _convert_from(row, out, final, ops, checks[row.name]) for row in made_rows}
+    except BaseException:
+        best.path.unlink(missing_ok=True)
+        raise
     os.chmod(best.path, file_mode(out))
     os.replace(best.path, out)
-    ops = builtin_op_names(final)
-    made = {row.name: _convert_from(row, out, ops, checks[row.name]) for row in made_rows}
     return ExportResult(
         out,
         variant,
@@ -201,7 +209,10 @@ def export_run(
 def _verify(row: formats.ExportFormat, candidate: Path, out: Path, test_x, litert_logits, log):
     """The row's verifier on the final .tflite, not yet in place at `out`; None where the verifier's runtime is an
     optional extra that is not installed (the verifier says so)."""
-    check = row.function("verifier")(candidate, test_x, litert_logits, log)
+    try:
+        check = row.function("verifier")(candidate, test_x, litert_logits, log)
+    except UserError as e:  # name the file the user asked for, not the candidate that is about to go
+        raise UserError(str(e).replace(str(candidate), str(out))) from None
     if check is not None and check.agreement < row.min_agreement:
         raise UserError(
             f"{out}: not written: under TensorFlow Lite Micro it picks LiteRT's class on only {check.agreement:.1%} "
@@ -211,10 +222,11 @@ def _verify(row: formats.ExportFormat, candidate: Path, out: Path, test_x, liter
     return check
 
 
-def _convert_from(row: formats.ExportFormat, tflite: Path, ops: list[str], check) -> dict:
-    """The row's converter on the exported .tflite: {"files": [...], and the check's numbers}."""
+def _convert_from(row: formats.ExportFormat, tflite: Path, model: bytes, ops: list[str], check) -> dict:
+    """The row's converter on the exported .tflite (`model`, to be put at `tflite`): {"files": [...], the check}."""
     note = f"measured by {check.runtime}'s interpreter at export" if check else "tflite-micro was not installed"
-    files = row.function("converter")(tflite, row.files(tflite), ops, check.arena_bytes if check else None, note)
+    arena = check.arena_bytes if check else None
+    files = row.function("converter")(tflite, row.files(tflite), ops, arena, note, model=model)
     return {"files": [str(f) for f in files], "check": check}
 
 
@@ -244,7 +256,7 @@ def convert_checked(
     """The conversion that agrees best with `model` (int8: the MLIR quantizer, then the legacy one if needed;
     with `float_layers`, convert.py's selective quantization, MLIR only)."""
     keras_logits = model(test_x, training=False).numpy()
-    row = formats.find(variant)
+    row = formats.find(variant, variant=True)
     converter, verifier = row.function("converter"), row.function("verifier")
     best = None
     quantizers = (INT8_QUANTIZERS[:1] if float_layers else INT8_QUANTIZERS) if variant == "int8" else (None,)
@@ -313,7 +325,10 @@ def _qat_or_post_training(
         log,
     )
     val_x, val_y = compressed.data.val_x, compressed.data.val_y
-    accuracy = lambda c: float(np.mean(np.argmax(TFLiteModel.load(c.path).predict_logits(val_x), 1) == val_y))  # noqa: E731
+
+    def accuracy(conversion: _Conversion) -> float:
+        return float(np.mean(np.argmax(TFLiteModel.load(conversion.path).predict_logits(val_x), 1) == val_y))
+
     qat_val = accuracy(qat)
     ptq_val = accuracy(ptq) if ptq is not None and ptq.agreement >= threshold else -1.0
     if ptq_val > qat_val:

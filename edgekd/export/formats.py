@@ -100,12 +100,15 @@ VARIANTS = tuple(f for f in FORMATS if f.variant)
 TARGETS = tuple(dict.fromkeys(t for f in FORMATS for t in f.targets))  # x86, pi, mcu: in the order of the rows
 
 
-def find(name: str) -> ExportFormat:
-    """The row called `name`; a ValueError for a name no row has (a bug, not the user's input: click checks that)."""
-    for row in FORMATS:
+def find(name: str, variant: bool) -> ExportFormat:
+    """The row called `name`, a .tflite variant (`variant`) or files made from one; a ValueError otherwise (a bug,
+    not the user's input: click checks that)."""
+    rows = [row for row in FORMATS if row.variant == variant]
+    for row in rows:
         if row.name == name:
             return row
-    raise ValueError(f"unknown export format {name!r}; known: {', '.join(f.name for f in FORMATS)}")
+    kind = "variant" if variant else "format made from a .tflite"
+    raise ValueError(f"unknown export {kind} {name!r}; known: {', '.join(row.name for row in rows)}")
 
 
 def chosen_by(target: str) -> tuple[ExportFormat, ...]:
@@ -129,10 +132,15 @@ def min_agreement_help() -> str:
 
 
 def target_help() -> str:
-    writes = "; ".join(f"{t}: {' + '.join(f.name for f in chosen_by(t))}" for t in TARGETS)
-    made = (f for f in FORMATS if not f.variant)
-    files = "; ".join(f"{f.name}: {' and '.join(p.name for p in f.files(Path('NAME')))}" for f in made)
+    """ "x86: float32; pi: float16; mcu: int8 plus NAME.cc and NAME.h", from the rows."""
+
+    def writes(target: str) -> str:
+        rows = chosen_by(target)
+        files = [p.name for row in rows if not row.variant for p in row.files(Path("NAME.tflite"))]
+        return f"{target}: {target_variant(target).name}" + (f" plus {' and '.join(files)}" if files else "")
+
     return (
-        f"Pick the variant measured best for this kind of CPU (when no variant flag is given), and say why ({writes}; "
-        f"{files})."
+        "Pick the format measured best for this device (when no variant flag is given), and say why: "
+        + "; ".join(writes(t) for t in TARGETS)
+        + "."
     )

@@ -69,7 +69,10 @@ class TimeDomainFeatures(keras.layers.Layer):
         turning = tf.logical_and(
             rise_before * -rise_after > 0, tf.logical_or(large_enough[:, :-1], large_enough[:, 1:])
         )
-        count = lambda flags: tf.reduce_sum(tf.cast(flags, x.dtype), axis=1)  # noqa: E731
+
+        def count(flags):
+            return tf.reduce_sum(tf.cast(flags, x.dtype), axis=1)
+
         columns = {
             "mav": tf.reduce_mean(tf.abs(x), axis=1),
             "rms": tf.sqrt(tf.reduce_mean(tf.square(x), axis=1)),
