@@ -98,6 +98,45 @@ def export(
     --prune, --cluster, --qat and --low-rank fine-tune with the distillation loss against the run's teachers."""
     from edgekd.compress.apply import CompressionOptions
 
+    variant, made_from = _resolve_target(target, variant, out)
+    options = CompressionOptions(
+        prune=prune,
+        qat=qat,
+        cluster=cluster,
+        low_rank=low_rank,
+        finetune_epochs=finetune_epochs,
+        data=data,
+        seed=finetune_seed,
+    )
+    options.check(variant)
+    from edgekd.export.export import check_classical_branch, export_run
+
+    check_classical_branch(classical_branch, options)
+    if made_from and classical_branch != "none":
+        raise UserError(
+            f"--target {target} wants a full-integer model for TensorFlow Lite Micro, and --classical-branch "
+            f"{classical_branch} keeps the LDA branch in float32; export the student alone for a microcontroller"
+        )
+    r = export_run(
+        run,
+        variant,
+        out,
+        min_agreement,
+        compression=options,
+        log=click.echo,
+        classical_branch=classical_branch,
+        force=force,
+        made_from=made_from,
+    )
+    click.echo()
+    for table in _compression_tables(r, prune, cluster):
+        click.echo(table + "\n")
+    click.echo(_result_table(r))
+    click.echo(f"next: edgekd bench {r.path}")
+
+
+def _resolve_target(target: str | None, variant: str | None, out: Path) -> tuple[str, tuple[str, ...]]:
+    """(the variant to convert, the formats rows made from it), from --target and the variant flags; says why."""
     made_from = ()
     if target is not None:
         picked = formats.target_variant(target)
@@ -113,90 +152,50 @@ def export(
                 click.echo(f"--target {target}: also {files} ({row.name}), because {row.targets[target]}")
     if variant is None:
         raise UserError(f"choose a variant: {formats.variant_choice_hint()}")
-    options = CompressionOptions(
-        prune=prune,
-        qat=qat,
-        cluster=cluster,
-        low_rank=low_rank,
-        finetune_epochs=finetune_epochs,
-        data=data,
-        seed=finetune_seed,
-    )
-    options.check(variant)
-    from edgekd.export.export import check_classical_branch, export_run
+    return variant, made_from
 
-    check_classical_branch(classical_branch, options)
-    if target == "mcu" and classical_branch != "none":
-        raise UserError(
-            f"--target mcu wants a full-integer model for TensorFlow Lite Micro, and --classical-branch "
-            f"{classical_branch} keeps the LDA branch in float32; export the student alone for a microcontroller"
-        )
-    r = export_run(
-        run,
-        variant,
-        out,
-        min_agreement,
-        compression=options,
-        log=click.echo,
-        classical_branch=classical_branch,
-        force=force,
-        made_from=made_from,
-    )
-    fused = "UNIDIRECTIONAL_SEQUENCE_LSTM" in r.ops and "WHILE" not in r.ops
-    click.echo()
+
+def _compression_tables(r, prune: float | None, cluster: int | None) -> list[str]:
+    """Per kernel: the sparsity pruning measured, the distinct values clustering left."""
+    tables = []
     if r.compression and "prune" in r.compression:
-        per_layer = r.compression["prune"]["per_layer"]
-        click.echo(
+        measured = r.compression["prune"]["measured"]
+        tables.append(
             format_table(
                 ["kernel", "sparsity"],
-                [[k, v] for k, v in per_layer.items()],
-                title=f"pruning: asked {prune:.0%}, measured {r.compression['prune']['measured']:.1%} "
-                "of kernel weights",
+                list(map(list, r.compression["prune"]["per_layer"].items())),
+                title=f"pruning: asked {prune:.0%}, measured {measured:.1%} of kernel weights",
             )
         )
-        click.echo()
     if r.compression and "cluster" in r.compression:
-        distinct = r.compression["cluster"]["distinct"]
-        click.echo(
+        zeros = ", the pruned zeros among them" if "prune" in r.compression else ""
+        tables.append(
             format_table(
                 ["kernel", "distinct values"],
-                [[k, v] for k, v in distinct.items()],
-                title=f"clustering: at most {cluster} distinct values per kernel"
-                + (", the pruned zeros among them" if "prune" in r.compression else ""),
+                list(map(list, r.compression["cluster"]["distinct"].items())),
+                title=f"clustering: at most {cluster} distinct values per kernel{zeros}",
             )
         )
-        click.echo()
-    click.echo(
-        format_table(
-            ["model", "variant", "bytes", "gzip", "agreement", "student_acc", "keras_acc", "tflite_acc", "seconds"],
-            [
-                [
-                    str(r.path),
-                    r.label + (f" ({r.quantizer})" if r.quantizer else ""),
-                    r.bytes,
-                    r.gzip_bytes,
-                    r.agreement,
-                    r.student_accuracy,
-                    r.keras_accuracy,
-                    r.tflite_accuracy,
-                    r.seconds,
-                ]
-            ],
-        )
-    )
+    return tables
+
+
+def _result_table(r) -> str:
+    """The exported file's row, what its accuracy columns mean, its ops and the files made from it."""
+    columns = ["model", "variant", "bytes", "gzip", "agreement", "student_acc", "keras_acc", "tflite_acc", "seconds"]
+    variant = r.label + (f" ({r.quantizer})" if r.quantizer else "")
+    row = [str(r.path), variant, r.bytes, r.gzip_bytes, r.agreement]
+    lines = [format_table(columns, [row + [r.student_accuracy, r.keras_accuracy, r.tflite_accuracy, r.seconds]])]
     with_branch = bool(r.classical_branch and r.classical_branch["kept"])
     if r.compression or with_branch:
-        click.echo(
-            "student_acc: the run's student alone, uncompressed; keras_acc: "
-            + " and ".join(
-                (["after compression"] if r.compression else []) + (["with the LDA branch"] if with_branch else [])
-            )
-            + "; agreement: tflite vs keras_acc's model"
+        after = (["after compression"] if r.compression else []) + (["with the LDA branch"] if with_branch else [])
+        lines.append(
+            f"student_acc: the run's student alone, uncompressed; keras_acc: {' and '.join(after)}; "
+            "agreement: tflite vs keras_acc's model"
         )
-    click.echo(f"ops: {', '.join(r.ops)}{'  (LSTM fused)' if fused else ''}")
-    for name, made in (r.made or {}).items():
-        click.echo(made_summary(name, made))
-    click.echo(f"next: edgekd bench {r.path}")
+    fused = "UNIDIRECTIONAL_SEQUENCE_LSTM" in r.ops and "WHILE" not in r.ops
+    lines.append(f"ops: {', '.join(r.ops)}{'  (LSTM fused)' if fused else ''}")
+    lines += [made_summary(name, made) for name, made in (r.made or {}).items()]
+    return "\n".join(lines)
 
 
 def made_summary(name: str, made: dict) -> str:

@@ -12,7 +12,7 @@ import gzip
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -80,13 +80,53 @@ def export_run(
     mcu: "tflm"), checked by their verifier before the .tflite is put in place."""
     started = time.perf_counter()
     run_dir, out = Path(run_dir), check_output(out, "--out", force)
+    compression = compression or CompressionOptions()
+    request = _check_request(run_dir, variant, out, min_agreement, compression, classical_branch, made_from, force)
+    windows = load_run_windows(run_dir)
+    student = _prepare_student(request, windows["test_x"], windows["test_y"], compression, log, progress)
+    best = _convert_agreeing(request, student, windows["representative"], windows["test_x"], log)
+    final, made = _put_in_place(request, best, windows["test_x"], windows["test_y"], log)
+    return ExportResult(
+        out,
+        variant,
+        best.quantizer,
+        len(final),
+        best.agreement,
+        best.metadata["keras_test_accuracy"],
+        best.metadata["test_accuracy"],
+        request.tried,
+        builtin_op_names(final),
+        time.perf_counter() - started,
+        gzip_bytes=len(gzip.compress(final, compresslevel=9, mtime=0)),
+        compression=best.done,
+        student_accuracy=student.accuracy,
+        classical_branch=student.branch.describe() if student.branch else None,
+        made=made or None,
+    )
+
+
+@dataclass
+class _Request:
+    """What export_run was asked for, checked before minutes of work start."""
+
+    run_dir: Path
+    run: dict
+    report: dict
+    variant: str
+    out: Path
+    threshold: float  # least agreement with the Keras model
+    made_rows: list[formats.ExportFormat]
+    classical_branch: str
+    tried: dict = field(default_factory=dict)  # agreement of each conversion tried, for the result and errors
+
+
+def _check_request(run_dir, variant, out, min_agreement, compression, classical_branch, made_from, force) -> _Request:
     made_rows = [formats.find(name, variant=False) for name in made_from]
     for row in made_rows:
         for path in row.files(out):
             if path == out:
                 raise UserError(f"{out}: {row.name} writes {path.name} from it; give --out a .tflite name")
             check_output(path, "--out", force)  # now, not after minutes of converting
-    compression = compression or CompressionOptions()
     compression.check(variant)
     check_classical_branch(classical_branch, compression)
     run, report = load_run(run_dir)
@@ -100,110 +140,111 @@ def export_run(
     threshold = formats.find(variant, variant=True).min_agreement if min_agreement is None else min_agreement
     if not 0.0 <= threshold <= 1.0:
         raise UserError("--min-agreement is a fraction of windows in [0, 1], e.g. 0.95")
+    return _Request(run_dir, run, report, variant, out, threshold, made_rows, classical_branch)
 
-    windows = load_run_windows(run_dir)
-    representative, test_x, test_y = windows["representative"], windows["test_x"], windows["test_y"]
-    student = _load_student(run_dir, run)
-    student_accuracy = float(np.mean(np.argmax(student(test_x, training=False).numpy(), 1) == test_y))
-    done, compressed = None, None
+
+@dataclass
+class _Student:
+    """The Keras model to convert: the run's student, compressed and with the LDA branch as asked."""
+
+    model: object
+    accuracy: float  # the run's student before compression, on the test windows
+    compressed: object | None  # compress.apply's result, None without compression
+    branch: object | None  # models/hybrid.py's branch with --classical-branch
+
+
+def _prepare_student(request: _Request, test_x, test_y, compression, log, progress) -> _Student:
+    student = _load_student(request.run_dir, request.run)
+    accuracy = float(np.mean(np.argmax(student(test_x, training=False).numpy(), 1) == test_y))
+    compressed = None
     if compression.any:
         from edgekd.compress.apply import compress
 
-        compressed = compress(student, run_dir, run, compression, log=log, progress=progress)
-        student, done = compressed.model, compressed.done
+        compressed = compress(student, request.run_dir, request.run, compression, log=log, progress=progress)
+        student = compressed.model
     branch = None
-    if classical_branch != "none":
-        student, branch = _with_branch(student, run_dir, run, compression.data, log)
+    if request.classical_branch != "none":
+        student, branch = _with_branch(student, request.run_dir, request.run, compression.data, log)
+    return _Student(student, accuracy, compressed, branch)
 
-    def metadata_for(quantizer, done):
-        return _metadata(run, report, run_dir, variant, quantizer, done, student, branch)
 
-    tried = {}
+def _convert_agreeing(request: _Request, student: _Student, representative, test_x, log) -> _Conversion:
+    """The best conversion (int8 QAT: or the post-training one, by validation), refused below the threshold."""
+    r, compressed = request, student.compressed
+    done = compressed.done if compressed else None
     per_channel = not (done and "cluster" in done)
-    if not per_channel and variant in ("dynamic", "int8"):
+    if not per_channel and r.variant in ("dynamic", "int8"):
         log(
             "quantizing with one scale per weight tensor: per-channel scales would turn each kernel's shared values "
             "into as many per output channel"
         )
+
+    def metadata_for(model, quantizer, done):
+        return _metadata(r.run, r.report, r.run_dir, r.variant, quantizer, done, model, student.branch)
+
     best = convert_checked(
-        student,
-        variant,
+        student.model,
+        r.variant,
         representative,
         test_x,
-        threshold,
-        out,
-        lambda q: metadata_for(q, done),
-        tried,
+        r.threshold,
+        r.out,
+        lambda q: metadata_for(student.model, q, done),
+        r.tried,
         log,
         per_channel=per_channel,
-        float_layers=branch.float_layers if branch and branch.kept else (),
+        float_layers=student.branch.float_layers if student.branch and student.branch.kept else (),
     )
+    if best is not None:
+        best.done = done
     if compressed is not None and compressed.before_qat is not None and best is not None:
         best, done = _qat_or_post_training(
             best,
             compressed,
             representative,
             test_x,
-            threshold,
-            out,
-            lambda q, d: _metadata(run, report, run_dir, variant, q, d, compressed.before_qat),
+            r.threshold,
+            r.out,
+            lambda q, d: _metadata(r.run, r.report, r.run_dir, r.variant, q, d, compressed.before_qat),
             log,
         )
-    if best is not None and best.agreement < threshold:
+        best.done = done
+    if best is not None and best.agreement < r.threshold:
         best.path.unlink(missing_ok=True)
-    if best is None or best.agreement < threshold:
+    if best is None or best.agreement < r.threshold:
         agreement = 0.0 if best is None else best.agreement
-        attempts = ", ".join(f"{k} {v:.1%}" for k, v in tried.items())
+        attempts = ", ".join(f"{k} {v:.1%}" for k, v in r.tried.items())
         raise UserError(
-            f"{out}: not written: the {variant} model agrees with the Keras student on only {agreement:.1%} of test "
-            f"windows ({attempts}; needed {threshold:.0%}); export --float16 or --dynamic instead, or retrain with "
-            f"more data"
+            f"{r.out}: not written: the {r.variant} model agrees with the Keras student on only {agreement:.1%} of "
+            f"test windows ({attempts}; needed {r.threshold:.0%}); export --float16 or --dynamic instead, or "
+            f"retrain with more data"
         )
-    keras_accuracy = float(np.mean(np.argmax(best.keras_logits, 1) == test_y))
-    tflite_accuracy = float(np.mean(np.argmax(best.logits, 1) == test_y))
-    final = embed_signed_metadata(
-        best.path.read_bytes(),
-        {
-            **best.metadata,
-            "agreement": best.agreement,
-            "test_accuracy": tflite_accuracy,
-            "keras_test_accuracy": keras_accuracy,
-        },
-        reserve=RECORD_ROOM,
-    )
+    return best
+
+
+def _put_in_place(request: _Request, best: _Conversion, test_x, test_y, log) -> tuple[bytes, dict]:
+    """Sign the file with its measured accuracies, verify and write the files made from it, then rename it to
+    --out: any failure before the rename leaves the user's files as they were. Returns (the file, made files)."""
+    best.metadata = {
+        **best.metadata,
+        "agreement": best.agreement,
+        "test_accuracy": float(np.mean(np.argmax(best.logits, 1) == test_y)),
+        "keras_test_accuracy": float(np.mean(np.argmax(best.keras_logits, 1) == test_y)),
+    }
+    final = embed_signed_metadata(best.path.read_bytes(), best.metadata, reserve=RECORD_ROOM)
     best.path.write_bytes(final)
-    # Files made from the .tflite are verified before it is put in place (a failure leaves no file), written after.
-    try:
-        checks = {row.name: _verify(row, best.path, out, test_x, best.logits, log) for row in made_rows}
-    except BaseException:
-        best.path.unlink(missing_ok=True)
-        raise
     ops = builtin_op_names(final)
-    # The C files first: a failure there leaves the user's old .tflite (and the candidate is removed).
     try:
-        made = {row.name: _convert_from(row, out, final, ops, checks[row.name]) for row in made_rows}
+        made = {}
+        for row in request.made_rows:
+            check = _verify(row, best.path, request.out, test_x, best.logits, log)
+            made[row.name] = _convert_from(row, request.out, final, ops, check)
     except BaseException:
         best.path.unlink(missing_ok=True)
         raise
-    os.chmod(best.path, file_mode(out))
-    os.replace(best.path, out)
-    return ExportResult(
-        out,
-        variant,
-        best.quantizer,
-        len(final),
-        best.agreement,
-        keras_accuracy,
-        tflite_accuracy,
-        tried,
-        ops,
-        time.perf_counter() - started,
-        gzip_bytes=len(gzip.compress(final, compresslevel=9, mtime=0)),
-        compression=done,
-        student_accuracy=student_accuracy,
-        classical_branch=branch.describe() if branch else None,
-        made=made or None,
-    )
+    os.chmod(best.path, file_mode(request.out))
+    os.replace(best.path, request.out)
+    return final, made
 
 
 def _verify(row: formats.ExportFormat, candidate: Path, out: Path, test_x, litert_logits, log):
@@ -238,6 +279,7 @@ class _Conversion:
     logits: np.ndarray  # TFLite, on the test windows
     keras_logits: np.ndarray
     metadata: dict
+    done: dict | None = None  # the compression steps applied to the model it was converted from
 
 
 def convert_checked(
