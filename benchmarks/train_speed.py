@@ -29,7 +29,8 @@ from defaults import RECORDS as DEFAULT_RECORDS  # noqa: E402
 from defaults import folds, person_mean  # noqa: E402
 from results_md import publish  # noqa: E402
 
-from edgekd.distill.run import DistillConfig, auto_batch_size  # noqa: E402
+from edgekd.distill.run import DistillConfig  # noqa: E402
+from edgekd.distill.stages import auto_batch_size  # noqa: E402
 from edgekd.io import write_json_atomic  # noqa: E402
 
 EPOCHS = 6

@@ -182,7 +182,7 @@ def test_no_loss_applies_softmax_twice(kd_term):
 # --------------------------------------------------------------------------------------------- config and CLI
 def test_cli_choices_are_the_fusion_modes():
     from edgekd.cli.distill import distill
-    from edgekd.distill.run import LOSSES
+    from edgekd.distill.options import LOSSES
 
     choices = {p.name: p.type.choices for p in distill.params if p.name in ("fusion", "loss")}
     assert list(choices["fusion"]) == list(FUSIONS) and list(choices["loss"]) == list(LOSSES)
@@ -213,25 +213,8 @@ def test_tiny_distill_with_confidence_fusion_and_mse(myo5, tmp_path):
             str(myo5),
             "--out",
             str(out),
-            "--test-on",
-            "2",
-            "--val-on",
-            "1",
-            "--teachers",
-            "2",
-            "--epochs",
-            "2",
-            "--patience",
-            "2",
-            "--window",
-            "0.5",
-            "--hop",
-            "0.25",
-            "--fusion",
-            "confidence",
-            "--loss",
-            "mse",
-            "--quiet",
+            *"--test-on 2 --val-on 1 --teachers 2 --epochs 2 --patience 2 --window 0.5 --hop 0.25 --quiet".split(),
+            *"--fusion confidence --loss mse".split(),
         ],
     )
     assert result.exit_code == 0, result.output + repr(result.exception)

@@ -61,7 +61,7 @@ def test_export_refuses_a_collapsed_int8_model_after_trying_both_quantizers(tiny
     """A converter that yields a one-class model (what the MLIR quantizer did on myo5) must never be written."""
     import numpy as np
 
-    import edgekd.export.export as export_module
+    import edgekd.export.convert as convert_module
     from edgekd.export.convert import convert as real_convert
 
     tried = []
@@ -76,7 +76,7 @@ def test_export_refuses_a_collapsed_int8_model_after_trying_both_quantizers(tiny
         one_class.set_weights(weights)
         return real_convert(one_class, variant, representative, quantizer, **options)
 
-    monkeypatch.setattr(export_module, "convert", collapsed_convert)
+    monkeypatch.setattr(convert_module, "convert", collapsed_convert)
     out = tmp_path / "never.tflite"
     result = CliRunner().invoke(main, ["export", str(tiny_run), "--int8", "--out", str(out), "--min-agreement", "0.99"])
     assert result.exit_code == 2 and "not written" in result.output, result.output
@@ -170,21 +170,7 @@ def test_default_architectures_distil_and_export_int8_without_lstm_or_dropout(my
         str(myo5),
         "--out",
         str(out),
-        "--test-on",
-        "2",
-        "--val-on",
-        "1",
-        "--teachers",
-        "1",
-        "--epochs",
-        "2",
-        "--patience",
-        "2",
-        "--window",
-        "0.5",
-        "--hop",
-        "0.25",
-        "--quiet",
+        *"--test-on 2 --val-on 1 --teachers 1 --epochs 2 --patience 2 --window 0.5 --hop 0.25 --quiet".split(),
     ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output + repr(result.exception)

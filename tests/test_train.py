@@ -95,7 +95,7 @@ def test_constant_schedule_keeps_the_rate():
 
 
 def test_auto_batch_keeps_64_steps_per_epoch_between_32_and_256():
-    from edgekd.distill.run import auto_batch_size
+    from edgekd.distill.stages import auto_batch_size
 
     assert auto_batch_size(258) == 32  # myo5: a few hundred windows keep the batch they validated with
     assert auto_batch_size(6_700) == 104  # isl50 at the spine's settings

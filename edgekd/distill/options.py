@@ -66,7 +66,7 @@ OPTIONS = (
     Option("student", "str", "edge-conv", "Student architecture: preset name or .toml path."),
     Option("epochs", "int", 60, "Most epochs per model (early stopping on validation).", at_least=1),
     Option("patience", "int", 12, "Epochs without validation gain before stopping.", at_least=1),
-    # None: auto_batch_size of the training windows (distill/run.py)
+    # None: auto_batch_size of the training windows (distill/stages.py)
     Option(
         "batch_size",
         "batch",

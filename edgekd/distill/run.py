@@ -14,6 +14,7 @@ give. The run folder holds everything export needs:
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import asdict
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.distill.options import LOSSES, SCHEDULES, DistillConfig  # noqa: F401  (re-exported: the run's API)
+from edgekd.distill.options import DistillConfig
 from edgekd.distill.stages import (
     Evaluation,
     Prepared,
@@ -29,7 +30,6 @@ from edgekd.distill.stages import (
     Students,
     Targets,
     TeacherSet,
-    auto_batch_size,  # noqa: F401  (re-exported)
     describe,
     evaluate,
     load_presets,
@@ -114,6 +114,7 @@ def student_files(students: Students) -> dict:
     return {**students.models, **others, **({"selector": students.selector.model} if students.selector else {})}
 
 
+@functools.cache
 def training_device() -> str:
     """What trained: the first GPU TensorFlow sees (with `pip install 'edgekd[train,gpu]'` on a machine with CUDA), by
     name where the driver gives one, else "CPU" and its thread count."""

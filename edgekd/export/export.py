@@ -23,7 +23,7 @@ from edgekd.compress.apply import CompressionOptions
 from edgekd.distill.run import load_run, load_run_windows
 from edgekd.errors import UserError
 from edgekd.export import formats
-from edgekd.export.convert import INT8_QUANTIZERS, builtin_op_names, convert  # noqa: F401 (the variants' converter)
+from edgekd.export.convert import INT8_QUANTIZERS, builtin_op_names
 from edgekd.export.metadata_writer import embed_metadata, embed_signed_metadata
 from edgekd.io import check_output, file_mode
 from edgekd.models.saved import load_model
@@ -85,7 +85,7 @@ def export_run(
     windows = load_run_windows(run_dir)
     student = _prepare_student(request, windows["test_x"], windows["test_y"], compression, log, progress)
     best = _convert_agreeing(request, student, windows["representative"], windows["test_x"], log)
-    final, made = _put_in_place(request, best, windows["test_x"], windows["test_y"], log)
+    final, ops, made = _put_in_place(request, best, windows["test_x"], windows["test_y"], log)
     return ExportResult(
         out,
         variant,
@@ -95,7 +95,7 @@ def export_run(
         best.metadata["keras_test_accuracy"],
         best.metadata["test_accuracy"],
         request.tried,
-        builtin_op_names(final),
+        ops,
         time.perf_counter() - started,
         gzip_bytes=len(gzip.compress(final, compresslevel=9, mtime=0)),
         compression=best.done,
@@ -222,9 +222,10 @@ def _convert_agreeing(request: _Request, student: _Student, representative, test
     return best
 
 
-def _put_in_place(request: _Request, best: _Conversion, test_x, test_y, log) -> tuple[bytes, dict]:
+def _put_in_place(request: _Request, best: _Conversion, test_x, test_y, log) -> tuple[bytes, list[str], dict]:
     """Sign the file with its measured accuracies, verify and write the files made from it, then rename it to
-    --out: any failure before the rename leaves the user's files as they were. Returns (the file, made files)."""
+    --out: any failure before the rename leaves the user's files as they were. Returns (the file, its ops, made
+    files)."""
     best.metadata = {
         **best.metadata,
         "agreement": best.agreement,
@@ -244,7 +245,7 @@ def _put_in_place(request: _Request, best: _Conversion, test_x, test_y, log) -> 
         raise
     os.chmod(best.path, file_mode(request.out))
     os.replace(best.path, request.out)
-    return final, made
+    return final, ops, made
 
 
 def _verify(row: formats.ExportFormat, candidate: Path, out: Path, test_x, litert_logits, log):

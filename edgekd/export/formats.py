@@ -29,8 +29,8 @@ class ExportFormat:
     # True: a .tflite variant of the student, chosen by its own flag or a target. False: files made from the
     # exported .tflite (whichever variant it is), chosen by a target only.
     variant: bool = True
-    # Keras model -> .tflite bytes (convert.py's convert, looked up where export calls it); or .tflite -> files.
-    converter: str = "edgekd.export.export:convert"
+    # Keras model -> .tflite bytes; or, for files made from a .tflite, .tflite -> files.
+    converter: str = "edgekd.export.convert:convert"
     verifier: str = "edgekd.export.export:keras_agreement"  # the check its output passes before it is kept
     also: tuple[str, ...] = ()  # suffixes of the other files it writes (a C source's header)
 

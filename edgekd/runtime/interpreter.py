@@ -10,8 +10,6 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import numpy as np
 
 from edgekd.console import quiet_native_output
 from edgekd.errors import UserError
+from edgekd.runtime.child import run_code
 from edgekd.runtime.metadata import ModelFormatError, altered, is_tflite, read_metadata, signed
 
 # (module to import, attribute path of the Interpreter class, pip distribution), in order of
@@ -84,20 +83,9 @@ interpreter.invoke()
 def _check_in_child(path: Path, interpreter_class: type, runtime: str, timeout_s: float = 60.0) -> None:
     """Refuse a model without export's checksum that crashes or hangs the runtime, trying it in a child process first.
     A Python-level failure is left to the caller, which reports it in the runtime's own words."""
-    command = [
-        sys.executable,
-        "-c",
-        _CHILD_CHECK,
-        interpreter_class.__module__,
-        interpreter_class.__qualname__,
-        str(path),
-    ]
-    try:
-        returncode = subprocess.run(command, capture_output=True, timeout=timeout_s).returncode
-    except subprocess.TimeoutExpired:
-        raise UserError(
-            f"{path}: {runtime} did not finish loading and running it in {timeout_s:.0f} s; {_FIX}"
-        ) from None
+    args = [interpreter_class.__module__, interpreter_class.__qualname__, str(path)]
+    on_timeout = f"{path}: {runtime} did not finish loading and running it in {timeout_s:.0f} s; {_FIX}"
+    returncode = run_code(_CHILD_CHECK, args, timeout_s, on_timeout).returncode
     if returncode < 0:
         name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else f"signal {-returncode}"
         raise UserError(
