@@ -14,19 +14,7 @@ from edgekd.datasets import bundled_dataset
 # The LSTM student: the fused-LSTM conversion, LSTM pruning and QAT are the paths with traps (STACK.md), so the
 # shared run keeps them under test; the default convolutional student has its own run in test_pipeline.py.
 TINY_RUN_ARGS = [
-    "--student",
-    "edge-student",
-    "--teachers",
-    "2",
-    "--epochs",
-    "3",
-    "--patience",
-    "3",
-    "--window",
-    "0.5",
-    "--hop",
-    "0.25",
-    "--quiet",
+    *"--student edge-student --teachers 2 --epochs 3 --patience 3 --window 0.5 --hop 0.25 --quiet".split(),
 ]
 
 
